@@ -1,0 +1,32 @@
+# Every target builds the local .venv first when it is missing or older than pyproject.toml.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# torch comes first and alone, at the version pyproject.toml pins, so no CUDA wheels are pulled.
+TORCH  := $(shell grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"')
+N      ?= 4
+ARGS   ?=
+PYTEST_ARGS ?=
+
+.PHONY: venv render sheet test clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e . --config-settings editable_mode=compat
+	touch $(STAMP)
+
+render: $(STAMP)
+	$(BIN)/python -m pipelines.render n_clips=$(N) $(ARGS)
+
+sheet: $(STAMP)
+	$(BIN)/python -m pipelines.contact_sheet $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf data outputs .pytest_cache

@@ -1,0 +1,162 @@
+"""`python -m pipelines.render` (`make render N=...`): render a dataset's missing clips into a store.
+
+The driver plans every clip from the config, skips those already complete in the store, runs
+one Ray task per missing clip (each a Blender process rendering and writing that clip), shows
+progress and ends with a summary; the exit status is non-zero when any clip failed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from pipelines import plan, provenance, store
+from pipelines.cli import UserError, app, to_container
+from render.spec import ClipSpec
+
+EXIT_CLIPS_FAILED = 1
+
+
+def render_and_store(spec_dict: dict, store_path: str, compression: dict, threads: int) -> dict:
+    """One clip, start to finish, inside a worker: render, convert, write, mark complete."""
+    import torch
+    torch.set_num_threads(max(threads, 1))  # Ray's OMP_NUM_THREADS is read once per reused worker
+    from render.clip import render_clip  # bpy only ever loads in workers
+
+    start = time.perf_counter()
+    spec = ClipSpec.from_dict(spec_dict)
+    clip = render_clip(spec, threads=threads)
+    root = store.open_store(store_path, mode="r+")
+    attrs = {"source": "synthetic", "fps": spec.fps, "spec": spec.to_dict(),
+             "software": provenance.software(), "render": clip.info}
+    store.write_clip(root, spec.clip_id, clip.arrays, attrs, store.Compression(**compression))
+    return {"clip_id": spec.clip_id, "frames": spec.n_frames, "render_s": clip.info["cycles_seconds"],
+            "total_s": time.perf_counter() - start, "pid": os.getpid()}
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def _differences(a: dict, b: dict) -> list[str]:
+    fa, fb = _flatten(a), _flatten(b)
+    return sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k))
+
+
+def open_for(cfg: dict, model: dict) -> Any:
+    """The store for this dataset; refuses one that holds clips of another dataset definition."""
+    defn = plan.definition(cfg, model)
+    digest = plan.definition_hash(defn)
+    try:
+        root = store.create(cfg["store"]["path"], {
+            "dataset": {"definition": defn, "hash": digest},
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "software": provenance.software()})
+    except store.StoreError as e:
+        raise UserError(str(e)) from None
+    held = root.attrs.get("dataset", {})
+    if held.get("hash") != digest:
+        diff = _differences(held.get("definition", {}), defn)
+        raise UserError(f"store {cfg['store']['path']} holds another dataset (differs in {', '.join(diff[:5]) or 'its hash'}); "
+                        f"render into a new store.path or use the same settings")
+    return root
+
+
+def resolve_model(cfg: dict) -> dict:
+    from assets import body
+    b = cfg["body"]
+    try:
+        return body.resolve_model(b["model_path"], b["gender"], Path(b["cache_dir"]).expanduser())
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(f"body.model_path: {e}") from None
+
+
+def run_ray(specs: list[ClipSpec], cfg: dict) -> tuple[list[dict], dict[str, str]]:
+    import ray
+    from tqdm import tqdm
+
+    cl = cfg["cluster"]
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # Ray 2.60 otherwise writes a token under $HOME
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
+    if cl["address"]:
+        ray.init(address=cl["address"], **kwargs)
+    else:
+        ray.init(num_cpus=cl["workers"] * cl["cpus_per_worker"], _temp_dir=cl["temp_dir"], **kwargs)
+    task = ray.remote(render_and_store).options(
+        num_cpus=cl["cpus_per_worker"], max_calls=cl["clips_per_worker"], max_retries=cl["max_retries"])
+    compression = {"colour_clevel": cfg["store"]["colour_clevel"], "mask_clevel": cfg["store"]["mask_clevel"]}
+    store_path = str(Path(cfg["store"]["path"]).resolve())
+    pending = {task.remote(s.to_dict(), store_path, compression, cl["cpus_per_worker"]): s.clip_id for s in specs}
+    done: list[dict] = []
+    failed: dict[str, str] = {}
+    try:
+        with tqdm(total=len(pending), unit="clip", desc="render", file=sys.stderr, dynamic_ncols=True) as bar:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                clip = pending.pop(ready[0])
+                try:
+                    done.append(ray.get(ready[0]))
+                except Exception as e:  # noqa: BLE001 - a clip's own failure must not stop the run
+                    cause = getattr(e, "cause", None) or e
+                    failed[clip] = f"{type(cause).__name__}: {' '.join(str(cause).split())[:300]}"
+                bar.set_postfix(done=len(done), failed=len(failed))
+                bar.update()
+    finally:
+        ray.shutdown()
+    return done, failed
+
+
+def summary(cfg: dict, n_planned: int, skipped: int, done: list[dict], failed: dict[str, str],
+            wall: float, sheet: Path | None) -> str:
+    frames = sum(d["frames"] for d in done)
+    render_s = sum(d["render_s"] for d in done)
+    root = Path(cfg["store"]["path"])
+    size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / 2**20
+    lines = [f"clips: {n_planned} planned, {skipped} already complete, {len(done)} rendered, {len(failed)} failed",
+             f"time: {wall:.1f} s wall" + (f", {wall / len(done):.1f} s per clip, Cycles {render_s / max(frames, 1):.2f} s per frame"
+                                           if done else ""),
+             f"store: {root} ({size:.1f} MiB)"]
+    if sheet:
+        lines.append(f"contact sheet: {sheet}")
+    lines += [f"FAILED {clip}: {why}" for clip, why in sorted(failed.items())]
+    return "\n".join(lines)
+
+
+@app("render")
+def main(cfg: DictConfig) -> int:
+    c = to_container(cfg)
+    plan.check(c)
+    model = resolve_model(c)
+    specs = plan.plan(c, model)
+    root = open_for(c, model)
+    complete = set(store.complete_ids(root))
+    todo = [s for s in specs if s.clip_id not in complete]
+    print(f"{len(specs)} clips planned ({plan.n_frames(c)} frames, {c['cycles']['width']}x{c['cycles']['height']}, "
+          f"{c['cycles']['samples']} spp, body model: {model['kind']}), {len(specs) - len(todo)} already complete, "
+          f"{len(todo)} to render into {c['store']['path']}", flush=True)
+    if c["dry_run"]:
+        for s in todo:
+            print(f"  {s.clip_id}: motion {s.motion.get('name', s.motion['kind'])}, hair {s.hair['geometry'].get('style')}")
+        return 0
+    start = time.perf_counter()
+    done, failed = run_ray(todo, c) if todo else ([], {})
+    from pipelines import contact_sheet
+    sh = c["sheet"]
+    sheet = contact_sheet.write(store.open_store(c["store"]["path"]), contact_sheet.default_path(c),
+                                sh["clips"], sh["frames"], sh["cell"])
+    print(summary(c, len(specs), len(specs) - len(todo), done, failed, time.perf_counter() - start, sheet))
+    return EXIT_CLIPS_FAILED if failed else 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""From Cycles' premultiplied scene-linear RGBA to the store's straight sRGB fgr and linear alpha."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")  # must precede the cv2 import
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+ALPHA_MAX = 65535
+
+
+def read_exr(path: str) -> np.ndarray:
+    """RGBA float32 (H, W, 4) from a Blender EXR (premultiplied, scene-linear)."""
+    bgra = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if bgra is None or bgra.ndim != 3 or bgra.shape[2] != 4:
+        raise OSError(f"cannot read an RGBA EXR from {path}")
+    return cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA)
+
+
+def linear_to_srgb(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+
+
+def extend_colour(rgb: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Fill unknown pixels from a push-pull pyramid of the known ones.
+
+    Colour where alpha is 0 is unspecified by the store contract; extending nearby foreground
+    colour into it keeps composites free of dark fringes after resizing.
+    """
+    w = known.astype(np.float32)
+    c = rgb.astype(np.float32) * w[..., None]
+    levels = []
+    while True:
+        levels.append((c, w))
+        h, wd = w.shape
+        if h <= 1 and wd <= 1:
+            break
+        size = (max(1, wd // 2), max(1, h // 2))
+        c, w = cv2.resize(c, size, interpolation=cv2.INTER_AREA), cv2.resize(w, size, interpolation=cv2.INTER_AREA)
+    coarse = levels[-1][0] / np.maximum(levels[-1][1], 1e-8)[..., None]
+    for c, w in reversed(levels[:-1]):
+        up = cv2.resize(coarse, (w.shape[1], w.shape[0]), interpolation=cv2.INTER_LINEAR)
+        # w is the known fraction of each pixel (exactly 0 or 1 at full resolution): known
+        # colour where there is weight, the coarser estimate where there is none.
+        known_colour = c / np.maximum(w, 1e-8)[..., None]
+        coarse = w[..., None] * known_colour + (1.0 - w[..., None]) * up
+    return coarse
+
+
+def to_store(rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(T,H,W,4) premultiplied linear float -> fgr uint8 (T,H,W,3) straight sRGB, alpha uint16 (T,H,W)."""
+    alpha = np.clip(rgba[..., 3], 0.0, 1.0)
+    alpha16 = np.round(alpha * ALPHA_MAX).astype(np.uint16)
+    fgr = np.empty(rgba.shape[:3] + (3,), np.uint8)
+    for t in range(rgba.shape[0]):
+        known = alpha16[t] > 0
+        straight = rgba[t, ..., :3] / np.maximum(alpha[t], 1e-8)[..., None]
+        filled = extend_colour(np.where(known[..., None], straight, 0.0), known)
+        fgr[t] = np.round(linear_to_srgb(filled) * 255.0).astype(np.uint8)
+    return fgr, alpha16

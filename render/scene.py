@@ -1,0 +1,287 @@
+"""Build one Cycles scene from resolved geometry and a ClipSpec, and render its frames.
+
+Everything here runs inside one Blender (bpy) process. Inputs arrive in the SMPL-X frame (Y up,
+facing +Z) and are turned into Blender's Z-up frame once, by `to_blender`.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+import numpy as np
+from mathutils import Matrix, Vector
+
+from render import frames as frames_io
+from render.spec import ClipSpec
+
+# SMPL-X (x, y, z) with Y up -> Blender (x, -z, y) with Z up; the body then faces -Y.
+Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+HEAD, NECK, L_SHOULDER, R_SHOULDER, SPINE3 = 15, 12, 16, 17, 9
+
+
+def to_blender(points: np.ndarray) -> np.ndarray:
+    return points @ Y_UP_TO_Z_UP.T
+
+
+def rigid_to_blender(m: np.ndarray) -> np.ndarray:
+    """A (…,4,4) rigid transform of SMPL-X points expressed on Blender points."""
+    c = np.eye(4)
+    c[:3, :3] = Y_UP_TO_Z_UP
+    return c @ m @ c.T
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Everything the scene needs besides the spec's numbers, in the SMPL-X frame."""
+    faces: np.ndarray            # (F,3) body triangles
+    vertices: np.ndarray         # (T,V,3) posed body
+    joints: np.ndarray           # (T,55,3)
+    head_transform: np.ndarray   # (T,4,4) rest -> posed, for things riding on the head
+    hair_points: np.ndarray      # (S,P,3) strands in the rest pose
+    hair_radius: np.ndarray      # (S,P)
+
+
+def reset() -> None:
+    """An empty Blender: no data-blocks survive from the previous clip (no orphan growth)."""
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+@contextlib.contextmanager
+def quiet_stdout():
+    """Blender prints a line per tile and frame from C; keep it out of the worker's log."""
+    fd = os.dup(1)
+    with open(os.devnull, "wb") as null:
+        os.dup2(null.fileno(), 1)
+        try:
+            yield
+        finally:
+            os.dup2(fd, 1)
+            os.close(fd)
+
+
+def add_body(geo: Geometry, skin: dict) -> bpy.types.Object:
+    verts = to_blender(geo.vertices).astype(np.float32)
+    mesh = bpy.data.meshes.new("body")
+    mesh.from_pydata(verts[0], [], geo.faces)
+    mesh.shade_smooth()
+    obj = bpy.data.objects.new("body", mesh)
+    bpy.context.scene.collection.objects.link(obj)
+    # One shape key per frame, keyed one-hot with linear interpolation: the mesh plays the posed
+    # sequence exactly at whole frames and interpolates between them (motion blur ready).
+    obj.shape_key_add(name="basis", from_mix=False)
+    n = len(verts)
+    for t in range(n):
+        kb = obj.shape_key_add(name=f"f{t:04d}", from_mix=False)
+        kb.data.foreach_set("co", verts[t].ravel())
+        for f, v in ((t, 0.0), (t + 1, 1.0), (t + 2, 0.0)):
+            if 1 <= f <= n:
+                kb.value = v
+                kb.keyframe_insert("value", frame=f)
+    mesh.materials.append(skin_material(skin))
+    return obj
+
+
+def skin_material(p: dict) -> bpy.types.Material:
+    mat = bpy.data.materials.new("skin")
+    mat.use_nodes = True
+    bsdf = mat.node_tree.nodes["Principled BSDF"]
+    bsdf.inputs["Base Color"].default_value = (*p["color"], 1.0)
+    bsdf.inputs["Roughness"].default_value = p["roughness"]
+    bsdf.inputs["Subsurface Weight"].default_value = p["subsurface_weight"]
+    bsdf.inputs["Subsurface Radius"].default_value = (1.0, 0.35, 0.2)
+    bsdf.inputs["Subsurface Scale"].default_value = 0.01
+    return mat
+
+
+def hair_material(p: dict, model: str) -> bpy.types.Material:
+    mat = bpy.data.materials.new("hair")
+    mat.use_nodes = True
+    nodes = mat.node_tree.nodes
+    nodes.remove(nodes["Principled BSDF"])
+    hair = nodes.new("ShaderNodeBsdfHairPrincipled")
+    hair.model = model  # created as CHIANG whatever RNA claims: always set it
+    hair.parametrization = "MELANIN"
+    for name, key in (("Melanin", "melanin"), ("Melanin Redness", "melanin_redness"),
+                      ("Roughness", "roughness"), ("Radial Roughness", "radial_roughness"),
+                      ("Coat", "coat"), ("Random Color", "random_color"),
+                      ("Random Roughness", "random_roughness")):
+        if key in p:
+            hair.inputs[name].default_value = p[key]
+    mat.node_tree.links.new(hair.outputs[0], nodes["Material Output"].inputs["Surface"])
+    return mat
+
+
+def add_hair(geo: Geometry, material: bpy.types.Material) -> bpy.types.Object:
+    pts = to_blender(geo.hair_points.reshape(-1, 3)).astype(np.float32)
+    n_strands, n_points = geo.hair_points.shape[:2]
+    curves = bpy.data.hair_curves.new("hair")
+    curves.add_curves([n_points] * n_strands)
+    curves.position_data.foreach_set("vector", pts.ravel())
+    radius = curves.attributes.new("radius", "FLOAT", "POINT")  # reads 0 unless created
+    radius.data.foreach_set("value", geo.hair_radius.astype(np.float32).ravel())
+    curves.materials.append(material)
+    obj = bpy.data.objects.new("hair", curves)
+    bpy.context.scene.collection.objects.link(obj)
+    # Hair rides rigidly on the head joint: the same transform LBS applies to the scalp.
+    obj.rotation_mode = "QUATERNION"
+    for t, m in enumerate(rigid_to_blender(geo.head_transform.astype(np.float64))):
+        obj.matrix_world = Matrix(m.tolist())
+        obj.keyframe_insert("location", frame=t + 1)
+        obj.keyframe_insert("rotation_quaternion", frame=t + 1)
+    return obj
+
+
+def _facing(joints_b: np.ndarray) -> np.ndarray:
+    """Unit horizontal direction the body faces (Blender frame), from the shoulder line."""
+    left = (joints_b[:, L_SHOULDER] - joints_b[:, R_SHOULDER]).mean(0)
+    f = np.cross(left, [0.0, 0.0, 1.0])
+    f[2] = 0.0
+    return f / max(np.linalg.norm(f), 1e-9)
+
+
+def _direction(facing: np.ndarray, azimuth_deg: float, elevation_deg: float) -> np.ndarray:
+    az, el = math.radians(azimuth_deg), math.radians(elevation_deg)
+    side = np.cross([0.0, 0.0, 1.0], facing)
+    horiz = math.cos(az) * facing + math.sin(az) * side
+    return math.cos(el) * horiz + np.array([0.0, 0.0, math.sin(el)])
+
+
+def add_camera(geo: Geometry, cam: dict, width: int, height: int) -> dict:
+    """Frame head and upper body over the whole clip; returns the resolved placement."""
+    verts = to_blender(geo.vertices)
+    joints = to_blender(geo.joints)
+    top = verts[..., 2].max()
+    head = joints[:, HEAD].mean(0)
+    extent = cam["frame_height_m"]
+    target = np.array([head[0], head[1], top + 0.04 * extent - extent / 2]) + np.asarray(cam["center_offset_m"])
+    facing = _facing(joints)
+    half_fov = math.atan(cam["sensor_mm"] / 2 / cam["focal_mm"])
+    # Vertical sensor fit; a landscape frame keeps the same vertical extent.
+    distance = (extent / 2) / math.tan(half_fov)
+    position = target + distance * _direction(facing, cam["azimuth_deg"], cam["elevation_deg"])
+
+    data = bpy.data.cameras.new("camera")
+    data.lens, data.sensor_fit, data.sensor_height = cam["focal_mm"], "VERTICAL", cam["sensor_mm"]
+    data.clip_start, data.clip_end = 0.05, 100.0
+    obj = bpy.data.objects.new("camera", data)
+    bpy.context.scene.collection.objects.link(obj)
+    look = Vector((target - position).tolist())
+    rot = look.to_track_quat("-Z", "Y").to_matrix().to_4x4()
+    roll = Matrix.Rotation(math.radians(cam["roll_deg"]), 4, "Z")
+    obj.matrix_world = Matrix.Translation(Vector(position.tolist())) @ rot @ roll
+    bpy.context.scene.camera = obj
+    return {"position": position.tolist(), "target": target.tolist(), "distance_m": distance,
+            "matrix_world": [list(r) for r in obj.matrix_world], "sensor_fit": "VERTICAL",
+            "lens_mm": cam["focal_mm"], "sensor_height_mm": cam["sensor_mm"], "width": width, "height": height}
+
+
+def add_lights(geo: Geometry, light: dict) -> None:
+    joints = to_blender(geo.joints)
+    target = joints[:, HEAD].mean(0) * 0.5 + joints[:, SPINE3].mean(0) * 0.5
+    facing = _facing(joints)
+    for name in ("key", "fill", "rim"):
+        p = light[name]
+        data = bpy.data.lights.new(name, "AREA")
+        data.energy, data.size = p["power_w"], p["size_m"]
+        data.use_temperature, data.temperature = True, light["color_temperature_k"]
+        obj = bpy.data.objects.new(name, data)
+        bpy.context.scene.collection.objects.link(obj)
+        pos = target + p["distance_m"] * _direction(facing, p["azimuth_deg"], p["elevation_deg"])
+        look = Vector((target - pos).tolist())
+        obj.matrix_world = Matrix.Translation(Vector(pos.tolist())) @ look.to_track_quat("-Z", "Y").to_matrix().to_4x4()
+    world = bpy.data.worlds.new("world")
+    world.use_nodes = True
+    bg = world.node_tree.nodes["Background"]
+    bg.inputs["Color"].default_value = (*light["world_color"], 1.0)
+    bg.inputs["Strength"].default_value = light["world_strength"]
+    bpy.context.scene.world = world
+
+
+def select_device(requested: str) -> str:
+    """OptiX, then CUDA, then the CPU; returns what is used. `gpu` with no GPU is an error."""
+    scene = bpy.context.scene
+    if requested in ("auto", "gpu"):
+        prefs = bpy.context.preferences.addons["cycles"].preferences
+        for kind in ("OPTIX", "CUDA"):
+            try:
+                prefs.compute_device_type = kind
+            except TypeError:
+                continue
+            prefs.get_devices()
+            devices = [d for d in prefs.devices if d.type == kind]
+            if devices:
+                for d in prefs.devices:
+                    d.use = d.type == kind
+                scene.cycles.device = "GPU"
+                return kind
+        if requested == "gpu":
+            raise RuntimeError("cycles.device=gpu but Cycles finds no OptiX or CUDA device")
+    scene.cycles.device = "CPU"
+    return "CPU"
+
+
+def configure(spec: ClipSpec, threads: int) -> str:
+    c = spec.cycles
+    scene = bpy.context.scene
+    # Shape keys and the hair's head transform are keyed per frame: linear keys make sub-frames
+    # (motion blur) interpolate between the posed frames instead of overshooting.
+    bpy.context.preferences.edit.keyframe_new_interpolation_type = "LINEAR"
+    scene.render.engine = "CYCLES"
+    scene.render.resolution_x, scene.render.resolution_y = c["width"], c["height"]
+    scene.render.resolution_percentage = 100
+    scene.render.fps, scene.render.fps_base = round(spec.fps), round(spec.fps) / spec.fps
+    scene.frame_start, scene.frame_end = 1, spec.n_frames
+    scene.render.film_transparent = True
+    scene.render.threads_mode = "FIXED" if threads > 0 else "AUTO"
+    if threads > 0:
+        scene.render.threads = threads
+    scene.view_settings.view_transform = c["view_transform"]
+    cy = scene.cycles
+    cy.samples = c["samples"]
+    cy.use_adaptive_sampling = False  # equal samples everywhere: alpha noise is uniform and known
+    cy.seed = c["seed"]
+    cy.use_animated_seed = True       # per-frame noise, as a camera's would be; still deterministic
+    cy.filter_width = c["pixel_filter_width"]
+    cy.max_bounces = c["max_bounces"]
+    cy.use_denoising = c["denoise"]
+    cy.denoiser = "OPENIMAGEDENOISE"
+    scene.cycles_curves.shape = c["curve_shape"]
+    img = scene.render.image_settings
+    img.file_format, img.color_mode, img.color_depth, img.exr_codec = "OPEN_EXR", "RGBA", "32", "NONE"
+    return select_device(c["device"])
+
+
+@dataclass(frozen=True)
+class Rendered:
+    rgba: np.ndarray        # (T,H,W,4) premultiplied scene-linear
+    seconds: float          # Cycles' own wall time for all frames
+    device: str
+    camera: dict
+
+
+def build_and_render(spec: ClipSpec, geo: Geometry, threads: int = 0, workdir: str | None = None) -> Rendered:
+    reset()
+    device = configure(spec, threads)
+    add_body(geo, spec.body["skin"])
+    add_hair(geo, hair_material(spec.hair["material"], spec.cycles["hair_model"]))
+    camera = add_camera(geo, spec.camera, spec.cycles["width"], spec.cycles["height"])
+    add_lights(geo, spec.lighting)
+    base = workdir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
+    with tempfile.TemporaryDirectory(prefix="gvm-render-", dir=base) as tmp:
+        bpy.context.scene.render.filepath = str(Path(tmp) / "f")
+        start = time.perf_counter()
+        with quiet_stdout():
+            bpy.ops.render.render(animation=True)
+        seconds = time.perf_counter() - start
+        files = sorted(Path(tmp).glob("f*.exr"))
+        if len(files) != spec.n_frames:
+            raise RuntimeError(f"Cycles wrote {len(files)} of {spec.n_frames} frames")
+        rgba = np.stack([frames_io.read_exr(str(f)) for f in files])
+    reset()
+    return Rendered(rgba, seconds, device, camera)

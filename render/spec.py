@@ -1,0 +1,44 @@
+"""The clip record: everything the renderer needs, fully resolved, as plain JSON-able data.
+
+The renderer is a pure function of a ClipSpec (plus where it runs: threads, device), so a spec
+stored with a clip is enough to render that clip again.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+SPEC_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipSpec:
+    clip_id: str
+    index: int
+    seed: int          # the clip seed; component seeds below are derived from it
+    fps: float
+    n_frames: int
+    body: dict[str, Any]      # model record (kind, path, sha256), betas, skin material
+    motion: dict[str, Any]    # procedural name + params, or an AMASS file + start frame
+    hair: dict[str, Any]      # geometry params, strand seed, BSDF params
+    camera: dict[str, Any]    # lens and placement relative to the posed body
+    lighting: dict[str, Any]
+    cycles: dict[str, Any]    # resolution, samples, render seed, filter width, curve shape, device
+    spec_version: int = SPEC_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ClipSpec":
+        if d.get("spec_version") != SPEC_VERSION:
+            raise ValueError(f"clip spec version {d.get('spec_version')!r} is not {SPEC_VERSION}")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ClipSpec":
+        return cls.from_dict(json.loads(text))
