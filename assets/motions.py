@@ -1,0 +1,501 @@
+"""SMPL-X pose sequences: a small procedural library and AMASS import.
+
+A motion is a dict of float32 arrays over T frames, full axis-angle (no hand PCA):
+  global_orient (T,3), body_pose (T,63) = joints 1..21, jaw_pose / leye_pose / reye_pose (T,3),
+  left_hand_pose / right_hand_pose (T,45) = 15 finger joints each, transl (T,3).
+SMPL-X frame: metres, Y up, the body faces +Z, x points to the body's left; the rest pose is a
+T-pose with the arms along +-x. Every SMPL-X joint frame is world-aligned at rest, so a local
+rotation about x/y/z reads as a rotation about the world axes of the rest pose.
+
+Hand poses are absolute finger rotations (the `flat_hand_mean=True` convention of the smplx
+package): build the body model with flat_hand_mean=True or the mean hand is added on top.
+
+Procedural motions are pure functions of (n_frames, fps, params); params are plain numbers
+(angles in degrees, frequencies in Hz, distances in metres) so a clip spec stays JSON-able.
+Params are drawn by `sample_params` from ranges that live in the Hydra config; `default_ranges()`
+is the starting point for that config.
+"""
+from __future__ import annotations
+
+import copy
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from assets import ranges
+
+# --- structural facts: the SMPL-X kinematic tree -------------------------------------------
+
+# body_pose covers joints 1..21 of SMPL-X, in this order.
+BODY_JOINTS = (
+    "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
+    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck",
+    "left_collar", "right_collar", "head", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+)
+# Each hand pose covers 15 finger joints in this order (MANO order).
+FINGERS = ("index", "middle", "pinky", "ring", "thumb")
+
+MOTION_KEYS = {
+    "global_orient": 3, "body_pose": 63, "jaw_pose": 3, "leye_pose": 3, "reye_pose": 3,
+    "left_hand_pose": 45, "right_hand_pose": 45, "transl": 3,
+}
+
+# AMASS .npz layouts, told apart by the frame-rate key and the width of `poses`.
+_AMASS_LAYOUTS = {
+    # SMPL+H: root 3, body 63, left hand 45, right hand 45.
+    "mocap_framerate": (156, {"global_orient": (0, 3), "body_pose": (3, 66),
+                              "left_hand_pose": (66, 111), "right_hand_pose": (111, 156)}),
+    # SMPL-X stage-ii: root 3, body 63, jaw 3, left eye 3, right eye 3, hands 45 + 45.
+    "mocap_frame_rate": (165, {"global_orient": (0, 3), "body_pose": (3, 66),
+                               "jaw_pose": (66, 69), "leye_pose": (69, 72), "reye_pose": (72, 75),
+                               "left_hand_pose": (75, 120), "right_hand_pose": (120, 165)}),
+}
+
+# AMASS worlds are Z-up, SMPL-X is Y-up: a -90 degree turn about x maps +z to +y (and +y to -z).
+_ZUP_TO_YUP = Rotation.from_rotvec([-np.pi / 2, 0.0, 0.0])
+
+_X, _Y, _Z = np.eye(3)
+_MIRROR = np.array([1.0, -1.0, -1.0])  # an axis-angle under the x -> -x reflection (left <-> right)
+
+
+# --- default parameter ranges (copy into conf/motion/*.yaml) ----------------------------------
+
+def default_ranges() -> dict[str, dict[str, Any]]:
+    """Parameter ranges per motion, as plain data for the Hydra config.
+
+    A range is a number (fixed), [lo, hi] (uniform float), {"int": [lo, hi]} (inclusive) or
+    {"choice": [...]}. Angles are in degrees, frequencies in Hz, distances in metres.
+    """
+    # Shared by every motion: the relaxed standing pose, breathing and secondary head motion
+    # (which keeps the hair moving even when the main motion is slow).
+    common = {
+        "arm_down": [65.0, 78.0],       # shoulder rotation from the T-pose towards the sides
+        "collar_down": [4.0, 10.0],
+        "arm_forward": [2.0, 12.0],     # upper arm slightly in front of the body
+        "elbow_bend": [8.0, 25.0],
+        "finger_curl": [8.0, 22.0],     # per finger joint
+        "breath_freq": [0.2, 0.33],
+        "breath_amp": [0.8, 2.0],       # spine pitch
+        "secondary_amp": [1.0, 3.0],    # head/neck/upper spine smooth noise
+        "secondary_freq": [0.3, 0.8],
+        "seed": {"int": [0, 2**31 - 1]},  # phases of the smooth noise
+    }
+    specific = {
+        "idle_sway": {
+            "sway_freq": [0.12, 0.3],
+            "sway_amp": [0.01, 0.035],  # lateral pelvis shift
+            "sway_roll": [1.0, 3.0],    # pelvis roll that goes with the shift
+            "head_amp": [2.0, 6.0],
+            "phase": [0.0, 6.283185307179586],
+        },
+        "walk_in_place": {
+            "step_freq": [0.7, 1.0],    # full gait cycles per second (two steps)
+            "hip_flex": [25.0, 45.0],
+            "knee_flex": [40.0, 70.0],
+            "arm_swing": [10.0, 25.0],
+            "torso_twist": [2.0, 6.0],
+            "bob": [0.01, 0.03],
+            "phase": [0.0, 6.283185307179586],
+        },
+        "head_turn": {
+            "turn_freq": [0.15, 0.4],
+            "turn_amp": [25.0, 55.0],   # head + neck yaw
+            "neck_share": [0.25, 0.45],
+            "tilt": [0.0, 6.0],         # roll that goes with the turn
+            "phase": [0.0, 6.283185307179586],
+        },
+        "wave": {
+            "arm": {"choice": [0, 1]},  # 0 = left, 1 = right
+            "raise": [10.0, 35.0],      # upper arm above horizontal
+            "arm_forward_raised": [10.0, 30.0],
+            "wave_freq": [1.0, 1.8],
+            "wave_amp": [12.0, 25.0],   # forearm sweep at the elbow
+            "wrist_amp": [5.0, 15.0],
+            "phase": [0.0, 6.283185307179586],
+        },
+        "nod": {
+            "nod_freq": [0.5, 1.2],
+            "nod_amp": [6.0, 15.0],     # head + neck pitch
+            "neck_share": [0.2, 0.4],
+            "phase": [0.0, 6.283185307179586],
+        },
+    }
+    return {name: {**copy.deepcopy(common), **spec} for name, spec in specific.items()}
+
+
+def sample_params(name: str, rng: np.random.Generator | int, table: Mapping[str, Any]) -> dict:
+    """Draw the params of procedural motion `name` from `table`.
+
+    `table` is either the ranges of this motion ({param: range}) or a dict of them keyed by
+    motion name, like `default_ranges()`. Keys are drawn in sorted order so adding a param to the
+    config does not reshuffle the others more than necessary.
+    """
+    if name not in PROCEDURAL:
+        raise ValueError(f"unknown procedural motion {name!r}; known: {sorted(PROCEDURAL)}")
+    rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+    per = table[name] if name in table else table
+    if not isinstance(per, Mapping):
+        raise ValueError(f"motion ranges for {name!r} must be a mapping, got {type(per).__name__}")
+    return {k: ranges.draw(per[k], rng, f"motion.{name}.{k}") for k in sorted(per)}
+
+
+# --- building blocks ---------------------------------------------------------------------------
+
+def _rot(axis: np.ndarray, deg: np.ndarray | float, n: int) -> Rotation:
+    """Rotations about a fixed axis by per-frame angles in degrees."""
+    ang = np.broadcast_to(np.radians(np.asarray(deg, dtype=np.float64)), (n,))
+    return Rotation.from_rotvec(ang[:, None] * axis[None, :])
+
+
+def _smooth_noise(t: np.ndarray, freq: float, seed: int, stream: int, dims: int = 3) -> np.ndarray:
+    """Band-limited noise in [-1, 1]-ish: three incommensurate sinusoids per dimension."""
+    rng = np.random.default_rng([int(seed), stream])
+    ratios = np.array([1.0, 1.618, 2.414])        # incommensurate so the sum never repeats soon
+    weights = np.array([0.6, 0.3, 0.2])
+    phases = rng.uniform(0.0, 2 * np.pi, size=(dims, 3))
+    jitter = rng.uniform(0.85, 1.15, size=(dims, 3))
+    f = freq * ratios[None, :] * jitter            # (dims, 3)
+    s = np.sin(2 * np.pi * f[None] * t[:, None, None] + phases[None])
+    return (s * weights).sum(-1) / weights.sum() * 1.6
+
+
+class _Pose:
+    """Per-joint rotation tracks, composed in the parent frame; assembled into a motion dict."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.rot = {j: Rotation.identity(n) for j in ("global_orient",) + BODY_JOINTS}
+        self.left_hand = np.zeros((n, 45))
+        self.right_hand = np.zeros((n, 45))
+        self.transl = np.zeros((n, 3))
+
+    def apply(self, joint: str, r: Rotation) -> None:
+        """Apply `r` after what the joint already does (i.e. in the parent's frame)."""
+        self.rot[joint] = r * self.rot[joint]
+
+    def apply_sym(self, side: str, joint: str, r: Rotation) -> None:
+        """Apply a rotation given for the left side; mirrored when side is 'right'."""
+        if side == "right":
+            r = Rotation.from_rotvec(r.as_rotvec() * _MIRROR)
+        self.apply(f"{side}_{joint}", r)
+
+    def motion(self) -> dict[str, np.ndarray]:
+        body = np.concatenate([self.rot[j].as_rotvec() for j in BODY_JOINTS], axis=1)
+        zeros3 = np.zeros((self.n, 3), np.float32)
+        return {
+            "global_orient": self.rot["global_orient"].as_rotvec().astype(np.float32),
+            "body_pose": body.astype(np.float32),
+            "jaw_pose": zeros3.copy(), "leye_pose": zeros3.copy(), "reye_pose": zeros3.copy(),
+            "left_hand_pose": self.left_hand.astype(np.float32),
+            "right_hand_pose": self.right_hand.astype(np.float32),
+            "transl": self.transl.astype(np.float32),
+        }
+
+
+def _relaxed_base(pose: _Pose, t: np.ndarray, p: Mapping[str, float],
+                  skip_arm: str | None = None) -> None:
+    """Arms down at the sides, fingers slightly curled, breathing, secondary head motion."""
+    n = pose.n
+    for side in ("left", "right"):
+        # Left-side axes: the left arm lies along +x, so -z lowers it, -y brings the forearm
+        # forward (+z), and -z curls the fingers towards the palm (-y). Mirrored for the right.
+        if side != skip_arm:
+            pose.apply_sym(side, "collar", _rot(_Z, -p["collar_down"], n))
+            pose.apply_sym(side, "shoulder", _rot(_Z, -p["arm_down"], n))
+            pose.apply_sym(side, "shoulder", _rot(_X, -p["arm_forward"], n))
+            pose.apply_sym(side, "elbow", _rot(_Y, -p["elbow_bend"], n))
+        curl = np.zeros((15, 3))
+        for i, finger in enumerate(FINGERS):
+            scale = (1.0, 1.0, 1.25, 1.15, 0.4)[i]   # outer fingers curl more, thumb barely
+            for k, joint_scale in enumerate((0.7, 1.0, 0.8)):
+                axis = _Z if finger != "thumb" else _Y
+                curl[3 * i + k] = -np.radians(p["finger_curl"] * scale * joint_scale) * axis
+        if side == "right":
+            curl = curl * _MIRROR
+        hand = np.broadcast_to(curl.reshape(45), (n, 45))
+        if side == "left":
+            pose.left_hand = hand.copy()
+        else:
+            pose.right_hand = hand.copy()
+
+    breath = p["breath_amp"] * np.sin(2 * np.pi * p["breath_freq"] * t)
+    pose.apply("spine2", _rot(_X, -0.4 * breath, n))   # chest rises: slight extension
+    pose.apply("spine3", _rot(_X, -0.6 * breath, n))
+    for side in ("left", "right"):
+        if side != skip_arm:
+            pose.apply_sym(side, "collar", _rot(_Z, 0.3 * breath, n))
+
+    noise = _smooth_noise(t, p["secondary_freq"], int(p["seed"]), 0, dims=9)
+    amp = p["secondary_amp"]
+    pose.apply("spine3", Rotation.from_rotvec(np.radians(0.3 * amp * noise[:, 0:3])))
+    pose.apply("neck", Rotation.from_rotvec(np.radians(0.5 * amp * noise[:, 3:6])))
+    pose.apply("head", Rotation.from_rotvec(np.radians(amp * noise[:, 6:9])))
+
+
+def _times(n_frames: int, fps: float) -> np.ndarray:
+    if int(n_frames) != n_frames or n_frames < 1:
+        raise ValueError(f"n_frames must be a positive integer, got {n_frames!r}")
+    if not np.isfinite(fps) or fps <= 0:
+        raise ValueError(f"fps must be a positive number, got {fps!r}")
+    return np.arange(int(n_frames)) / float(fps)
+
+
+# --- the procedural library ----------------------------------------------------------------------
+
+def idle_sway(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """Standing, shifting weight from foot to foot, breathing, small head motion."""
+    t = _times(n_frames, fps)
+    p = _checked("idle_sway", params)
+    pose = _Pose(len(t))
+    _relaxed_base(pose, t, p)
+    n = len(t)
+    w = 2 * np.pi * p["sway_freq"] * t + p["phase"]
+    shift = p["sway_amp"] * np.sin(w)
+    roll = p["sway_roll"] * np.sin(w)
+    pose.transl[:, 0] = shift
+    pose.apply("global_orient", _rot(_Z, roll, n))
+    # Legs lean against the shift and the pelvis roll so the feet stay roughly planted
+    # (0.9 m: a typical hip-to-ankle length).
+    lean = np.degrees(np.arctan2(shift, 0.9))
+    for side in ("left_hip", "right_hip"):
+        pose.apply(side, _rot(_Z, -roll - lean, n))
+    pose.apply("spine1", _rot(_Z, -0.5 * roll, n))    # upper body stays about upright
+    pose.apply("spine2", _rot(_Z, -0.3 * roll, n))
+    head = _smooth_noise(t, p["sway_freq"] * 2.0, int(p["seed"]), 1, dims=2)
+    pose.apply("head", _rot(_Y, p["head_amp"] * head[:, 0], n))
+    pose.apply("head", _rot(_X, 0.5 * p["head_amp"] * head[:, 1], n))
+    return pose.motion()
+
+
+def walk_in_place(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """Marching on the spot: alternating hip/knee flexion, counter arm swing, vertical bob."""
+    t = _times(n_frames, fps)
+    p = _checked("walk_in_place", params)
+    pose = _Pose(len(t))
+    _relaxed_base(pose, t, p)
+    n = len(t)
+    w = 2 * np.pi * p["step_freq"] * t + p["phase"]
+    s = np.sin(w)
+    # A power > 1 of the positive half keeps the lift C1-smooth where the foot touches down.
+    lift = {"left": np.clip(s, 0, None) ** 1.5, "right": np.clip(-s, 0, None) ** 1.5}
+    for side in ("left", "right"):
+        # Hip flexion brings the thigh forward (-x rotation), knee flexion the shin back (+x).
+        pose.apply(f"{side}_hip", _rot(_X, -p["hip_flex"] * lift[side], n))
+        pose.apply(f"{side}_knee", _rot(_X, p["knee_flex"] * lift[side], n))
+        pose.apply(f"{side}_ankle", _rot(_X, 0.25 * p["hip_flex"] * lift[side], n))
+    # The arm opposite the lifted leg swings forward (-x rotation of a hanging arm).
+    for side, sign in (("left", -1.0), ("right", 1.0)):
+        pose.apply(f"{side}_shoulder", _rot(_X, sign * p["arm_swing"] * s, n))
+        pose.apply(f"{side}_elbow", _rot(_Y, (1 if side == "right" else -1)
+                                          * 0.3 * p["arm_swing"] * np.clip(sign * s, 0, None), n))
+    pose.apply("spine2", _rot(_Y, p["torso_twist"] * s, n))
+    pose.apply("global_orient", _rot(_Y, -0.5 * p["torso_twist"] * s, n))
+    pose.apply("global_orient", _rot(_Z, 0.5 * p["torso_twist"] * s, n))
+    # The pelvis rises a little at each step (twice per cycle).
+    pose.transl[:, 1] = p["bob"] * 0.5 * (1 - np.cos(2 * w))
+    return pose.motion()
+
+
+def head_turn(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """Looking left and right: yaw shared between neck and head, with a little roll."""
+    t = _times(n_frames, fps)
+    p = _checked("head_turn", params)
+    pose = _Pose(len(t))
+    _relaxed_base(pose, t, p)
+    n = len(t)
+    yaw = p["turn_amp"] * np.sin(2 * np.pi * p["turn_freq"] * t + p["phase"])
+    share = p["neck_share"]
+    pose.apply("neck", _rot(_Y, share * yaw, n))
+    pose.apply("head", _rot(_Y, (1 - share) * yaw, n))
+    pose.apply("head", _rot(_Z, -p["tilt"] * yaw / max(p["turn_amp"], 1e-6), n))
+    pose.apply("spine3", _rot(_Y, 0.1 * yaw, n))
+    return pose.motion()
+
+
+def wave(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """One arm raised, forearm up, waving at the elbow and wrist; the other arm relaxed."""
+    t = _times(n_frames, fps)
+    p = _checked("wave", params)
+    if p["arm"] not in (0, 1):
+        raise ValueError(f"wave param 'arm' must be 0 (left) or 1 (right), got {p['arm']!r}")
+    side = ("left", "right")[int(p["arm"])]
+    pose = _Pose(len(t))
+    _relaxed_base(pose, t, p, skip_arm=side)
+    n = len(t)
+    w = 2 * np.pi * p["wave_freq"] * t + p["phase"]
+    # Left-side axes: +z raises the arm above horizontal, -y brings it forward; at the elbow
+    # -x turns the palm to face forward and +z stands the forearm up; the sweep is about z.
+    pose.apply_sym(side, "shoulder", _rot(_Z, p["raise"], n))
+    pose.apply_sym(side, "shoulder", _rot(_Y, -p["arm_forward_raised"], n))
+    pose.apply_sym(side, "elbow", _rot(_X, -90.0, n))
+    pose.apply_sym(side, "elbow", _rot(_Z, 90.0 - p["raise"] + p["wave_amp"] * np.sin(w), n))
+    pose.apply_sym(side, "wrist", _rot(_Z, p["wrist_amp"] * np.sin(w - 0.8), n))
+    # Leaning the head a little towards the waving side adds motion for the hair.
+    pose.apply("head", _rot(_Z, (-3.0 if side == "left" else 3.0) * np.ones(n), n))
+    return pose.motion()
+
+
+def nod(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """Nodding: head and neck pitch (+x looks down)."""
+    t = _times(n_frames, fps)
+    p = _checked("nod", params)
+    pose = _Pose(len(t))
+    _relaxed_base(pose, t, p)
+    n = len(t)
+    pitch = p["nod_amp"] * np.sin(2 * np.pi * p["nod_freq"] * t + p["phase"])
+    share = p["neck_share"]
+    pose.apply("neck", _rot(_X, share * pitch, n))
+    pose.apply("head", _rot(_X, (1 - share) * pitch, n))
+    return pose.motion()
+
+
+PROCEDURAL: dict[str, Callable[[int, float, Mapping[str, float]], dict[str, np.ndarray]]] = {
+    "idle_sway": idle_sway,
+    "walk_in_place": walk_in_place,
+    "head_turn": head_turn,
+    "wave": wave,
+    "nod": nod,
+}
+
+
+def _checked(name: str, params: Mapping[str, Any]) -> dict[str, float]:
+    """The params of motion `name`, with missing or unknown keys reported in one sentence."""
+    expected = set(default_ranges()[name])
+    given = set(params)
+    missing, unknown = sorted(expected - given), sorted(given - expected)
+    if missing or unknown:
+        raise ValueError(f"params of motion {name!r}: missing {missing}, unknown {unknown}")
+    out = {}
+    for k in expected:
+        v = params[k]
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(v):
+            raise ValueError(f"param {name}.{k} must be a finite number, got {v!r}")
+        out[k] = float(v) if k not in ("seed", "arm") else int(v)
+    return out
+
+
+# --- AMASS ------------------------------------------------------------------------------------
+
+def _slerp_resample(rotvecs: np.ndarray, src_fps: float, t: np.ndarray) -> np.ndarray:
+    """Slerp every joint track (T, J, 3) at times t (seconds); returns (len(t), J, 3)."""
+    T, J, _ = rotvecs.shape
+    pos = t * src_fps
+    i0 = np.clip(np.floor(pos).astype(np.int64), 0, T - 1)
+    i1 = np.minimum(i0 + 1, T - 1)
+    a = np.clip(pos - i0, 0.0, 1.0)[:, None]
+    r0 = Rotation.from_rotvec(rotvecs[i0].reshape(-1, 3))
+    r1 = Rotation.from_rotvec(rotvecs[i1].reshape(-1, 3))
+    # Slerp between neighbouring frames, all joints at once: r0 * exp(a * log(r0^-1 r1)).
+    # Same result as scipy's Slerp per joint, without a Python loop over 55 joints.
+    delta = (r0.inv() * r1).as_rotvec().reshape(len(t), J, 3)
+    out = r0 * Rotation.from_rotvec((a[:, :, None] * delta).reshape(-1, 3))
+    return out.as_rotvec().reshape(len(t), J, 3)
+
+
+def load_amass(path: str | Path, fps: float, n_frames: int, start_frame: int = 0
+               ) -> dict[str, np.ndarray]:
+    """Read an AMASS .npz (SMPL+H or SMPL-X stage-ii), resample to `fps`, take `n_frames` from
+    `start_frame` (counted at the target fps), and convert to the Y-up SMPL-X frame.
+
+    Betas are not returned: nothing derived from the licensed data is stored by the project.
+    Translation is re-centred so the pelvis path is horizontally centred on the origin over the
+    clip; its height stays as recorded (ground near y = 0 in AMASS, unlike the procedural
+    motions, whose transl is ~0): frame the camera from the posed joints, not from transl.
+    """
+    path = Path(path)
+    t = _times(n_frames, fps)
+    if int(start_frame) != start_frame or start_frame < 0:
+        raise ValueError(f"start_frame must be a non-negative integer, got {start_frame!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"AMASS motion file {path} does not exist")
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError(f"AMASS motion file {path} holds a single array, not an .npz archive")
+        with z:
+            keys = set(z.files)
+            rates = [k for k in _AMASS_LAYOUTS if k in keys]
+            if not rates or "poses" not in keys or "trans" not in keys:
+                raise ValueError(
+                    f"AMASS motion file {path} has an unknown layout: expected 'poses', 'trans' "
+                    f"and 'mocap_framerate' (SMPL+H) or 'mocap_frame_rate' (SMPL-X); "
+                    f"found {sorted(keys)}")
+            poses = np.asarray(z["poses"], dtype=np.float64)
+            trans = np.asarray(z["trans"], dtype=np.float64)
+            # Both rate keys in one file: the width of `poses` decides.
+            rate_key = next((k for k in rates if poses.ndim == 2
+                             and poses.shape[1] == _AMASS_LAYOUTS[k][0]), rates[0])
+            src_fps = float(np.asarray(z[rate_key]).reshape(-1)[0])
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, IndexError) as e:
+        raise ValueError(f"AMASS motion file {path} cannot be read as .npz ({e})") from e
+    except ValueError as e:
+        if str(path) in str(e):
+            raise
+        raise ValueError(f"AMASS motion file {path} cannot be read as .npz ({e})") from e
+
+    width, layout = _AMASS_LAYOUTS[rate_key]
+    if poses.ndim != 2 or poses.shape[1] != width:
+        raise ValueError(f"AMASS motion file {path}: '{rate_key}' implies poses of shape "
+                         f"(T, {width}), found {poses.shape}")
+    if trans.shape != (poses.shape[0], 3):
+        raise ValueError(f"AMASS motion file {path}: trans has shape {trans.shape}, "
+                         f"expected ({poses.shape[0]}, 3)")
+    if not np.isfinite(src_fps) or src_fps <= 0:
+        raise ValueError(f"AMASS motion file {path}: frame rate {src_fps!r} is not positive")
+    if not (np.isfinite(poses).all() and np.isfinite(trans).all()):
+        raise ValueError(f"AMASS motion file {path} contains non-finite poses or translations")
+
+    T_src = poses.shape[0]
+    available = int(np.floor((T_src - 1) / src_fps * fps + 1e-6)) + 1 if T_src > 0 else 0
+    if start_frame + n_frames > available:
+        raise ValueError(
+            f"AMASS motion file {path} is too short: {T_src} frames at {src_fps:g} fps give "
+            f"{available} frames at {fps:g} fps, but frames "
+            f"{start_frame}..{start_frame + n_frames - 1} were asked for")
+    t = t + start_frame / float(fps)
+
+    rot = _slerp_resample(poses.reshape(T_src, -1, 3), src_fps, t)   # (n, J, 3)
+    flat = rot.reshape(len(t), -1)
+    pos = t * src_fps
+    i0 = np.clip(np.floor(pos).astype(np.int64), 0, T_src - 1)
+    i1 = np.minimum(i0 + 1, T_src - 1)
+    a = (pos - i0)[:, None]
+    transl = (1 - a) * trans[i0] + a * trans[i1]
+
+    out = {k: np.zeros((len(t), d), np.float32) for k, d in MOTION_KEYS.items()}
+    for key, (lo, hi) in layout.items():
+        out[key] = flat[:, lo:hi].astype(np.float32)
+    # Z-up -> Y-up: the root orientation and the translation turn with the world. (SMPL rotates
+    # about the pelvis joint, whose rest offset depends on betas; the constant error this leaves
+    # in transl is absorbed by the re-centring below.)
+    out["global_orient"] = (_ZUP_TO_YUP * Rotation.from_rotvec(out["global_orient"])).as_rotvec() \
+        .astype(np.float32)
+    transl = _ZUP_TO_YUP.apply(transl)
+    transl[:, [0, 2]] -= transl[:, [0, 2]].mean(axis=0)
+    out["transl"] = transl.astype(np.float32)
+    return out
+
+
+# --- dispatch ---------------------------------------------------------------------------------
+
+def motion_frames(spec: Mapping[str, Any], n_frames: int, fps: float) -> dict[str, np.ndarray]:
+    """The motion a JSON-able spec describes:
+    {"kind": "procedural", "name": ..., "params": {...}} or
+    {"kind": "amass", "path": ..., "start_frame": int}."""
+    kind = spec.get("kind") if isinstance(spec, Mapping) else None
+    if kind == "procedural":
+        name = spec.get("name")
+        if name not in PROCEDURAL:
+            raise ValueError(f"motion spec names unknown procedural motion {name!r}; "
+                             f"known: {sorted(PROCEDURAL)}")
+        return PROCEDURAL[name](n_frames, fps, spec.get("params", {}))
+    if kind == "amass":
+        if "path" not in spec:
+            raise ValueError("AMASS motion spec has no 'path'")
+        return load_amass(spec["path"], fps, n_frames, int(spec.get("start_frame", 0)))
+    raise ValueError(f"motion spec kind {kind!r} is not 'procedural' or 'amass'")

@@ -1,0 +1,31 @@
+"""Draw a value from a range written in the Hydra config; the one home of the range syntax.
+
+A range is a number (fixed), [lo, hi] (uniform float), {int: [lo, hi]} (uniform integer,
+inclusive) or {choice: [...]} (one of the items). `where` is the config key, named in errors.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+
+def draw(spec: Any, rng: np.random.Generator, where: str) -> Any:
+    if isinstance(spec, bool):
+        raise ValueError(f"{where}: a boolean is not a number or a range")
+    if isinstance(spec, (int, float)):
+        return spec
+    if isinstance(spec, Mapping) and set(spec) == {"int"} and len(spec["int"]) == 2:
+        lo, hi = (int(v) for v in spec["int"])
+        if hi < lo:
+            raise ValueError(f"{where}: range {{int: [{lo}, {hi}]}} has its low end above its high end")
+        return int(rng.integers(lo, hi, endpoint=True))
+    if isinstance(spec, Mapping) and set(spec) == {"choice"} and len(spec["choice"]) > 0:
+        return spec["choice"][int(rng.integers(len(spec["choice"])))]
+    if (isinstance(spec, Sequence) and not isinstance(spec, str) and len(spec) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in spec)):
+        lo, hi = float(spec[0]), float(spec[1])
+        if hi < lo:
+            raise ValueError(f"{where}: range [{lo}, {hi}] has its low end above its high end")
+        return float(rng.uniform(lo, hi))
+    raise ValueError(f"{where}: {spec!r} is not a number, [lo, hi], {{int: [lo, hi]}} or {{choice: [...]}}")

@@ -1,0 +1,187 @@
+import numpy as np
+import pytest
+import trimesh
+from scipy.spatial import cKDTree
+
+from assets import hair
+
+AXES = np.array([0.075, 0.11, 0.095])    # head ellipsoid semi-axes (x, y, z), metres
+CENTER = np.array([0.0, 1.6, 0.0])
+
+
+@pytest.fixture(scope="module")
+def head():
+    """An ellipsoid head; the scalp is its top cap plus the back of the head (not the face)."""
+    sphere = trimesh.creation.icosphere(subdivisions=4)
+    unit = sphere.vertices
+    verts = unit * AXES + CENTER
+    keep = (unit[:, 1] > 0.2) | ((unit[:, 1] > -0.3) & (unit[:, 2] < -0.2))
+    keep &= ~((unit[:, 2] > 0.6) & (unit[:, 1] < 0.5))
+    faces = sphere.faces[keep[sphere.faces].all(axis=1)]
+    used = np.unique(faces)
+    remap = np.full(len(verts), -1)
+    remap[used] = np.arange(len(used))
+    return verts[used], remap[faces], verts
+
+
+def params(**over):
+    p = {
+        "n_strands": 3000, "points_per_strand": 16, "length": 0.25, "length_jitter": 0.1,
+        "gravity": 40.0, "curl_radius": 0.0, "curl_frequency": 0.0, "curl_jitter": 0.1,
+        "curl_start": 0.15, "frizz": 0.001, "clump": 0.3, "clump_shape": 1.5, "n_clumps": 200,
+        "root_lift": 0.5, "comb_back": 0.8, "part_strength": 0.3, "part_x": 0.0,
+        "comb_follow": 25.0, "root_tilt": 10.0, "root_radius": 0.0004, "tip_radius": 0.0001,
+        "collision_margin": 0.003, "collision_bins": 40,
+    }
+    p.update(over)
+    return p
+
+
+def arc_lengths(pts):
+    return np.linalg.norm(np.diff(pts, axis=1), axis=-1).sum(axis=1)
+
+
+def ellipsoid_radius(pts):
+    return np.linalg.norm((pts - CENTER) / AXES, axis=-1)
+
+
+def test_shapes_and_dtypes(head):
+    pts, rad = hair.grow(*head, params(n_strands=1234, points_per_strand=9), seed=0)
+    assert pts.shape == (1234, 9, 3) and pts.dtype == np.float32
+    assert rad.shape == (1234, 9) and rad.dtype == np.float32
+    assert np.isfinite(pts).all()
+
+
+def test_deterministic_for_seed_and_seeds_differ(head):
+    a, ra = hair.grow(*head, params(), seed=0)
+    b, rb = hair.grow(*head, params(), seed=0)
+    c, _ = hair.grow(*head, params(), seed=1)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(ra, rb)
+    assert np.abs(a - c).mean() > 1e-3
+
+
+def test_roots_on_scalp(head):
+    sv, sf, hv = head
+    pts, _ = hair.grow(sv, sf, hv, params(n_strands=6000), seed=2)
+    roots = pts[:, 0]
+    # On the scalp mesh (flat triangles lie a hair inside the curved ellipsoid).
+    assert np.abs(ellipsoid_radius(roots) - 1).max() < 0.02
+    assert (roots[:, 1] > CENTER[1] - 0.3 * AXES[1] - 1e-3).all()
+    # Area weighting: the share of roots on each half of the scalp follows the area.
+    tri = sv[sf]
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    front_area = area[tri.mean(axis=1)[:, 2] > 0].sum() / area.sum()
+    front_roots = (roots[:, 2] > 0).mean()
+    assert abs(front_roots - front_area) < 0.03
+
+
+def test_roots_are_area_weighted(head):
+    # Two triangles over the crown, one four times the area of the other.
+    top = CENTER + [0, AXES[1] + 0.001, 0]
+    sv = top + np.array([[0, 0, 0], [0.02, 0, 0], [0, 0, 0.02], [-0.04, 0, 0], [0, 0, -0.04]])
+    sf = np.array([[0, 1, 2], [0, 3, 4]])
+    pts, _ = hair.grow(sv, sf, head[2], params(n_strands=5000, length=0.05), seed=9)
+    big = (pts[:, 0, 0] < 0) & (pts[:, 0, 2] < 0)
+    assert abs(big.mean() - 0.8) < 0.03
+
+
+@pytest.mark.parametrize("length", [0.05, 0.2, 0.45])
+def test_lengths_follow_params(head, length):
+    pts, _ = hair.grow(*head, params(length=length, length_jitter=0.15), seed=3)
+    arc = arc_lengths(pts)
+    assert abs(arc.mean() / length - 1) < 0.05
+    assert arc.std() / arc.mean() > 0.08          # jitter shows
+    exact, _ = hair.grow(*head, params(length=length, length_jitter=0.0, clump=0.0,
+                                       frizz=0.0), seed=3)
+    arc0 = arc_lengths(exact)
+    # Without jitter every strand keeps its length; only collision pushes may stretch a little.
+    assert np.median(np.abs(arc0 / length - 1)) < 1e-3
+    assert np.abs(arc0 / length - 1).max() < 0.1
+
+
+def test_hair_falls_under_gravity(head):
+    pts, _ = hair.grow(*head, params(length=0.4), seed=4)
+    assert (pts[:, -1, 1] < pts[:, 0, 1]).mean() > 0.95
+    stiff, _ = hair.grow(*head, params(length=0.4, gravity=0.0, comb_follow=0.0), seed=4)
+    assert pts[:, -1, 1].mean() < stiff[:, -1, 1].mean() - 0.1
+
+
+def test_curly_strands_are_more_tortuous(head):
+    def tortuosity(p):
+        pts, _ = hair.grow(*head, p, seed=5)
+        return np.median(arc_lengths(pts) / np.linalg.norm(pts[:, -1] - pts[:, 0], axis=1))
+    straight = tortuosity(params(frizz=0.0, clump=0.0, points_per_strand=24))
+    curly = tortuosity(params(frizz=0.0, clump=0.0, points_per_strand=24,
+                              curl_radius=0.01, curl_frequency=10.0))
+    assert curly > straight + 0.15
+
+
+def test_no_point_inside_the_head(head):
+    for p in (params(), params(length=0.5, gravity=70.0, comb_back=-0.5),
+              params(curl_radius=0.012, curl_frequency=12.0, points_per_strand=28, frizz=0.004),
+              params(length=0.06, points_per_strand=10, gravity=10.0)):
+        pts, _ = hair.grow(*head, p, seed=6)
+        assert ellipsoid_radius(pts[:, 1:]).min() > 1.0
+
+
+def test_clumping_draws_tips_together(head):
+    def tip_spacing(clump):
+        # Equal lengths: clumped strands of one length end at the same place on their guide.
+        pts, _ = hair.grow(*head, params(clump=clump, n_clumps=100, frizz=0.0,
+                                         length_jitter=0.0), seed=7)
+        return np.median(cKDTree(pts[:, -1]).query(pts[:, -1], k=6)[0][:, 5])
+    assert tip_spacing(0.9) < 0.6 * tip_spacing(0.0)
+
+
+def test_radius_tapers(head):
+    pts, rad = hair.grow(*head, params(root_radius=0.0005, tip_radius=0.0001), seed=8)
+    np.testing.assert_allclose(rad[:, 0], 0.0005, rtol=1e-6)
+    np.testing.assert_allclose(rad[:, -1], 0.0001, rtol=1e-6)
+    assert (np.diff(rad, axis=1) < 0).all()
+
+
+def test_bad_input_is_named(head):
+    sv, sf, hv = head
+    bad = params()
+    del bad["gravity"]
+    with pytest.raises(ValueError, match="gravity"):
+        hair.grow(sv, sf, hv, bad, seed=0)
+    with pytest.raises(ValueError, match="scalp_faces"):
+        hair.grow(sv, sf + len(sv), hv, params(), seed=0)
+    with pytest.raises(ValueError, match="length"):
+        hair.grow(sv, sf, hv, params(length=-0.1), seed=0)
+
+
+def test_sample_params_resolves_every_style(head):
+    cfg = hair.default_config()
+    seen = set()
+    for seed in range(40):
+        p = hair.sample_params(seed, cfg)
+        seen.add(p["style"])
+        assert set(hair.GROW_KEYS) <= set(p) and set(hair.MATERIAL_KEYS) <= set(p)
+        assert all(isinstance(v, (int, float)) for k, v in p.items() if k != "style")
+        assert all(isinstance(p[k], int) for k in ("n_strands", "points_per_strand", "n_clumps"))
+        lo, hi = cfg["material"]["melanin"]
+        assert lo <= p["melanin"] <= hi
+    assert seen == set(cfg["styles"])
+    assert hair.sample_params(3, cfg) == hair.sample_params(3, cfg)
+    # A resolved style grows.
+    cfg["style_weights"] = {"curly": 1.0}
+    p = hair.sample_params(0, cfg)
+    assert p["style"] == "curly" and p["curl_radius"] > 0
+    p["n_strands"] = 500
+    pts, _ = hair.grow(*head, p, seed=0)
+    assert pts.shape == (500, p["points_per_strand"], 3)
+
+
+def test_sample_params_rejects_bad_config():
+    cfg = hair.default_config()
+    cfg["style_weights"] = {"mohawk": 1.0}
+    with pytest.raises(ValueError, match="mohawk"):
+        hair.sample_params(0, cfg)
+    cfg = hair.default_config()
+    cfg["styles"]["bob"]["length"] = [0.3, 0.1]
+    cfg["style_weights"] = {"bob": 1.0}
+    with pytest.raises(ValueError, match="bob.length"):
+        hair.sample_params(0, cfg)
