@@ -15,7 +15,7 @@ import numpy as np
 
 from assets import body as body_models
 from assets import hair as hair_lib
-from assets import motions
+from assets import motions, ranges
 from pipelines import seeds
 from pipelines.cli import UserError
 from render.spec import ClipSpec
@@ -33,15 +33,11 @@ def clip_id(index: int) -> str:
 
 
 def uniform(rng: np.random.Generator, value: Any, key: str) -> float:
-    """A draw from a [lo, hi] range, or the number itself; the key names bad config values."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, Sequence) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
-        lo, hi = float(value[0]), float(value[1])
-        if lo > hi:
-            raise UserError(f"{key}: range [{lo}, {hi}] has its low end above its high end")
-        return float(rng.uniform(lo, hi))
-    raise UserError(f"{key}: expected a number or a [low, high] range, got {value!r}")
+    """A number drawn from a config range; a bad range is the user's error, naming its key."""
+    try:
+        return float(ranges.draw(value, rng, key))
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def _positive_int(cfg: dict, key: str) -> int:
@@ -71,6 +67,8 @@ def check(cfg: dict) -> None:
     if not isinstance(fps, (int, float)) or fps <= 0 or not isinstance(seconds, (int, float)) or seconds <= 0:
         raise UserError(f"clip.fps and clip.seconds must be positive numbers, got {fps!r} and {seconds!r}")
     c = cfg["cycles"]
+    if isinstance(c["alpha_samples"], bool) or not isinstance(c["alpha_samples"], int) or c["alpha_samples"] < 0:
+        raise UserError(f"cycles.alpha_samples must be a non-negative integer, got {c['alpha_samples']!r}")
     if isinstance(c["max_bounces"], bool) or not isinstance(c["max_bounces"], int) or c["max_bounces"] < 0:
         raise UserError(f"cycles.max_bounces must be a non-negative integer, got {c['max_bounces']!r}")
     _one_of(c["device"], DEVICES, "cycles.device")
@@ -109,7 +107,7 @@ def _skin(rng: np.random.Generator, skin: dict) -> dict:
 
 def _camera(rng: np.random.Generator, cam: dict) -> dict:
     out = {k: uniform(rng, cam[k], f"camera.{k}") for k in
-           ("focal_mm", "sensor_mm", "frame_height_m", "azimuth_deg", "elevation_deg", "roll_deg")}
+           ("focal_mm", "sensor_mm", "frame_height_m", "top_margin", "azimuth_deg", "elevation_deg", "roll_deg")}
     out["center_offset_m"] = [uniform(rng, cam["center_offset_m"], "camera.center_offset_m") for _ in range(3)]
     return out
 
@@ -147,7 +145,7 @@ def _motion(rng: np.random.Generator, m: dict, clip_seed: int) -> dict:
 
 def _hair(rng: np.random.Generator, h: dict, clip_seed: int) -> dict:
     params = hair_lib.sample_params(rng, h)
-    material = params.pop("material")
+    material = {k: params.pop(k) for k in hair_lib.MATERIAL_KEYS if k in params}
     return {"geometry": params, "material": material, "seed": seeds.derive(clip_seed, "hair", "strands")}
 
 
@@ -173,4 +171,7 @@ def clip_spec(cfg: dict, index: int, model: dict) -> ClipSpec:
 
 def plan(cfg: dict, model: dict) -> list[ClipSpec]:
     check(cfg)
-    return [clip_spec(cfg, i, model) for i in range(cfg["n_clips"])]
+    try:
+        return [clip_spec(cfg, i, model) for i in range(cfg["n_clips"])]
+    except ValueError as e:  # the samplers' word for a bad config value; it names the key
+        raise UserError(str(e)) from None

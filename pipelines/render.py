@@ -53,10 +53,12 @@ def _differences(a: dict, b: dict) -> list[str]:
     return sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k))
 
 
-def open_for(cfg: dict, model: dict) -> Any:
-    """The store for this dataset; refuses one that holds clips of another dataset definition."""
+def open_for(cfg: dict, model: dict, create: bool = True) -> Any:
+    """The store for this dataset (None if absent and not `create`); refuses one holding another dataset."""
     defn = plan.definition(cfg, model)
     digest = plan.definition_hash(defn)
+    if not create and not Path(cfg["store"]["path"]).exists():
+        return None
     try:
         root = store.create(cfg["store"]["path"], {
             "dataset": {"definition": defn, "hash": digest},
@@ -138,8 +140,8 @@ def main(cfg: DictConfig) -> int:
     plan.check(c)
     model = resolve_model(c)
     specs = plan.plan(c, model)
-    root = open_for(c, model)
-    complete = set(store.complete_ids(root))
+    root = open_for(c, model, create=not c["dry_run"])
+    complete = set(store.complete_ids(root)) if root is not None else set()
     todo = [s for s in specs if s.clip_id not in complete]
     print(f"{len(specs)} clips planned ({plan.n_frames(c)} frames, {c['cycles']['width']}x{c['cycles']['height']}, "
           f"{c['cycles']['samples']} spp, body model: {model['kind']}), {len(specs) - len(todo)} already complete, "

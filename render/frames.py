@@ -49,14 +49,18 @@ def extend_colour(rgb: np.ndarray, known: np.ndarray) -> np.ndarray:
     return coarse
 
 
-def to_store(rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(T,H,W,4) premultiplied linear float -> fgr uint8 (T,H,W,3) straight sRGB, alpha uint16 (T,H,W)."""
-    alpha = np.clip(rgba[..., 3], 0.0, 1.0)
-    alpha16 = np.round(alpha * ALPHA_MAX).astype(np.uint16)
+def to_store(rgba: np.ndarray, coverage: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Premultiplied linear colour (T,H,W,4) and coverage (T,H,W) -> fgr uint8 straight sRGB, alpha uint16.
+
+    Colour is un-premultiplied by the colour pass's own alpha; the stored alpha is `coverage`
+    (a separate, better-sampled alpha pass) when given, else that same alpha.
+    """
+    own = np.clip(rgba[..., 3], 0.0, 1.0)
+    alpha16 = np.round(np.clip(own if coverage is None else coverage, 0.0, 1.0) * ALPHA_MAX).astype(np.uint16)
     fgr = np.empty(rgba.shape[:3] + (3,), np.uint8)
     for t in range(rgba.shape[0]):
-        known = alpha16[t] > 0
-        straight = rgba[t, ..., :3] / np.maximum(alpha[t], 1e-8)[..., None]
+        known = own[t] * ALPHA_MAX >= 1
+        straight = rgba[t, ..., :3] / np.maximum(own[t], 1e-8)[..., None]
         filled = extend_colour(np.where(known[..., None], straight, 0.0), known)
         fgr[t] = np.round(linear_to_srgb(filled) * 255.0).astype(np.uint8)
     return fgr, alpha16

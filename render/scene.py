@@ -43,6 +43,7 @@ class Geometry:
     vertices: np.ndarray         # (T,V,3) posed body
     joints: np.ndarray           # (T,55,3)
     head_transform: np.ndarray   # (T,4,4) rest -> posed, for things riding on the head
+    rest_vertices: np.ndarray    # (V,3) shaped body in the rest pose
     hair_points: np.ndarray      # (S,P,3) strands in the rest pose
     hair_radius: np.ndarray      # (S,P)
 
@@ -89,7 +90,6 @@ def add_body(geo: Geometry, skin: dict) -> bpy.types.Object:
 
 def skin_material(p: dict) -> bpy.types.Material:
     mat = bpy.data.materials.new("skin")
-    mat.use_nodes = True
     bsdf = mat.node_tree.nodes["Principled BSDF"]
     bsdf.inputs["Base Color"].default_value = (*p["color"], 1.0)
     bsdf.inputs["Roughness"].default_value = p["roughness"]
@@ -101,7 +101,6 @@ def skin_material(p: dict) -> bpy.types.Material:
 
 def hair_material(p: dict, model: str) -> bpy.types.Material:
     mat = bpy.data.materials.new("hair")
-    mat.use_nodes = True
     nodes = mat.node_tree.nodes
     nodes.remove(nodes["Principled BSDF"])
     hair = nodes.new("ShaderNodeBsdfHairPrincipled")
@@ -111,7 +110,7 @@ def hair_material(p: dict, model: str) -> bpy.types.Material:
                       ("Roughness", "roughness"), ("Radial Roughness", "radial_roughness"),
                       ("Coat", "coat"), ("Random Color", "random_color"),
                       ("Random Roughness", "random_roughness")):
-        if key in p:
+        if key in p and name in hair.inputs:  # HUANG has no radial roughness or coat
             hair.inputs[name].default_value = p[key]
     mat.node_tree.links.new(hair.outputs[0], nodes["Material Output"].inputs["Surface"])
     return mat
@@ -156,10 +155,13 @@ def add_camera(geo: Geometry, cam: dict, width: int, height: int) -> dict:
     """Frame head and upper body over the whole clip; returns the resolved placement."""
     verts = to_blender(geo.vertices)
     joints = to_blender(geo.joints)
-    top = verts[..., 2].max()
+    # Hair volume above the crown, measured in the rest pose (it rides rigidly on the head).
+    rest_top = geo.rest_vertices[:, 1].max()
+    hair_above = max(0.0, float(geo.hair_points[..., 1].max() - rest_top))
+    top = verts[..., 2].max() + hair_above
     head = joints[:, HEAD].mean(0)
     extent = cam["frame_height_m"]
-    target = np.array([head[0], head[1], top + 0.04 * extent - extent / 2]) + np.asarray(cam["center_offset_m"])
+    target = np.array([head[0], head[1], top + cam["top_margin"] * extent - extent / 2]) + np.asarray(cam["center_offset_m"])
     facing = _facing(joints)
     half_fov = math.atan(cam["sensor_mm"] / 2 / cam["focal_mm"])
     # Vertical sensor fit; a landscape frame keeps the same vertical extent.
@@ -196,7 +198,6 @@ def add_lights(geo: Geometry, light: dict) -> None:
         look = Vector((target - pos).tolist())
         obj.matrix_world = Matrix.Translation(Vector(pos.tolist())) @ look.to_track_quat("-Z", "Y").to_matrix().to_4x4()
     world = bpy.data.worlds.new("world")
-    world.use_nodes = True
     bg = world.node_tree.nodes["Background"]
     bg.inputs["Color"].default_value = (*light["world_color"], 1.0)
     bg.inputs["Strength"].default_value = light["world_strength"]
@@ -257,10 +258,41 @@ def configure(spec: ClipSpec, threads: int) -> str:
     return select_device(c["device"])
 
 
+def use_alpha_pass() -> None:
+    """Turn the scene into one that only measures coverage.
+
+    Alpha depends on geometry alone, so a flat emission material, no bounces and no world give
+    the same alpha as full shading at a fraction of the cost, which buys more samples for it.
+    """
+    scene = bpy.context.scene
+    flat = bpy.data.materials.new("coverage")
+    nodes = flat.node_tree.nodes
+    nodes.remove(nodes["Principled BSDF"])
+    flat.node_tree.links.new(nodes.new("ShaderNodeEmission").outputs[0], nodes["Material Output"].inputs["Surface"])
+    scene.view_layers[0].material_override = flat
+    scene.world = None
+    scene.cycles.max_bounces = 0
+    scene.cycles.use_denoising = False
+
+
+def _render_animation(folder: Path, n_frames: int) -> tuple[np.ndarray, float]:
+    folder.mkdir()
+    bpy.context.scene.render.filepath = str(folder / "f")
+    start = time.perf_counter()
+    with quiet_stdout():
+        bpy.ops.render.render(animation=True)
+    seconds = time.perf_counter() - start
+    files = sorted(folder.glob("f*.exr"))
+    if len(files) != n_frames:
+        raise RuntimeError(f"Cycles wrote {len(files)} of {n_frames} frames")
+    return np.stack([frames_io.read_exr(str(f)) for f in files]), seconds
+
+
 @dataclass(frozen=True)
 class Rendered:
-    rgba: np.ndarray        # (T,H,W,4) premultiplied scene-linear
-    seconds: float          # Cycles' own wall time for all frames
+    rgba: np.ndarray        # (T,H,W,4) premultiplied scene-linear colour pass
+    alpha: np.ndarray       # (T,H,W) coverage: the alpha pass, or the colour pass's own alpha
+    seconds: dict           # Cycles' wall time per pass, all frames
     device: str
     camera: dict
 
@@ -274,14 +306,13 @@ def build_and_render(spec: ClipSpec, geo: Geometry, threads: int = 0, workdir: s
     add_lights(geo, spec.lighting)
     base = workdir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
     with tempfile.TemporaryDirectory(prefix="gvm-render-", dir=base) as tmp:
-        bpy.context.scene.render.filepath = str(Path(tmp) / "f")
-        start = time.perf_counter()
-        with quiet_stdout():
-            bpy.ops.render.render(animation=True)
-        seconds = time.perf_counter() - start
-        files = sorted(Path(tmp).glob("f*.exr"))
-        if len(files) != spec.n_frames:
-            raise RuntimeError(f"Cycles wrote {len(files)} of {spec.n_frames} frames")
-        rgba = np.stack([frames_io.read_exr(str(f)) for f in files])
+        rgba, colour_s = _render_animation(Path(tmp) / "colour", spec.n_frames)
+        seconds = {"colour": colour_s}
+        alpha = rgba[..., 3]
+        if spec.cycles["alpha_samples"]:
+            use_alpha_pass()
+            bpy.context.scene.cycles.samples = spec.cycles["alpha_samples"]
+            alpha, seconds["alpha"] = _render_animation(Path(tmp) / "alpha", spec.n_frames)
+            alpha = alpha[..., 3]
     reset()
-    return Rendered(rgba, seconds, device, camera)
+    return Rendered(rgba, alpha, seconds, device, camera)

@@ -1,0 +1,50 @@
+"""render_clip(spec): the renderer as a pure function of a ClipSpec.
+
+Geometry comes from assets (posed body, motion, strands), the picture from one Cycles scene,
+and the result is the store's arrays plus what the render itself resolved (device, camera).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from assets import body, hair, motions
+from render import frames
+from render.scene import Geometry, build_and_render
+from render.spec import ClipSpec
+
+
+@dataclass(frozen=True)
+class RenderedClip:
+    arrays: dict[str, np.ndarray]   # fgr uint8 (T,H,W,3), alpha uint16 (T,H,W)
+    info: dict                      # device, Cycles seconds, resolved camera
+
+
+def scalp_patch(posed: body.PosedBody) -> tuple[np.ndarray, np.ndarray]:
+    """Rest-pose scalp vertices and the faces lying wholly on the scalp, re-indexed."""
+    on = posed.scalp[posed.faces].all(axis=1)
+    idx = np.flatnonzero(posed.scalp)
+    remap = np.full(len(posed.scalp), -1, np.int64)
+    remap[idx] = np.arange(len(idx))
+    return posed.rest_vertices[idx], remap[posed.faces[on]]
+
+
+def geometry(spec: ClipSpec) -> Geometry:
+    motion = motions.motion_frames(spec.motion, spec.n_frames, spec.fps)
+    posed = body.pose_body(spec.body["model"], spec.body["betas"], motion)
+    scalp_v, scalp_f = scalp_patch(posed)
+    points, radius = hair.grow(scalp_v, scalp_f, posed.rest_vertices[posed.head], spec.hair["geometry"],
+                               spec.hair["seed"])
+    return Geometry(posed.faces, posed.vertices, posed.joints, posed.head_transform, posed.rest_vertices,
+                    points, radius)
+
+
+def render_clip(spec: ClipSpec, threads: int = 0) -> RenderedClip:
+    geo = geometry(spec)
+    out = build_and_render(spec, geo, threads=threads)
+    fgr, alpha = frames.to_store(out.rgba, out.alpha)
+    info = {"device": out.device, "cycles_seconds": sum(out.seconds.values()), "pass_seconds": out.seconds,
+            "camera": out.camera,
+            "hair_strands": int(geo.hair_points.shape[0]), "body_vertices": int(geo.vertices.shape[1])}
+    return RenderedClip({"fgr": fgr, "alpha": alpha}, info)

@@ -1,0 +1,82 @@
+import json
+
+import numpy as np
+import pytest
+import zarr
+
+from pipelines import store
+
+
+def _arrays(t=3, h=8, w=6, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"fgr": rng.integers(0, 256, (t, h, w, 3), dtype=np.uint8),
+            "alpha": rng.integers(0, 65536, (t, h, w), dtype=np.uint16)}
+
+
+def test_round_trip_readable_with_plain_zarr(tmp_path):
+    root = store.create(tmp_path / "s.zarr", {"note": "test"})
+    a = _arrays()
+    sums = store.write_clip(root, "clip000000", a, {"source": "synthetic", "fps": 24.0, "spec": {"x": 1}})
+    # A reader that knows only zarr and the contract.
+    g = zarr.open_group(tmp_path / "s.zarr", mode="r")
+    assert g.attrs["format"] == "gvm-synth.clips" and g.attrs["format_version"] == 1
+    c = g["clips/clip000000"]
+    assert c.attrs["complete"] is True and c.attrs["clip_id"] == "clip000000" and c.attrs["spec"] == {"x": 1}
+    np.testing.assert_array_equal(c["fgr"][:], a["fgr"])
+    np.testing.assert_array_equal(c["alpha"][:], a["alpha"])
+    assert c["fgr"].dtype == np.uint8 and c["alpha"].dtype == np.uint16
+    assert c["alpha"].metadata.dimension_names == ("t", "y", "x")
+    assert c["fgr"].chunks == (1, 8, 6, 3)  # one frame per chunk
+    assert sums["alpha"] == store.checksum(a["alpha"]) == c.attrs["checksums"]["alpha"]
+    # One shard per array: a single chunk file each.
+    shard_files = [p for p in (tmp_path / "s.zarr/clips/clip000000/alpha").rglob("*") if p.is_file() and p.name != "zarr.json"]
+    assert len(shard_files) == 1
+
+
+def test_clip_without_complete_is_invisible(tmp_path):
+    root = store.create(tmp_path / "s.zarr", {})
+    store.write_clip(root, "a", _arrays(), {})
+    store.write_clip(root, "b", _arrays(), {})
+    # A writer that died before its last step leaves complete=False.
+    root["clips/b"].attrs["complete"] = False
+    assert store.complete_ids(root) == ["a"]
+    assert store.incomplete_ids(root) == ["b"]
+    with pytest.raises(store.StoreError, match="b is not a complete clip"):
+        store.read_clip(root, "b")
+    # A rerun replaces the leftover.
+    store.write_clip(root, "b", _arrays(seed=1), {})
+    assert store.complete_ids(root) == ["a", "b"]
+    np.testing.assert_array_equal(store.read_clip(root, "b")["alpha"][:], _arrays(seed=1)["alpha"])
+
+
+def test_complete_clip_is_never_overwritten(tmp_path):
+    root = store.create(tmp_path / "s.zarr", {})
+    store.write_clip(root, "a", _arrays(), {})
+    before = (tmp_path / "s.zarr/clips/a/alpha/c/0/0/0").read_bytes()
+    with pytest.raises(store.StoreError, match="already complete"):
+        store.write_clip(root, "a", _arrays(seed=5), {})
+    assert (tmp_path / "s.zarr/clips/a/alpha/c/0/0/0").read_bytes() == before
+
+
+def test_bad_arrays_and_paths(tmp_path):
+    root = store.create(tmp_path / "s.zarr", {})
+    bad = _arrays()
+    bad["alpha"] = bad["alpha"].astype(np.float32)
+    with pytest.raises(store.StoreError, match="alpha must be uint16"):
+        store.write_clip(root, "a", bad, {})
+    assert store.complete_ids(root) == []
+    f = tmp_path / "file.zarr"
+    f.write_text("not a store")
+    with pytest.raises(store.StoreError, match="is a file"):
+        store.create(f, {})
+    other = tmp_path / "other"
+    zarr.open_group(other, mode="w").attrs["format"] = "something-else"
+    with pytest.raises(store.StoreError, match="not a gvm-synth.clips store"):
+        store.open_store(other)
+
+
+def test_existing_store_keeps_its_attrs(tmp_path):
+    store.create(tmp_path / "s.zarr", {"dataset": {"hash": "one"}})
+    root = store.create(tmp_path / "s.zarr", {"dataset": {"hash": "two"}})
+    assert root.attrs["dataset"] == {"hash": "one"}
+    assert json.loads((tmp_path / "s.zarr/zarr.json").read_text())["attributes"]["dataset"]["hash"] == "one"
