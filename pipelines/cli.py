@@ -87,5 +87,6 @@ def app(config_name: str) -> Callable[[Callable[[DictConfig], int]], Callable[[]
     return decorate
 
 
-def to_container(cfg: DictConfig) -> dict:
-    return OmegaConf.to_container(cfg, resolve=True)
+def to_container(cfg: DictConfig | dict) -> dict:
+    """Plain resolved data; a dict (an app task called from code) passes through."""
+    return cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)

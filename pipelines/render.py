@@ -94,8 +94,9 @@ def run_ray(specs: list[ClipSpec], cfg: dict) -> tuple[list[dict], dict[str, str
         ray.init(address=cl["address"], **kwargs)
     else:
         ray.init(num_cpus=cl["workers"] * cl["cpus_per_worker"], _temp_dir=cl["temp_dir"], **kwargs)
-    task = ray.remote(render_and_store).options(
-        num_cpus=cl["cpus_per_worker"], max_calls=cl["clips_per_worker"], max_retries=cl["max_retries"])
+    # max_calls recycles a worker process after that many clips (Blender state and memory start fresh).
+    task = ray.remote(num_cpus=cl["cpus_per_worker"], max_calls=cl["clips_per_worker"],
+                      max_retries=cl["max_retries"])(render_and_store)
     compression = {"colour_clevel": cfg["store"]["colour_clevel"], "mask_clevel": cfg["store"]["mask_clevel"]}
     store_path = str(Path(cfg["store"]["path"]).resolve())
     pending = {task.remote(s.to_dict(), store_path, compression, cl["cpus_per_worker"]): s.clip_id for s in specs}
