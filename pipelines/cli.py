@@ -30,9 +30,20 @@ def fail(message: str) -> None:
 
 
 def _one_line(e: BaseException) -> str:
-    parts = [str(e)] + ([str(e.__cause__)] if e.__cause__ else [])
-    text = " ".join(" ".join(p.split()) for p in parts if p)
-    return text.replace("Key '", "key '").replace("not in struct", "not in the config")
+    """Hydra's and OmegaConf's multi-line reports cut to what names the problem."""
+    stop = ("Config search path", "full_key:", "object_type=", "To append to your config")
+    lines = []
+    for part in (e, e.__cause__):
+        for line in str(part or "").splitlines():
+            line = line.strip()
+            if line.startswith(stop):
+                break
+            if line:
+                lines.append(line)
+    text = " ".join(lines).replace("Key '", "key '").replace("is not in struct", "is not in the config")
+    if "To append to your config" in str(e):
+        text += " (a new key needs a leading +)"
+    return text
 
 
 def _overrides(argv: list[str]) -> list[str] | None:
@@ -47,7 +58,7 @@ def _overrides(argv: list[str]) -> list[str] | None:
             skip = False
         elif a in takes_value:
             skip = True
-        elif not a.startswith("-") and "=" in a:
+        elif not a.startswith("-"):
             out.append(a)
     return out
 

@@ -76,6 +76,8 @@ def check(cfg: dict) -> None:
     _one_of(c["hair_model"], HAIR_MODELS, "cycles.hair_model")
     if c["seed"] is not None and (not isinstance(c["seed"], int) or c["seed"] < 0):
         raise UserError(f"cycles.seed must be null or a non-negative integer, got {c['seed']!r}")
+    if not isinstance(c["fgr_min_alpha"], (int, float)) or not 0 <= c["fgr_min_alpha"] < 1:
+        raise UserError(f"cycles.fgr_min_alpha must be a number in [0, 1), got {c['fgr_min_alpha']!r}")
     if not isinstance(c["pixel_filter_width"], (int, float)) or c["pixel_filter_width"] <= 0:
         raise UserError(f"cycles.pixel_filter_width must be a positive number, got {c['pixel_filter_width']!r}")
 

@@ -145,7 +145,7 @@ def main(cfg: DictConfig) -> int:
     complete = set(store.complete_ids(root)) if root is not None else set()
     todo = [s for s in specs if s.clip_id not in complete]
     print(f"{len(specs)} clips planned ({plan.n_frames(c)} frames, {c['cycles']['width']}x{c['cycles']['height']}, "
-          f"{c['cycles']['samples']} spp, body model: {model['kind']}), {len(specs) - len(todo)} already complete, "
+          f"{c['cycles']['samples']} spp colour + {c['cycles']['alpha_samples']} spp alpha, body model: {model['kind']}), {len(specs) - len(todo)} already complete, "
           f"{len(todo)} to render into {c['store']['path']}", flush=True)
     if c["dry_run"]:
         for s in todo:

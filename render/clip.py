@@ -43,7 +43,7 @@ def geometry(spec: ClipSpec) -> Geometry:
 def render_clip(spec: ClipSpec, threads: int = 0) -> RenderedClip:
     geo = geometry(spec)
     out = build_and_render(spec, geo, threads=threads)
-    fgr, alpha = frames.to_store(out.rgba, out.alpha)
+    fgr, alpha = frames.to_store(out.rgba, out.alpha, spec.cycles["fgr_min_alpha"])
     info = {"device": out.device, "cycles_seconds": sum(out.seconds.values()), "pass_seconds": out.seconds,
             "camera": out.camera,
             "hair_strands": int(geo.hair_points.shape[0]), "body_vertices": int(geo.vertices.shape[1])}

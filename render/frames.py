@@ -49,17 +49,20 @@ def extend_colour(rgb: np.ndarray, known: np.ndarray) -> np.ndarray:
     return coarse
 
 
-def to_store(rgba: np.ndarray, coverage: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def to_store(rgba: np.ndarray, coverage: np.ndarray | None = None,
+             min_alpha: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Premultiplied linear colour (T,H,W,4) and coverage (T,H,W) -> fgr uint8 straight sRGB, alpha uint16.
 
     Colour is un-premultiplied by the colour pass's own alpha; the stored alpha is `coverage`
-    (a separate, better-sampled alpha pass) when given, else that same alpha.
+    (a separate, better-sampled alpha pass) when given, else that same alpha. Where the colour
+    pass's alpha is below `min_alpha`, dividing the (denoised) colour by a few noisy samples of
+    alpha gives speckles, so such pixels take colour extended from their neighbours instead.
     """
     own = np.clip(rgba[..., 3], 0.0, 1.0)
     alpha16 = np.round(np.clip(own if coverage is None else coverage, 0.0, 1.0) * ALPHA_MAX).astype(np.uint16)
     fgr = np.empty(rgba.shape[:3] + (3,), np.uint8)
     for t in range(rgba.shape[0]):
-        known = own[t] * ALPHA_MAX >= 1
+        known = (own[t] * ALPHA_MAX >= 1) & (own[t] >= min_alpha)
         straight = rgba[t, ..., :3] / np.maximum(own[t], 1e-8)[..., None]
         filled = extend_colour(np.where(known[..., None], straight, 0.0), known)
         fgr[t] = np.round(linear_to_srgb(filled) * 255.0).astype(np.uint8)

@@ -89,4 +89,4 @@ def test_override_reaches_the_plan(two_clip_store):
     path, _ = two_clip_store
     r = _cli(*SMALL, f"store.path={path.parent / 'dry.zarr'}", "n_clips=2", "cycles.samples=7", "dry_run=true")
     assert r.returncode == 0, r.stderr
-    assert "7 spp" in r.stdout and "2 to render" in r.stdout
+    assert "7 spp colour" in r.stdout and "2 to render" in r.stdout
