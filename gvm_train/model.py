@@ -1,0 +1,344 @@
+"""The generative video matting model: an SVD-family UNet that turns RGB video latents into alpha.
+
+GVM's recipe on top of Stable Video Diffusion: the RGB clip's VAE latents are concatenated to the
+4 alpha latents (8 UNet input channels, the same count as SVD's noisy + conditioning latents), the
+CLIP image embedding is replaced by zeros, the added time ids are constants, and alpha travels
+through the frozen 3-channel VAE as three equal channels that are averaged back after decoding.
+
+Two presets, both built from a plain config dict (conf/model/<preset>.yaml):
+- `tiny`: randomly initialised, seeded, small enough to train on CPU (tests and demos);
+- `svd`:  `unet/` and `vae/` (and `scheduler/` when it holds a flow-matching one) of a local
+          Stable Video Diffusion snapshot folder, `model.path`.
+A model is saved as plain diffusers folders (unet/, vae/, scheduler/) plus gvm_config.json with
+the settings inference needs to use it the way it was trained.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import AutoencoderKLTemporalDecoder, FlowMatchEulerDiscreteScheduler, UNetSpatioTemporalConditionModel
+from diffusers.configuration_utils import ConfigMixin
+from torch import nn
+
+PRESETS = ("tiny", "svd")
+OBJECTIVES = ("flow_matching", "one_step")
+GVM_CONFIG = "gvm_config.json"
+# diffusers writes one of these per model folder (plain, sharded, or as a dtype variant).
+_WEIGHT_STEMS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin",
+                 "diffusion_pytorch_model.safetensors.index.json", "diffusion_pytorch_model.bin.index.json")
+
+
+class GVMModel(nn.Module, ConfigMixin):
+    """UNet + frozen temporal-decoder VAE + flow-matching scheduler, with GVM's conditioning.
+
+    Tensors follow diffusers' video layout (B, F, C, H, W). Pixels are in [0, 1]: `rgb` has C=3,
+    `alpha` has C=1. Latents are scaled by the VAE's scaling factor.
+    """
+
+    config_name = GVM_CONFIG
+
+    def __init__(self, unet: UNetSpatioTemporalConditionModel, vae: AutoencoderKLTemporalDecoder,
+                 scheduler: FlowMatchEulerDiscreteScheduler, *, preset: str = "tiny",
+                 added_time_ids: Sequence[float] = (6.0, 127.0, 0.0), objective: str = "flow_matching",
+                 num_steps: int = 1, sigmas: Sequence[float] | None = None, one_step_timestep: int = 999,
+                 decode_chunk_size: int | None = None):
+        super().__init__()
+        # Registered by hand, not with @register_to_config: that decorator aligns positional
+        # arguments against the non-ignored parameters and would shift unet/vae/scheduler.
+        self.register_to_config(preset=preset, added_time_ids=[float(v) for v in added_time_ids],
+                                objective=objective, num_steps=int(num_steps),
+                                sigmas=None if sigmas is None else [float(s) for s in sigmas],
+                                one_step_timestep=int(one_step_timestep), decode_chunk_size=decode_chunk_size)
+        self.unet = unet
+        self.vae = vae
+        self.scheduler = scheduler
+        self.vae.requires_grad_(False)
+        self.vae.eval()
+        _check_settings(self)
+
+    # -- shapes and constants ----------------------------------------------------------------
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def scaling_factor(self) -> float:
+        return float(self.vae.config.scaling_factor)
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(self.scheduler.config.num_train_timesteps)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
+
+    def train(self, mode: bool = True) -> "GVMModel":
+        super().train(mode)
+        self.vae.eval()  # frozen: never in training mode, whatever the caller toggles
+        return self
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.unet.parameters() if p.requires_grad]
+
+    # -- VAE: pixels <-> latents ---------------------------------------------------------------
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        """(B, F, 3, H, W) in [0, 1] -> scaled latents (B, F, 4, H/8, W/8). No gradient: the VAE is
+        frozen and nothing upstream of the pixels is trained."""
+        if video.ndim != 5 or video.shape[2] != 3:
+            raise ValueError(f"video: expected (B, F, 3, H, W), got {tuple(video.shape)}")
+        b, f, _, h, w = video.shape
+        s = self.vae_scale_factor
+        if h % s or w % s:
+            raise ValueError(f"video: height and width must be multiples of {s}, got {h}x{w}")
+        x = (video.flatten(0, 1) * 2 - 1).to(self.vae.dtype)
+        with torch.no_grad():
+            z = self.vae.encode(x).latent_dist.mode() * self.scaling_factor
+        return z.reshape(b, f, *z.shape[1:]).to(self.dtype)
+
+    def encode_alpha(self, alpha: torch.Tensor) -> torch.Tensor:
+        """(B, F, 1, H, W) in [0, 1] -> latents; the VAE sees alpha as three equal channels."""
+        if alpha.ndim != 5 or alpha.shape[2] != 1:
+            raise ValueError(f"alpha: expected (B, F, 1, H, W), got {tuple(alpha.shape)}")
+        return self.encode(alpha.expand(-1, -1, 3, -1, -1))
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents (B, F, 4, h, w) -> pixels (B, F, 3, H, W) in about [-1, 1].
+
+        Differentiable: the VAE's weights are frozen but gradients flow through it to the latents,
+        which is what the pixel losses need. The temporal decoder mixes frames, so each chunk is
+        decoded as one clip of `decode_chunk_size` frames (all frames when unset)."""
+        b, f = latents.shape[:2]
+        z = (latents / self.scaling_factor).to(self.vae.dtype)
+        chunk = self.config.decode_chunk_size or f
+        out = []
+        for i in range(0, f, chunk):  # chunks split each clip's frames, never mix two clips
+            part = z[:, i:i + chunk]
+            n = part.shape[1]
+            out.append(self.vae.decode(part.flatten(0, 1), num_frames=n).sample.unflatten(0, (b, n)))
+        return torch.cat(out, dim=1).to(latents.dtype)
+
+    def decode_alpha(self, latents: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        """Latents -> alpha (B, F, 1, H, W): the mean of the three decoded channels, mapped to
+        [0, 1]. Losses use clamp=False so that out-of-range values still get a gradient."""
+        alpha = self.decode(latents).mean(dim=2, keepdim=True) * 0.5 + 0.5
+        return alpha.clamp(0.0, 1.0) if clamp else alpha
+
+    # -- UNet ------------------------------------------------------------------------------------
+    def forward(self, alpha_latents: torch.Tensor, rgb_latents: torch.Tensor,
+                timestep: torch.Tensor | float | int) -> torch.Tensor:
+        """One UNet call: alpha-side latents (noisy, or zeros in one-step mode) beside the RGB
+        latents; returns the 4-channel prediction (velocity or clean latent, by objective)."""
+        if alpha_latents.shape != rgb_latents.shape:
+            raise ValueError(f"alpha_latents {tuple(alpha_latents.shape)} and rgb_latents "
+                             f"{tuple(rgb_latents.shape)} must have the same shape")
+        b = alpha_latents.shape[0]
+        sample = torch.cat([alpha_latents, rgb_latents], dim=2).to(self.dtype)
+        # SVD cross-attends to one CLIP image token; GVM feeds a zero token instead.
+        context = torch.zeros(b, 1, self.unet.config.cross_attention_dim, device=sample.device, dtype=sample.dtype)
+        time_ids = torch.tensor(self.config.added_time_ids, device=sample.device, dtype=sample.dtype).expand(b, -1)
+        if not torch.is_tensor(timestep):
+            timestep = torch.tensor(timestep, device=sample.device)
+        return self.unet(sample, timestep.to(sample.device), encoder_hidden_states=context,
+                         added_time_ids=time_ids).sample
+
+    # -- diffusers folders -------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """unet/, vae/, scheduler/ as diffusers folders, plus gvm_config.json."""
+        from .regimes import has_lora  # regimes imports this module
+        if has_lora(self.unet):
+            raise ValueError("save_pretrained: the UNet has LoRA adapters injected; save them with "
+                             "gvm_train.regimes.save_lora or merge them with merge_lora first")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.unet.save_pretrained(directory / "unet")
+        self.vae.save_pretrained(directory / "vae")
+        self.scheduler.save_pretrained(directory / "scheduler")
+        self.save_config(directory)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, **overrides: Any) -> "GVMModel":
+        """Load a folder written by save_pretrained; `overrides` replace gvm_config.json settings
+        (e.g. decode_chunk_size for a smaller GPU)."""
+        root = Path(directory).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"model folder {root} does not exist")
+        cfg_file = root / GVM_CONFIG
+        if not cfg_file.is_file():
+            raise FileNotFoundError(f"model folder {root} has no {GVM_CONFIG}: not a GVM model folder "
+                                    "(a Stable Video Diffusion snapshot loads with model=svd model.path=...)")
+        try:
+            settings = json.loads(cfg_file.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{cfg_file}: not valid JSON ({e})") from None
+        if settings.get("_class_name") != cls.__name__:
+            raise ValueError(f"{cfg_file}: written by {settings.get('_class_name')!r}, not {cls.__name__}")
+        settings = {k: v for k, v in settings.items() if not k.startswith("_")}
+        settings.update(overrides)
+        unet, vae = _load_unet_vae(root, label="model folder")
+        sched_dir = root / "scheduler"
+        if not (sched_dir / "scheduler_config.json").is_file():
+            raise FileNotFoundError(f"model folder {root} has no scheduler/scheduler_config.json")
+        scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(root, subfolder="scheduler")
+        try:
+            return cls(unet, vae, scheduler, **settings)
+        except TypeError as e:
+            raise ValueError(f"{cfg_file}: unknown setting ({e})") from None
+
+
+def _check_settings(model: GVMModel) -> None:
+    """Fail at build time, with the key named, rather than deep inside the first forward pass."""
+    c = model.config
+    if c.preset not in PRESETS:
+        raise ValueError(f"model.preset: unknown preset {c.preset!r} (known: {', '.join(PRESETS)})")
+    if c.objective not in OBJECTIVES:
+        raise ValueError(f"model.gvm.objective: unknown objective {c.objective!r} (known: {', '.join(OBJECTIVES)})")
+    if not 1 <= c.num_steps <= 1000:
+        raise ValueError(f"model.gvm.num_steps: must be at least 1, got {c.num_steps}")
+    if c.sigmas is not None:
+        _check_sigmas(c.sigmas, "model.gvm.sigmas")
+        if len(c.sigmas) != c.num_steps:
+            raise ValueError(f"model.gvm.sigmas: {len(c.sigmas)} values for num_steps={c.num_steps}")
+    if not 0 <= c.one_step_timestep < model.num_train_timesteps:
+        raise ValueError(f"model.gvm.one_step_timestep: {c.one_step_timestep} outside [0, {model.num_train_timesteps})")
+    if c.decode_chunk_size is not None and c.decode_chunk_size < 1:
+        raise ValueError(f"model.gvm.decode_chunk_size: must be null or >= 1, got {c.decode_chunk_size}")
+    u = model.unet.config
+    if u.in_channels != 2 * model.vae.config.latent_channels or u.out_channels != model.vae.config.latent_channels:
+        raise ValueError(f"unet: in_channels={u.in_channels}, out_channels={u.out_channels}; GVM needs "
+                         f"{2 * model.vae.config.latent_channels} in (alpha + RGB latents) and "
+                         f"{model.vae.config.latent_channels} out")
+    if not isinstance(u.cross_attention_dim, int):
+        raise ValueError(f"unet: cross_attention_dim must be one int, got {u.cross_attention_dim}")
+    expected = u.projection_class_embeddings_input_dim // u.addition_time_embed_dim
+    if len(c.added_time_ids) != expected:
+        raise ValueError(f"model.gvm.added_time_ids: {len(c.added_time_ids)} values, the UNet takes {expected}")
+
+
+def _check_sigmas(sigmas: Sequence[float], name: str) -> None:
+    if not sigmas or any(not 0 < s <= 1 for s in sigmas) or any(a <= b for a, b in zip(sigmas, sigmas[1:])):
+        raise ValueError(f"{name}: must be strictly decreasing values in (0, 1], got {list(sigmas)}")
+
+
+# -- building ---------------------------------------------------------------------------------------
+def build_model(cfg: Mapping[str, Any]) -> GVMModel:
+    """The model a `model:` config section describes (conf/model/<preset>.yaml, as a plain dict or
+    an OmegaConf node)."""
+    cfg = _plain(cfg)
+    preset = cfg.get("preset")
+    if preset == "tiny":
+        unet, vae = _tiny_unet_vae(cfg)
+    elif preset == "svd":
+        unet, vae = _svd_unet_vae(cfg)
+    else:
+        raise ValueError(f"model.preset: unknown preset {preset!r} (known: {', '.join(PRESETS)})")
+    scheduler = _scheduler(cfg)
+    return GVMModel(unet, vae, scheduler, preset=preset, **cfg.get("gvm", {}))
+
+
+def _plain(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        from omegaconf import DictConfig, OmegaConf
+        if isinstance(cfg, DictConfig):
+            return OmegaConf.to_container(cfg, resolve=True)
+    except ImportError:  # plain dicts need no OmegaConf
+        pass
+    return copy.deepcopy(dict(cfg))
+
+
+def _tiny_unet_vae(cfg: dict[str, Any]) -> tuple[UNetSpatioTemporalConditionModel, AutoencoderKLTemporalDecoder]:
+    for key in ("unet", "vae"):
+        if not isinstance(cfg.get(key), dict):
+            raise ValueError(f"model.{key}: the tiny preset needs a {key} section of constructor settings")
+    # Seed the initial weights without disturbing the caller's global RNG stream.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(cfg.get("seed", 0)))
+        try:
+            unet = UNetSpatioTemporalConditionModel(**cfg["unet"])
+            vae = AutoencoderKLTemporalDecoder(**cfg["vae"])
+        except TypeError as e:
+            raise ValueError(f"model.unet / model.vae: {e}") from None
+    return unet, vae
+
+
+def _svd_unet_vae(cfg: dict[str, Any]) -> tuple[UNetSpatioTemporalConditionModel, AutoencoderKLTemporalDecoder]:
+    path = cfg.get("path")
+    if not path:
+        raise ValueError("model.path is not set: model=svd needs model.path=<local Stable Video Diffusion folder>")
+    root = Path(str(path)).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"model.path: {root} does not exist or is not a folder")
+    return _load_unet_vae(root, label="model.path")
+
+
+def _load_unet_vae(root: Path, label: str) -> tuple[UNetSpatioTemporalConditionModel, AutoencoderKLTemporalDecoder]:
+    loaded = []
+    for sub, cls in (("unet", UNetSpatioTemporalConditionModel), ("vae", AutoencoderKLTemporalDecoder)):
+        folder = root / sub
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{label}: {root} has no {sub}/ subfolder (expected unet/, vae/, scheduler/)")
+        config = folder / "config.json"
+        if not config.is_file():
+            raise FileNotFoundError(f"{label}: {config} is missing")
+        try:
+            class_name = json.loads(config.read_text()).get("_class_name")
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{label}: {config} is not valid JSON ({e})") from None
+        if class_name != cls.__name__:
+            raise ValueError(f"{label}: {config} describes a {class_name}, not a {cls.__name__}")
+        variant = _weights_variant(folder, label)
+        # float32 whatever the file holds (snapshots often ship fp16): mixed precision is the
+        # training loop's choice (autocast), not the checkpoint's.
+        model = cls.from_pretrained(root, subfolder=sub, variant=variant, local_files_only=True, torch_dtype=torch.float32)
+        loaded.append(_own_memory(model))
+    return loaded[0], loaded[1]
+
+
+@torch.no_grad()
+def _own_memory(module: nn.Module) -> nn.Module:
+    """Copy every tensor into a fresh allocation. Weights loaded from safetensors sit at
+    arbitrary byte offsets; CPU kernels then take unaligned code paths whose float sums differ
+    in the last bits, so a reloaded model would not reproduce its own outputs exactly."""
+    for t in (*module.parameters(), *module.buffers()):
+        t.data = t.data.clone()
+    return module
+
+
+def _weights_variant(folder: Path, label: str) -> str | None:
+    """None for plain weight files; else the dtype variant (a snapshot may ship only `*.fp16.*`)."""
+    if any((folder / stem).is_file() for stem in _WEIGHT_STEMS):
+        return None
+    for stem in _WEIGHT_STEMS:
+        head, _, tail = stem.partition(".")
+        for f in sorted(folder.glob(f"{head}.*.{tail}")):
+            return f.name[len(head) + 1:-len(tail) - 1]
+    raise FileNotFoundError(f"{label}: {folder} has no weights (diffusion_pytorch_model[.<variant>].safetensors or .bin)")
+
+
+def _scheduler(cfg: dict[str, Any]) -> FlowMatchEulerDiscreteScheduler:
+    """The flow-matching scheduler. A snapshot's own scheduler/ is kept only when it is one:
+    stock SVD ships an EDM Euler scheduler, which GVM's flow-matching objective replaces."""
+    if cfg.get("preset") == "svd" and cfg.get("path"):
+        sched = Path(str(cfg["path"])).expanduser() / "scheduler" / "scheduler_config.json"
+        if sched.is_file():
+            try:
+                class_name = json.loads(sched.read_text()).get("_class_name")
+            except json.JSONDecodeError as e:
+                raise ValueError(f"model.path: {sched} is not valid JSON ({e})") from None
+            if class_name == FlowMatchEulerDiscreteScheduler.__name__:
+                return FlowMatchEulerDiscreteScheduler.from_pretrained(sched.parent.parent, subfolder="scheduler")
+    try:
+        return FlowMatchEulerDiscreteScheduler(**cfg.get("scheduler", {}))
+    except TypeError as e:
+        raise ValueError(f"model.scheduler: {e}") from None
+

@@ -1,0 +1,210 @@
+"""What the model is trained to predict, how it is sampled, and the losses.
+
+Two objectives, chosen by the model's `objective` setting:
+- `flow_matching` (the paper): rectified flow between clean alpha latents x0 (t=0) and Gaussian
+  noise (t=1), x_t = (1 - t) x0 + t noise; the UNet predicts the velocity noise - x0 and is told
+  t * num_train_timesteps. Sampling takes 1-3 Euler steps over explicit sigmas.
+- `one_step` (the released checkpoint): the alpha input is all zeros, the timestep is fixed at
+  999, and the UNet's output is the clean latent itself.
+
+Loss = latent MSE on the UNet's target + pixel losses on decoded alpha (L1, Laplacian pyramid
+L1, Sobel gradient L1), weights from the `loss:` config. Everything is plain, differentiable torch;
+pixel losses decode through the frozen VAE and so reach the UNet's weights.
+
+A batch is a dict: `rgb` (B, F, 3, H, W) and `alpha` (B, F, 1, H, W) in [0, 1], either of which
+may be replaced by precomputed `rgb_latents` / `alpha_latents` (alpha pixels are still needed
+when a pixel loss is on).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .model import GVMModel, _check_sigmas
+
+# The numbers live in conf/model/<preset>.yaml (`loss:`); code only knows which keys there are.
+LOSS_KEYS = ("latent", "l1", "laplacian", "laplacian_levels", "gradient", "t_sampling", "t_logit_mean", "t_logit_std")
+PIXEL_TERMS = ("l1", "laplacian", "gradient")
+
+
+def loss_settings(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The `loss:` config checked: an unknown or a missing key is an error, never a silent default."""
+    out = dict(cfg or {})
+    unknown = sorted(set(out) - set(LOSS_KEYS))
+    if unknown:
+        raise ValueError(f"loss: unknown key(s) {', '.join(unknown)} (known: {', '.join(LOSS_KEYS)})")
+    missing = [k for k in LOSS_KEYS if k not in out]
+    if missing:
+        raise ValueError(f"loss: missing key(s) {', '.join(missing)}")
+    if out["t_sampling"] not in ("uniform", "logit_normal"):
+        raise ValueError(f"loss.t_sampling: {out['t_sampling']!r} is not uniform or logit_normal")
+    if not any(out[k] for k in ("latent", *PIXEL_TERMS)):
+        raise ValueError("loss: every weight (latent, l1, laplacian, gradient) is zero")
+    if int(out["laplacian_levels"]) < 1:
+        raise ValueError(f"loss.laplacian_levels: must be >= 1, got {out['laplacian_levels']}")
+    return out
+
+
+# -- training -----------------------------------------------------------------------------------
+def training_loss(model: GVMModel, batch: Mapping[str, torch.Tensor], loss_cfg: Mapping[str, Any] | None = None, *,
+                  t: torch.Tensor | None = None, noise: torch.Tensor | None = None,
+                  generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """{"loss": weighted total, plus each term unweighted, detached} for the model's objective.
+
+    `t` (B,) and `noise` fix the flow-matching draw (validation, tests); otherwise they are drawn
+    from `generator` (or the global RNG)."""
+    cfg = loss_settings(loss_cfg)
+    rgb_lat, alpha_lat = _latents(model, batch)
+    if model.config.objective == "flow_matching":
+        b = alpha_lat.shape[0]
+        if t is None:
+            t = sample_t(b, cfg, device=alpha_lat.device, generator=generator)
+        t = t.to(alpha_lat.device, alpha_lat.dtype).reshape(b, 1, 1, 1, 1)
+        if noise is None:
+            noise = torch.randn(alpha_lat.shape, generator=generator, device=alpha_lat.device, dtype=alpha_lat.dtype)
+        x_t = (1 - t) * alpha_lat + t * noise
+        pred = model(x_t, rgb_lat, t.flatten() * model.num_train_timesteps)
+        target = noise - alpha_lat
+        pred_x0 = x_t - t * pred  # the clean latent this velocity implies
+    else:
+        pred = model(torch.zeros_like(alpha_lat), rgb_lat, model.config.one_step_timestep)
+        target = alpha_lat
+        pred_x0 = pred
+    terms = {"latent": F.mse_loss(pred, target)}
+    if any(cfg[k] for k in PIXEL_TERMS):
+        if "alpha" not in batch:
+            raise ValueError("batch: pixel losses are on (loss.l1/laplacian/gradient) but the batch has no 'alpha'")
+        terms.update(pixel_losses(model.decode_alpha(pred_x0, clamp=False), batch["alpha"].to(pred.device, pred.dtype), cfg))
+    total = sum(cfg[k] * v for k, v in terms.items() if cfg[k])
+    return {"loss": total, **{k: v.detach() for k, v in terms.items()}}
+
+
+def sample_t(batch_size: int, cfg: Mapping[str, Any], device: torch.device | str = "cpu",
+             generator: torch.Generator | None = None) -> torch.Tensor:
+    """Training times in (0, 1): uniform, or logit-normal (more weight mid-path) from the config."""
+    if cfg["t_sampling"] == "logit_normal":
+        z = torch.randn(batch_size, generator=generator, device=device)
+        return torch.sigmoid(z * float(cfg["t_logit_std"]) + float(cfg["t_logit_mean"]))
+    return torch.rand(batch_size, generator=generator, device=device)
+
+
+def _latents(model: GVMModel, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def get(name: str, encode) -> torch.Tensor:
+        if f"{name}_latents" in batch:
+            return batch[f"{name}_latents"].to(model.device, model.dtype)
+        if name in batch:
+            return encode(batch[name].to(model.device))
+        raise ValueError(f"batch: needs '{name}' or '{name}_latents'")
+    return get("rgb", model.encode), get("alpha", model.encode_alpha)
+
+
+# -- sampling -------------------------------------------------------------------------------------
+def flow_sigmas(num_steps: int) -> list[float]:
+    """Evenly spaced noise levels 1 .. 1/num_steps (0 is the implicit end point)."""
+    if num_steps < 1:
+        raise ValueError(f"num_steps: must be >= 1, got {num_steps}")
+    return [1 - i / num_steps for i in range(num_steps)]
+
+
+def sample_flow_matching(model: GVMModel, rgb_latents: torch.Tensor, sigmas: Sequence[float], *,
+                         noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Euler integration of the predicted velocity from sigmas[0] down to 0; returns clean latents.
+
+    Plain torch, so it is differentiable when called with gradients enabled."""
+    _check_sigmas(list(sigmas), "sigmas")
+    if noise is None:
+        noise = torch.randn(rgb_latents.shape, generator=generator, device=rgb_latents.device, dtype=rgb_latents.dtype)
+    # Starting below sigma=1 means starting from a noised zero-alpha prior rather than pure noise.
+    x = noise * sigmas[0]
+    levels = [*map(float, sigmas), 0.0]
+    b = rgb_latents.shape[0]
+    for s, s_next in zip(levels, levels[1:]):
+        v = model(x, rgb_latents, torch.full((b,), s * model.num_train_timesteps, device=x.device))
+        x = x + (s_next - s) * v
+    return x
+
+
+def predict_one_step(model: GVMModel, rgb_latents: torch.Tensor) -> torch.Tensor:
+    """The released checkpoint's mode: zeros in, fixed timestep, clean latent out."""
+    return model(torch.zeros_like(rgb_latents), rgb_latents, model.config.one_step_timestep)
+
+
+@torch.no_grad()
+def predict_alpha(model: GVMModel, rgb: torch.Tensor, *, num_steps: int | None = None,
+                  sigmas: Sequence[float] | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """RGB (B, F, 3, H, W) in [0, 1] -> alpha (B, F, 1, H, W) in [0, 1], using the model's
+    objective; num_steps / sigmas override the saved flow-matching schedule."""
+    rgb_lat = model.encode(rgb.to(model.device))
+    if model.config.objective == "one_step":
+        latents = predict_one_step(model, rgb_lat)
+    else:
+        if sigmas is None:
+            sigmas = (flow_sigmas(num_steps) if num_steps is not None
+                      else model.config.sigmas or flow_sigmas(model.config.num_steps))
+        latents = sample_flow_matching(model, rgb_lat, sigmas, generator=generator)
+    return model.decode_alpha(latents, clamp=True)
+
+
+# -- losses -----------------------------------------------------------------------------------------
+def pixel_losses(pred: torch.Tensor, target: torch.Tensor, cfg: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The pixel terms whose weight is non-zero, on alpha (..., 1, H, W)."""
+    p, g = pred.flatten(0, -4), target.flatten(0, -4)  # every leading axis into one batch axis
+    out = {}
+    if cfg.get("l1"):
+        out["l1"] = F.l1_loss(p, g)
+    if cfg.get("laplacian"):
+        out["laplacian"] = laplacian_pyramid_loss(p, g, int(cfg.get("laplacian_levels", 3)))
+    if cfg.get("gradient"):
+        out["gradient"] = sobel_gradient_loss(p, g)
+    return out
+
+
+def _binomial_kernel(x: torch.Tensor) -> torch.Tensor:
+    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], device=x.device, dtype=x.dtype)
+    k2 = torch.outer(k, k) / 256.0
+    return k2.expand(x.shape[1], 1, 5, 5)
+
+
+def _blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), kernel, groups=x.shape[1])
+
+
+def laplacian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
+    """Band-pass images finest first, then the low-pass residual: `levels` maps in all.
+
+    Each band is the image minus the upsampled (zero-insertion + blur) version of its blurred,
+    decimated copy, so together they reconstruct the image."""
+    kernel = _binomial_kernel(x)
+    bands, cur = [], x
+    for _ in range(levels - 1):
+        if min(cur.shape[-2:]) < 2:
+            break
+        down = _blur(cur, kernel)[..., ::2, ::2]
+        up = torch.zeros_like(cur)
+        up[..., ::2, ::2] = down * 4  # x4 restores the mean the zeros removed
+        bands.append(cur - _blur(up, kernel))
+        cur = down
+    bands.append(cur)
+    return bands
+
+
+def laplacian_pyramid_loss(pred: torch.Tensor, target: torch.Tensor, levels: int = 3) -> torch.Tensor:
+    """Sum over levels of 2^i * mean |band_i(pred) - band_i(target)| on (N, C, H, W).
+
+    Coarser bands hold fewer, smaller-valued pixels; the 2^i weight keeps them from vanishing
+    next to the fine bands, where hair detail lives."""
+    return sum((2 ** i) * F.l1_loss(a, b)
+               for i, (a, b) in enumerate(zip(laplacian_pyramid(pred, levels), laplacian_pyramid(target, levels))))
+
+
+def sobel_gradient_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """mean |d/dx pred - d/dx target| + mean |d/dy ...| with Sobel filters on (N, C, H, W)."""
+    gx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=pred.device, dtype=pred.dtype) / 8
+    kernel = torch.stack([gx, gx.T]).unsqueeze(1).repeat(pred.shape[1], 1, 1, 1)  # (2C, 1, 3, 3)
+
+    def grad(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, groups=x.shape[1])
+    return 2 * F.l1_loss(grad(pred), grad(target))
