@@ -1,0 +1,161 @@
+"""Training windows from gvm-synth stores.
+
+A sample is T frames of one clip (with a temporal stride), cropped and resized, its foreground
+colour-jittered and composited onto a background. Sample i is a pure function of (seed, i), so
+a training run resumed at sample i sees exactly the data an uninterrupted run would have seen.
+Validation holds out whole clips, chosen by a hash of store and clip id.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from assets.ranges import draw
+from gvm_train.backgrounds import Backgrounds
+from pipelines import store
+from render.frames import linear_to_srgb
+
+
+@dataclass(frozen=True)
+class ClipRef:
+    store: str          # resolved store path
+    store_index: int
+    clip_id: str
+    source: str
+    n_frames: int
+    height: int
+    width: int
+    has_bgr: bool
+
+
+def index_stores(paths: list[str]) -> list[ClipRef]:
+    """Every complete clip of every store; a store without one is an error naming it."""
+    if not paths:
+        raise ValueError("data.stores is empty: give at least one store path")
+    refs = []
+    for i, p in enumerate(paths):
+        root = store.open_store(p)
+        ids = store.complete_ids(root)
+        if not ids:
+            raise ValueError(f"store {p} has no complete clips")
+        for cid in ids:
+            clip = store.read_clip(root, cid)
+            t, h, w = clip["alpha"].shape
+            refs.append(ClipRef(str(Path(p).resolve()), i, cid, clip.attrs.get("source", "synthetic"), t, h, w,
+                                "bgr" in clip.arrays))
+    return refs
+
+
+def _unit_hash(*keys: str) -> float:
+    digest = hashlib.blake2b("/".join(keys).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") / 2**64
+
+
+def split(refs: list[ClipRef], val_fraction: float, val_min_clips: int) -> tuple[list[ClipRef], list[ClipRef]]:
+    """Held-out clips by a stable hash of (store name, clip id): adding clips never moves others."""
+    ranked = sorted(refs, key=lambda r: _unit_hash(Path(r.store).name, r.clip_id))
+    n_val = sum(_unit_hash(Path(r.store).name, r.clip_id) < val_fraction for r in refs)
+    n_val = min(max(n_val, val_min_clips if len(refs) > 1 else 0), len(refs) - 1)
+    val = ranked[:n_val]
+    held = {(r.store, r.clip_id) for r in val}
+    return [r for r in refs if (r.store, r.clip_id) not in held], val
+
+
+def _jitter(rgb: np.ndarray, rng: np.random.Generator, cfg: dict, where: str) -> np.ndarray:
+    """Brightness, contrast and saturation, drawn once per window so frames stay consistent."""
+    b = draw(cfg["brightness"], rng, f"{where}.brightness")
+    c = draw(cfg["contrast"], rng, f"{where}.contrast")
+    s = draw(cfg["saturation"], rng, f"{where}.saturation")
+    grey = rgb.mean(-1, keepdims=True)
+    rgb = grey + (rgb - grey) * s
+    mean = rgb.mean()
+    return np.clip((rgb - mean) * c + mean, 0, None) * b
+
+
+def _srgb_to_linear(x: np.ndarray) -> np.ndarray:
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """`length` windows; item i is drawn from a generator seeded by (seed, i)."""
+
+    def __init__(self, refs: list[ClipRef], cfg: dict[str, Any], seed: int, length: int):
+        if not refs:
+            raise ValueError("no clips to sample windows from")
+        self.refs, self.cfg, self.seed, self.length = refs, cfg, seed, length
+        self.backgrounds = Backgrounds(cfg["backgrounds"])
+        self._roots: dict[str, Any] = {}
+        stride_max = max(cfg["stride"]["int"]) if isinstance(cfg["stride"], dict) else int(cfg["stride"])
+        span = (cfg["frames"] - 1) * stride_max + 1
+        longest = max(r.n_frames for r in refs)
+        if span > longest:
+            raise ValueError(f"data.frames={cfg['frames']} at stride {stride_max} spans {span} frames, "
+                             f"longer than the longest clip ({longest} frames)")
+        self.usable = [r for r in refs if r.n_frames >= span]
+        self.weights = self._clip_weights(self.usable)
+
+    def _clip_weights(self, refs: list[ClipRef]) -> np.ndarray:
+        n_stores = max(r.store_index for r in refs) + 1
+        per_store = np.bincount([r.store_index for r in refs], minlength=n_stores).astype(float)
+        sw = self.cfg.get("store_weights")
+        store_w = np.asarray(sw, float) if sw is not None else per_store
+        if len(store_w) != n_stores or (store_w < 0).any():
+            raise ValueError(f"data.store_weights must be {n_stores} non-negative numbers, got {sw}")
+        src = self.cfg["source_weights"]
+        w = np.array([store_w[r.store_index] / per_store[r.store_index] * float(src.get(r.source, 0.0))
+                      for r in refs])
+        if w.sum() <= 0:
+            raise ValueError("data.store_weights and data.source_weights leave no clip with a positive weight")
+        return w / w.sum()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _clip(self, ref: ClipRef) -> store.Clip:
+        if ref.store not in self._roots:  # opened lazily: one handle per store per loader worker
+            self._roots[ref.store] = store.open_store(ref.store)
+        return store.read_clip(self._roots[ref.store], ref.clip_id)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        cfg = self.cfg
+        rng = np.random.default_rng([self.seed, i])
+        ref = self.usable[int(rng.choice(len(self.usable), p=self.weights))]
+        t = cfg["frames"]
+        stride = int(draw(cfg["stride"], rng, "data.stride"))
+        while (t - 1) * stride + 1 > ref.n_frames:  # a short clip takes the largest stride that fits
+            stride -= 1
+        start = int(rng.integers(ref.n_frames - (t - 1) * stride))
+        frames = slice(start, start + (t - 1) * stride + 1, stride)
+        side = int(round(min(ref.height, ref.width) * draw(cfg["crop_scale"], rng, "data.crop_scale")))
+        y0, x0 = int(rng.integers(ref.height - side + 1)), int(rng.integers(ref.width - side + 1))
+        clip = self._clip(ref)
+        crop = (frames, slice(y0, y0 + side), slice(x0, x0 + side))
+        size = cfg["size"]
+        resize = lambda a: np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in a])  # noqa: E731
+        fgr = resize(clip["fgr"][crop].astype(np.float32) / 255)
+        alpha = resize(clip["alpha"][crop].astype(np.float32) / store.ALPHA_MAX)
+        bg_cfg = cfg["backgrounds"]
+        if ref.has_bgr and rng.uniform() < bg_cfg["plate_probability"]:
+            bg = resize(clip["bgr"][crop].astype(np.float32) / 255)
+        else:
+            bg = self.backgrounds(t, size, rng)
+        if rng.uniform() < cfg["augment"]["hflip"]:
+            fgr, alpha, bg = fgr[:, :, ::-1], alpha[:, :, ::-1], bg[:, :, ::-1]
+        fgr = np.clip(_jitter(fgr, rng, cfg["augment"]["fgr"], "data.augment.fgr"), 0, 1)
+        bg = np.clip(_jitter(bg, rng, cfg["augment"]["bg"], "data.augment.bg"), 0, 1)
+        a = alpha[..., None]
+        if cfg["composite_space"] == "linear":
+            rgb = linear_to_srgb(_srgb_to_linear(fgr) * a + _srgb_to_linear(bg) * (1 - a))
+        elif cfg["composite_space"] == "srgb":
+            rgb = fgr * a + bg * (1 - a)
+        else:
+            raise ValueError(f"data.composite_space must be srgb or linear, got {cfg['composite_space']!r}")
+        to_t = lambda x: torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).permute(0, 3, 1, 2)  # noqa: E731
+        return {"rgb": to_t(rgb), "alpha": to_t(a), "fgr": to_t(fgr), "bg": to_t(bg),
+                "clip": f"{Path(ref.store).name}/{ref.clip_id}", "start": start, "stride": stride, "index": i}
