@@ -80,7 +80,7 @@ def resolve_model(cfg: dict) -> dict:
     try:
         return body.resolve_model(b["model_path"], b["gender"], Path(b["cache_dir"]).expanduser())
     except (FileNotFoundError, ValueError) as e:
-        raise UserError(f"body.model_path: {e}") from None
+        raise UserError(f"body: {e}") from None
 
 
 def run_ray(specs: list[ClipSpec], cfg: dict) -> tuple[list[dict], dict[str, str]]:
