@@ -236,6 +236,15 @@ def _relaxed_base(pose: _Pose, t: np.ndarray, p: Mapping[str, float],
     pose.apply("head", Rotation.from_rotvec(np.radians(amp * noise[:, 6:9])))
 
 
+def _begin(name: str, n_frames: int, fps: float, params: Mapping[str, Any]) -> tuple[np.ndarray, dict, "_Pose"]:
+    """Frame times, checked params and a pose already in the relaxed base every motion starts from."""
+    t = _times(n_frames, fps)
+    p = _checked(name, params)
+    pose = _Pose(len(t))
+    _relaxed_base(pose, t, p)
+    return t, p, pose
+
+
 def _times(n_frames: int, fps: float) -> np.ndarray:
     if int(n_frames) != n_frames or n_frames < 1:
         raise ValueError(f"n_frames must be a positive integer, got {n_frames!r}")
@@ -248,10 +257,7 @@ def _times(n_frames: int, fps: float) -> np.ndarray:
 
 def idle_sway(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[str, np.ndarray]:
     """Standing, shifting weight from foot to foot, breathing, small head motion."""
-    t = _times(n_frames, fps)
-    p = _checked("idle_sway", params)
-    pose = _Pose(len(t))
-    _relaxed_base(pose, t, p)
+    t, p, pose = _begin("idle_sway", n_frames, fps, params)
     n = len(t)
     w = 2 * np.pi * p["sway_freq"] * t + p["phase"]
     shift = p["sway_amp"] * np.sin(w)
@@ -273,10 +279,7 @@ def idle_sway(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[st
 
 def walk_in_place(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[str, np.ndarray]:
     """Marching on the spot: alternating hip/knee flexion, counter arm swing, vertical bob."""
-    t = _times(n_frames, fps)
-    p = _checked("walk_in_place", params)
-    pose = _Pose(len(t))
-    _relaxed_base(pose, t, p)
+    t, p, pose = _begin("walk_in_place", n_frames, fps, params)
     n = len(t)
     w = 2 * np.pi * p["step_freq"] * t + p["phase"]
     s = np.sin(w)
@@ -302,10 +305,7 @@ def walk_in_place(n_frames: int, fps: float, params: Mapping[str, float]) -> dic
 
 def head_turn(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[str, np.ndarray]:
     """Looking left and right: yaw shared between neck and head, with a little roll."""
-    t = _times(n_frames, fps)
-    p = _checked("head_turn", params)
-    pose = _Pose(len(t))
-    _relaxed_base(pose, t, p)
+    t, p, pose = _begin("head_turn", n_frames, fps, params)
     n = len(t)
     yaw = p["turn_amp"] * np.sin(2 * np.pi * p["turn_freq"] * t + p["phase"])
     share = p["neck_share"]
@@ -341,10 +341,7 @@ def wave(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[str, np
 
 def nod(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[str, np.ndarray]:
     """Nodding: head and neck pitch (+x looks down)."""
-    t = _times(n_frames, fps)
-    p = _checked("nod", params)
-    pose = _Pose(len(t))
-    _relaxed_base(pose, t, p)
+    t, p, pose = _begin("nod", n_frames, fps, params)
     n = len(t)
     pitch = p["nod_amp"] * np.sin(2 * np.pi * p["nod_freq"] * t + p["phase"])
     share = p["neck_share"]

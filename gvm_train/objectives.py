@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .config import require_keys
 from .model import GVMModel, _check_sigmas
 
 # The numbers live in conf/model/<preset>.yaml (`loss:`); code only knows which keys there are.
@@ -32,13 +33,7 @@ PIXEL_TERMS = ("l1", "laplacian", "gradient")
 
 def loss_settings(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
     """The `loss:` config checked: an unknown or a missing key is an error, never a silent default."""
-    out = dict(cfg or {})
-    unknown = sorted(set(out) - set(LOSS_KEYS))
-    if unknown:
-        raise ValueError(f"loss: unknown key(s) {', '.join(unknown)} (known: {', '.join(LOSS_KEYS)})")
-    missing = [k for k in LOSS_KEYS if k not in out]
-    if missing:
-        raise ValueError(f"loss: missing key(s) {', '.join(missing)}")
+    out = require_keys(cfg, LOSS_KEYS, "loss")
     if out["t_sampling"] not in ("uniform", "logit_normal"):
         raise ValueError(f"loss.t_sampling: {out['t_sampling']!r} is not uniform or logit_normal")
     if not any(out[k] for k in ("latent", *PIXEL_TERMS)):

@@ -24,6 +24,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .config import require_keys
 from .model import GVMModel
 
 REGIMES = ("full", "spatial", "lora")
@@ -89,13 +90,7 @@ def apply_regime(model: GVMModel, regime_cfg: Mapping[str, Any] | str) -> list[n
 
 # -- LoRA ----------------------------------------------------------------------------------------------
 def lora_config(cfg: Mapping[str, Any] | None) -> LoraConfig:
-    cfg = dict(cfg or {})
-    unknown = sorted(set(cfg) - set(LORA_KEYS))
-    if unknown:
-        raise ValueError(f"regime.lora: unknown key(s) {', '.join(unknown)} (known: {', '.join(LORA_KEYS)})")
-    missing = [k for k in LORA_KEYS if k not in cfg]
-    if missing:
-        raise ValueError(f"regime.lora: missing key(s) {', '.join(missing)}")
+    cfg = require_keys(cfg, LORA_KEYS, "regime.lora")
     if int(cfg["rank"]) < 1:
         raise ValueError(f"regime.lora.rank: must be >= 1, got {cfg['rank']}")
     return LoraConfig(r=int(cfg["rank"]), lora_alpha=float(cfg["alpha"]), lora_dropout=float(cfg["dropout"]),
