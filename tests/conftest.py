@@ -1,6 +1,9 @@
 import os
 
+import numpy as np
 import pytest
+
+from pipelines import store
 
 from pipelines.cli import compose, to_container
 
@@ -23,3 +26,18 @@ def small_cfg(tmp_path, cache_dir):
         return to_container(compose("render", [*SMALL, f"store.path={tmp_path / 'store.zarr'}",
                                                f"body.cache_dir={cache_dir}", *overrides]))
     return make
+
+
+def write_store(path, n_clips, source="synthetic", t=12, h=40, w=48, bgr=False, value=200):
+    """A store of moving discs written through the store API: real zarr, no render needed."""
+    root = store.create(path, {})
+    yy, xx = np.mgrid[:h, :w]
+    for c in range(n_clips):
+        alpha = np.zeros((t, h, w), np.uint16)
+        for f in range(t):  # a disc that moves one pixel a frame
+            alpha[f][(yy - h // 2) ** 2 + (xx - 10 - f) ** 2 < 64] = 65535
+        arrays = {"fgr": np.full((t, h, w, 3), value, np.uint8), "alpha": alpha}
+        if bgr:
+            arrays["bgr"] = np.full((t, h, w, 3), 17, np.uint8)
+        store.write_clip(root, f"clip{c:06d}", arrays, {"source": source, "fps": 24.0})
+    return str(path)

@@ -7,20 +7,7 @@ from gvm_train import data
 from gvm_train.backgrounds import Backgrounds
 from pipelines import store
 from pipelines.cli import compose, to_container
-
-
-def _write(path, n_clips, source="synthetic", t=12, h=40, w=48, bgr=False, value=200):
-    root = store.create(path, {})
-    yy, xx = np.mgrid[:h, :w]
-    for c in range(n_clips):
-        alpha = np.zeros((t, h, w), np.uint16)
-        for f in range(t):  # a disc that moves one pixel a frame
-            alpha[f][(yy - h // 2) ** 2 + (xx - 10 - f) ** 2 < 64] = 65535
-        arrays = {"fgr": np.full((t, h, w, 3), value, np.uint8), "alpha": alpha}
-        if bgr:
-            arrays["bgr"] = np.full((t, h, w, 3), 17, np.uint8)
-        store.write_clip(root, f"clip{c:06d}", arrays, {"source": source, "fps": 24.0})
-    return str(path)
+from tests.conftest import write_store as _write
 
 
 def _cfg(*overrides):

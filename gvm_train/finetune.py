@@ -1,0 +1,239 @@
+"""`python -m gvm_train.finetune`: fine-tune the generative matting model on gvm-synth stores.
+
+    python -m gvm_train.finetune data.stores=[data/synth.zarr] model=tiny train.steps=200 output_dir=runs/a
+
+Writes `<output_dir>/checkpoints/step-XXXXXXX/` (model folder or LoRA adapter, optimizer,
+scheduler, EMA), `log.csv`, `val.csv`, `loss.png` and the final model to `<output_dir>/final`.
+A rerun continues from the latest checkpoint. Resuming is exact: sample i of the run is a pure
+function of (seed, i) and each step's noise of (seed, step), so a resumed run replays what an
+uninterrupted one would have done.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from gvm_train import data
+from gvm_train.model import GVMModel, build_model
+from gvm_train.objectives import predict_alpha, training_loss
+from gvm_train.regimes import apply_regime, has_lora, load_lora, merge_lora, save_lora
+from pipelines import seeds
+from pipelines.cli import UserError, app, to_container
+
+LOG_FIELDS = ("step", "loss", "latent", "l1", "laplacian", "gradient", "lr", "seconds")
+
+
+def warm_up_vae(model: GVMModel, dataset: data.WindowDataset, cfg: dict, seed: int) -> float:
+    """Train the (random, tiny) VAE as an autoencoder of alpha and RGB frames; returns the last L1."""
+    from tqdm import tqdm
+    vae = model.vae
+    vae.requires_grad_(True).train()
+    opt = torch.optim.Adam(vae.parameters(), lr=cfg["lr"])
+    last = float("nan")
+    for step in (bar := tqdm(range(cfg["steps"]), desc="VAE warm-up", unit="step")):
+        # Indices past the training samples: the warm-up never sees the windows training will.
+        items = [dataset[len(dataset) + step * cfg["batch_size"] + b] for b in range(cfg["batch_size"])]
+        rgb = torch.cat([it["rgb"] for it in items]).to(model.device)          # (N,3,H,W) frames
+        alpha = torch.cat([it["alpha"] for it in items]).to(model.device).expand(-1, 3, -1, -1)
+        x = torch.cat([rgb, alpha]) * 2 - 1
+        recon = vae.decode(vae.encode(x).latent_dist.mode(), num_frames=x.shape[0]).sample
+        loss = (recon - x).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        last = loss.item()
+        bar.set_postfix(l1=f"{last:.3f}")
+    vae.requires_grad_(False).eval()
+    return last
+
+
+def _checkpoints(out: Path) -> list[Path]:
+    return sorted(p for p in (out / "checkpoints").glob("step-*") if p.is_dir() and not p.name.endswith(".tmp"))
+
+
+def load_model(c: dict, out: Path, ckpt: Path | None) -> GVMModel:
+    lora = c["model"]["regime"]["name"] == "lora"
+    if ckpt is None:
+        return build_model(c["model"])
+    model = GVMModel.from_pretrained(out / "base" if lora else ckpt / "model")
+    if model.config.preset != c["model"]["preset"]:
+        raise ValueError(f"checkpoint {ckpt} holds a {model.config.preset!r} model but the config asks for "
+                         f"model={c['model']['preset']}; use another output_dir or the same model")
+    if lora:
+        load_lora(model.unet, ckpt / "lora")
+    return model
+
+
+def save_checkpoint(out: Path, step: int, model: GVMModel, opt, sched, ema, keep: int) -> Path:
+    final = out / "checkpoints" / f"step-{step:07d}"
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    if has_lora(model.unet):
+        save_lora(model.unet, tmp / "lora")
+    else:
+        model.save_pretrained(tmp / "model")
+    torch.save({"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None}, tmp / "state.pt")
+    os.replace(tmp, final)  # a checkpoint exists whole or not at all
+    for old in _checkpoints(out)[:-keep]:
+        shutil.rmtree(old)
+    return final
+
+
+@torch.no_grad()
+def validation_mad(model: GVMModel, val_set: data.WindowDataset, batch_size: int) -> float:
+    """1e3 x mean |predicted - true alpha| over the held-out windows (MAD, as matting papers report)."""
+    model.eval()
+    errors = []
+    for start in range(0, len(val_set), batch_size):
+        batch = torch.utils.data.default_collate([val_set[i] for i in range(start, min(start + batch_size, len(val_set)))])
+        pred = predict_alpha(model, batch["rgb"], generator=torch.Generator().manual_seed(start))
+        errors.append((pred.cpu() - batch["alpha"]).abs().flatten(1).mean(1))
+    model.train()
+    return 1e3 * float(torch.cat(errors).mean())
+
+
+def _keep_rows_upto(path: Path, step: int) -> None:
+    """A run killed after its last checkpoint logged steps that the resumed run logs again."""
+    if path.exists():
+        with path.open() as f:
+            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+        with path.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0].keys()) if rows else ["step"])
+            w.writeheader()
+            w.writerows(rows)
+
+
+def _append(path: Path, fields: tuple[str, ...] | list[str], row: dict) -> None:
+    new = not path.exists() or path.stat().st_size == 0
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(fields))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def plot(out: Path) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    with (out / "log.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    ax[0].plot([int(r["step"]) for r in rows], [float(r["loss"]) for r in rows], lw=0.8)
+    ax[0].set(xlabel="step", ylabel="training loss", yscale="log", title="loss")
+    if (out / "val.csv").exists():
+        with (out / "val.csv").open() as f:
+            val = list(csv.DictReader(f))
+        ax[1].plot([int(r["step"]) for r in val], [float(r["mad"]) for r in val], "o-")
+    ax[1].set(xlabel="step", ylabel="MAD (1e3 x mean |error|)", title="validation on held-out clips")
+    fig.tight_layout()
+    fig.savefig(out / "loss.png", dpi=100)
+    plt.close(fig)
+    return out / "loss.png"
+
+
+def train(c: dict) -> dict[str, Any]:
+    from accelerate import Accelerator
+    from diffusers.training_utils import EMAModel
+    from tqdm import tqdm
+
+    t, out, seed = c["train"], Path(c["output_dir"]), c["seed"]
+    if t["threads"]:
+        torch.set_num_threads(t["threads"])
+    accelerator = Accelerator(mixed_precision=t["mixed_precision"], gradient_accumulation_steps=t["grad_accum"],
+                              cpu=not torch.cuda.is_available())
+    rank, nproc = accelerator.process_index, accelerator.num_processes
+    try:
+        refs = data.index_stores(c["data"]["stores"])
+        train_refs, val_refs = data.split(refs, c["data"]["val_fraction"], c["data"]["val_min_clips"])
+        per_step = t["batch_size"] * t["grad_accum"] * nproc
+        train_set = data.WindowDataset(train_refs, c["data"], seed, t["steps"] * per_step)
+        val_set = data.WindowDataset(val_refs or train_refs, c["data"], seeds.derive(seed, "val") % 2**32, t["val_windows"])
+        ckpt = _checkpoints(out)[-1] if t["resume"] and _checkpoints(out) else None
+        model = load_model(c, out, ckpt)
+    except (ValueError, FileNotFoundError) as e:
+        raise UserError(str(e)) from None
+    out.mkdir(parents=True, exist_ok=True)
+    model.to(accelerator.device)
+    warm = c["model"].get("vae_warmup", {})
+    if ckpt is None and warm.get("steps", 0) > 0:
+        print(f"VAE warm-up: {warm['steps']} steps, reconstruction L1 {warm_up_vae(model, train_set, warm, seed):.3f}")
+    lora = c["model"]["regime"]["name"] == "lora"
+    if lora and ckpt is None:
+        model.save_pretrained(out / "base")  # adapters are saved alone; the frozen base once
+    params = apply_regime(model, c["model"]["regime"])
+    opt = torch.optim.AdamW(params, lr=t["lr"], weight_decay=t["weight_decay"])
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, t["warmup_steps"])))
+    ema = EMAModel(params, decay=t["ema"]["decay"]) if t["ema"]["enabled"] else None
+    start = 0
+    if ckpt is not None:
+        state = torch.load(ckpt / "state.pt", weights_only=False)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        if ema is not None and state["ema"] is not None:
+            ema.load_state_dict(state["ema"])
+        start = state["step"]
+        for name in ("log.csv", "val.csv"):
+            _keep_rows_upto(out / name, start)
+        print(f"resuming from {ckpt} at step {start}")
+    model.unet, opt, sched = accelerator.prepare(model.unet, opt, sched)
+    # Sample indices as a pure function of (step, micro-batch, process): the data position is the step.
+    order = [((s * t["grad_accum"] + m) * nproc + rank) * t["batch_size"] + b
+             for s in range(start, t["steps"]) for m in range(t["grad_accum"]) for b in range(t["batch_size"])]
+    loader = torch.utils.data.DataLoader(train_set, batch_size=t["batch_size"], sampler=order, num_workers=t["workers"])
+    if start == 0 and t["val_every"]:
+        _append(out / "val.csv", ("step", "mad"), {"step": 0, "mad": validation_mad(model, val_set, t["batch_size"])})
+    batches = iter(loader)
+    bar = tqdm(range(start, t["steps"]), initial=start, total=t["steps"], desc="finetune", unit="step",
+               disable=not accelerator.is_main_process)
+    for step in bar:
+        tick = time.perf_counter()
+        for micro in range(t["grad_accum"]):
+            batch = next(batches)
+            noise = torch.Generator(device=accelerator.device).manual_seed(seeds.derive(seed, "noise", step, micro, rank) % 2**63)
+            with accelerator.accumulate(model.unet), accelerator.autocast():
+                out_ = training_loss(model, batch, c["model"]["loss"], generator=noise)
+                accelerator.backward(out_["loss"])
+                opt.step()
+                sched.step()
+                opt.zero_grad()
+        if ema is not None:
+            ema.step(params)
+        done = step + 1
+        row = {k: float(out_[k].detach()) for k in LOG_FIELDS[1:6] if k in out_}
+        row.update(step=done, lr=sched.get_last_lr()[0], seconds=time.perf_counter() - tick)
+        if done % t["log_every"] == 0 or done == t["steps"]:
+            _append(out / "log.csv", LOG_FIELDS, row)
+        bar.set_postfix(loss=f"{row['loss']:.4f}")
+        if t["val_every"] and (done % t["val_every"] == 0 or done == t["steps"]):
+            _append(out / "val.csv", ("step", "mad"), {"step": done, "mad": validation_mad(model, val_set, t["batch_size"])})
+        if done % t["checkpoint_every"] == 0 or done == t["steps"]:
+            save_checkpoint(out, done, model, opt, sched, ema, t["keep_checkpoints"])
+    model.unet = accelerator.unwrap_model(model.unet)
+    if ema is not None:
+        ema.copy_to(params)
+    if has_lora(model.unet):
+        merge_lora(model.unet)
+    final = model.save_pretrained(out / "final")
+    return {"final": str(final), "plot": str(plot(out)), "steps": t["steps"], "resumed_from": start}
+
+
+@app("finetune")
+def main(cfg: DictConfig) -> int:
+    result = train(to_container(cfg))
+    print(f"final model: {result['final']}\nloss plot: {result['plot']}")
+    return 0
+
+
+if __name__ == "__main__":
+    main()

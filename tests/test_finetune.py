@@ -1,0 +1,91 @@
+"""The fine-tuning app for real: tiny model, tiny store, checkpoints, a SIGKILL and an exact resume."""
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from gvm_train.finetune import train
+from gvm_train.model import GVMModel
+from pipelines.cli import UserError, compose, to_container
+from tests.conftest import write_store
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = ["data.size=32", "data.frames=4", "model.unet.num_frames=4", "model.vae_warmup.steps=2",
+         "train.val_windows=2", "train.threads=1"]
+
+
+def _args(store, out, *extra):
+    return [*SMALL, f"data.stores=[{store}]", f"output_dir={out}", *extra]
+
+
+def _cfg(*args):
+    return to_container(compose("finetune", list(args)))
+
+
+def _rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    return write_store(tmp_path_factory.mktemp("ft") / "s.zarr", 4, t=10)
+
+
+def test_trains_checkpoints_validates_and_saves_final(tiny_store, tmp_path):
+    out = tmp_path / "run"
+    result = train(_cfg(*_args(tiny_store, out, "train.steps=4", "train.checkpoint_every=2", "train.val_every=2",
+                                "train.keep_checkpoints=1")))
+    assert [int(r["step"]) for r in _rows(out / "log.csv")] == [1, 2, 3, 4]
+    assert [int(r["step"]) for r in _rows(out / "val.csv")] == [0, 2, 4]
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-0000004"]
+    model = GVMModel.from_pretrained(result["final"])
+    assert model.config.preset == "tiny" and (out / "loss.png").stat().st_size > 1000
+
+
+def test_killed_run_resumes_exactly(tiny_store, tmp_path):
+    steps = ["train.steps=8", "train.checkpoint_every=3", "train.val_every=0"]
+    whole = tmp_path / "whole"
+    train(_cfg(*_args(tiny_store, whole, *steps)))
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "gvm_train.finetune", *_args(tiny_store, killed, *steps)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while not (killed / "checkpoints" / "step-0000003").exists():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL and not (killed / "final").exists()
+    result = train(_cfg(*_args(tiny_store, killed, *steps)))
+    assert result["resumed_from"] >= 3
+    a, b = _rows(whole / "log.csv"), _rows(killed / "log.csv")
+    assert [r["step"] for r in b] == [str(s) for s in range(1, 9)]
+    # Same data, same noise, same optimizer state: the same losses, to float precision.
+    assert [float(r["loss"]) for r in b] == pytest.approx([float(r["loss"]) for r in a], rel=1e-5, abs=1e-7)
+    wa = GVMModel.from_pretrained(whole / "final").unet.state_dict()
+    wb = GVMModel.from_pretrained(killed / "final").unet.state_dict()
+    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < 1e-5
+
+
+def test_bad_inputs_name_the_problem(tiny_store, tmp_path):
+    from pipelines import store
+    store.create(tmp_path / "empty.zarr", {})
+    with pytest.raises(UserError, match="has no complete clips"):
+        train(_cfg(*_args(tmp_path / "empty.zarr", tmp_path / "a")))
+    with pytest.raises(UserError, match="longer than the longest clip"):
+        train(_cfg(*_args(tiny_store, tmp_path / "b", "data.frames=40")))
+    with pytest.raises(UserError, match="unknown preset"):
+        train(_cfg(*_args(tiny_store, tmp_path / "c", "model.preset=huge")))
+    # A checkpoint folder that holds some other model.
+    other = tmp_path / "d" / "checkpoints" / "step-0000001" / "model"
+    other.mkdir(parents=True)
+    (other / "gvm_config.json").write_text('{"_class_name": "SomethingElse"}')
+    with pytest.raises(UserError, match="not GVMModel"):
+        train(_cfg(*_args(tiny_store, tmp_path / "d")))
