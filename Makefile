@@ -9,7 +9,7 @@ N      ?= 4
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv render sheet test clean
+.PHONY: venv render sheet test bench clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,9 @@ sheet: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m gvm_train.bench $(ARGS)
 
 clean:
 	rm -rf data outputs .pytest_cache

@@ -89,3 +89,20 @@ def test_bad_inputs_name_the_problem(tiny_store, tmp_path):
     (other / "gvm_config.json").write_text('{"_class_name": "SomethingElse"}')
     with pytest.raises(UserError, match="not GVMModel"):
         train(_cfg(*_args(tiny_store, tmp_path / "d")))
+
+
+def test_lora_regime_saves_adapters_resumes_and_merges(tiny_store, tmp_path):
+    out = tmp_path / "lora"
+    common = _args(tiny_store, out, "model.regime.name=lora", "train.checkpoint_every=2", "train.val_every=0")
+    train(_cfg(*common, "train.steps=2"))
+    ckpt = out / "checkpoints" / "step-0000002"
+    assert (ckpt / "lora" / "adapter_model.safetensors").exists() and not (ckpt / "model").exists()
+    assert (out / "base" / "unet").is_dir()
+    result = train(_cfg(*common, "train.steps=3"))  # resumes from step 2 with the adapter, ends merged
+    assert result["resumed_from"] == 2
+    final = GVMModel.from_pretrained(result["final"])
+    base = GVMModel.from_pretrained(out / "base")
+    assert not any("lora" in k for k in final.unet.state_dict())
+    # Training the adapter changed the merged attention weights and nothing outside them.
+    changed = {k for k, v in final.unet.state_dict().items() if not torch.equal(v, base.unet.state_dict()[k])}
+    assert changed and all(any(t in k for t in ("to_q", "to_k", "to_v", "to_out")) for k in changed)

@@ -1,0 +1,76 @@
+"""`python -m gvm_train.bench` (`make bench`): is the data loader fast enough to feed training?
+
+Measured in one run, printed as `name: value` lines: windows per second the loader delivers,
+windows per second a training step consumes, their ratio (above 1: the loader is not the
+bottleneck), the tiny step time, and, where CUDA is present, the step time of an SVD-sized UNet.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+from omegaconf import DictConfig
+
+from gvm_train import data
+from gvm_train.model import build_model
+from gvm_train.objectives import training_loss
+from gvm_train.regimes import apply_regime
+from pipelines.cli import UserError, app, to_container
+
+
+def loader_rate(ds: data.WindowDataset, n: int, batch_size: int, workers: int) -> float:
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=range(n), num_workers=workers)
+    start = time.perf_counter()
+    for _ in loader:
+        pass
+    return n / (time.perf_counter() - start)
+
+
+def step_seconds(model, batch: dict, loss_cfg: dict, steps: int) -> float:
+    opt = torch.optim.AdamW(apply_regime(model, "full"), lr=1e-5)
+    times = []
+    for i in range(steps + 2):  # the first two warm up allocators and kernels
+        start = time.perf_counter()
+        out = training_loss(model, batch, loss_cfg, generator=torch.Generator(model.device).manual_seed(i))
+        out["loss"].backward()
+        opt.step()
+        opt.zero_grad()
+        if model.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return sorted(times[2:])[len(times[2:]) // 2]
+
+
+@app("finetune")
+def main(cfg: DictConfig) -> int:
+    c = to_container(cfg)
+    t, b = c["train"], c["bench"]
+    if t["threads"]:
+        torch.set_num_threads(t["threads"])
+    stores = c["data"]["stores"] or ["data/synth.zarr"]
+    try:
+        refs = data.index_stores(stores)
+        ds = data.WindowDataset(refs, c["data"], c["seed"], b["windows"])
+    except ValueError as e:
+        raise UserError(f"{e} (make render writes data/synth.zarr; or pass data.stores=[...])") from None
+    loaded = loader_rate(ds, b["windows"], t["batch_size"], t["workers"])
+    model = build_model(c["model"])
+    batch = torch.utils.data.default_collate([ds[i] for i in range(t["batch_size"])])
+    tiny = step_seconds(model, batch, c["model"]["loss"], b["steps"])
+    consumed = t["batch_size"] / tiny
+    print(f"loader_windows_per_s: {loaded:.2f}")
+    print(f"train_windows_per_s: {consumed:.2f}")
+    print(f"loader_over_train: {loaded / consumed:.2f}")
+    print(f"{c['model']['preset']}_step_s: {tiny:.3f}")
+    if torch.cuda.is_available():
+        from pipelines.cli import compose
+        svd = to_container(compose("finetune", ["model=svd"]))["model"]
+        print("svd_step_s: needs model.path to a local SVD snapshot" if not svd.get("path") else
+              f"svd_step_s: {step_seconds(build_model(svd).cuda(), batch, svd['loss'], b['steps']):.3f}")
+    else:
+        print("svd_step_s: skipped (no CUDA)")
+    return 0
+
+
+if __name__ == "__main__":
+    main()
