@@ -245,6 +245,12 @@ def _begin(name: str, n_frames: int, fps: float, params: Mapping[str, Any]) -> t
     return t, p, pose
 
 
+def _neck_and_head(pose: "_Pose", axis: np.ndarray, angle: np.ndarray, share: float) -> None:
+    """One rotation split between neck (`share`) and head, as people turn and nod."""
+    pose.apply("neck", _rot(axis, share * angle, len(angle)))
+    pose.apply("head", _rot(axis, (1 - share) * angle, len(angle)))
+
+
 def _times(n_frames: int, fps: float) -> np.ndarray:
     if int(n_frames) != n_frames or n_frames < 1:
         raise ValueError(f"n_frames must be a positive integer, got {n_frames!r}")
@@ -308,9 +314,7 @@ def head_turn(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[st
     t, p, pose = _begin("head_turn", n_frames, fps, params)
     n = len(t)
     yaw = p["turn_amp"] * np.sin(2 * np.pi * p["turn_freq"] * t + p["phase"])
-    share = p["neck_share"]
-    pose.apply("neck", _rot(_Y, share * yaw, n))
-    pose.apply("head", _rot(_Y, (1 - share) * yaw, n))
+    _neck_and_head(pose, _Y, yaw, p["neck_share"])
     pose.apply("head", _rot(_Z, -p["tilt"] * yaw / max(p["turn_amp"], 1e-6), n))
     pose.apply("spine3", _rot(_Y, 0.1 * yaw, n))
     return pose.motion()
@@ -342,11 +346,8 @@ def wave(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[str, np
 def nod(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[str, np.ndarray]:
     """Nodding: head and neck pitch (+x looks down)."""
     t, p, pose = _begin("nod", n_frames, fps, params)
-    n = len(t)
     pitch = p["nod_amp"] * np.sin(2 * np.pi * p["nod_freq"] * t + p["phase"])
-    share = p["neck_share"]
-    pose.apply("neck", _rot(_X, share * pitch, n))
-    pose.apply("head", _rot(_X, (1 - share) * pitch, n))
+    _neck_and_head(pose, _X, pitch, p["neck_share"])
     return pose.motion()
 
 

@@ -19,7 +19,7 @@ import torch
 from assets.ranges import draw
 from gvm_train.backgrounds import Backgrounds
 from pipelines import store
-from render.frames import linear_to_srgb
+from render.frames import linear_to_srgb, srgb_to_linear
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,9 @@ def _unit_hash(*keys: str) -> float:
 
 def split(refs: list[ClipRef], val_fraction: float, val_min_clips: int) -> tuple[list[ClipRef], list[ClipRef]]:
     """Held-out clips by a stable hash of (store name, clip id): adding clips never moves others."""
-    ranked = sorted(refs, key=lambda r: _unit_hash(Path(r.store).name, r.clip_id))
-    n_val = sum(_unit_hash(Path(r.store).name, r.clip_id) < val_fraction for r in refs)
+    score = {(r.store, r.clip_id): _unit_hash(Path(r.store).name, r.clip_id) for r in refs}
+    ranked = sorted(refs, key=lambda r: score[(r.store, r.clip_id)])
+    n_val = sum(v < val_fraction for v in score.values())
     n_val = min(max(n_val, val_min_clips if len(refs) > 1 else 0), len(refs) - 1)
     val = ranked[:n_val]
     held = {(r.store, r.clip_id) for r in val}
@@ -78,10 +79,6 @@ def _jitter(rgb: np.ndarray, rng: np.random.Generator, cfg: dict, where: str) ->
     return np.clip((rgb - mean) * c + mean, 0, None) * b
 
 
-def _srgb_to_linear(x: np.ndarray) -> np.ndarray:
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-
-
 class WindowDataset(torch.utils.data.Dataset):
     """`length` windows; item i is drawn from a generator seeded by (seed, i)."""
 
@@ -90,7 +87,7 @@ class WindowDataset(torch.utils.data.Dataset):
             raise ValueError("no clips to sample windows from")
         self.refs, self.cfg, self.seed, self.length = refs, cfg, seed, length
         self.backgrounds = Backgrounds(cfg["backgrounds"])
-        self._roots: dict[str, Any] = {}
+        self._clips: dict[tuple[str, str], store.Clip] = {}
         stride_max = max(cfg["stride"]["int"]) if isinstance(cfg["stride"], dict) else int(cfg["stride"])
         span = (cfg["frames"] - 1) * stride_max + 1
         longest = max(r.n_frames for r in refs)
@@ -118,9 +115,11 @@ class WindowDataset(torch.utils.data.Dataset):
         return self.length
 
     def _clip(self, ref: ClipRef) -> store.Clip:
-        if ref.store not in self._roots:  # opened lazily: one handle per store per loader worker
-            self._roots[ref.store] = store.open_store(ref.store)
-        return store.read_clip(self._roots[ref.store], ref.clip_id)
+        """Opened lazily, once per clip per loader worker (handles do not cross process forks)."""
+        key = (ref.store, ref.clip_id)
+        if key not in self._clips:
+            self._clips[key] = store.read_clip(store.open_store(ref.store), ref.clip_id)
+        return self._clips[key]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         cfg = self.cfg
@@ -151,7 +150,7 @@ class WindowDataset(torch.utils.data.Dataset):
         bg = np.clip(_jitter(bg, rng, cfg["augment"]["bg"], "data.augment.bg"), 0, 1)
         a = alpha[..., None]
         if cfg["composite_space"] == "linear":
-            rgb = linear_to_srgb(_srgb_to_linear(fgr) * a + _srgb_to_linear(bg) * (1 - a))
+            rgb = linear_to_srgb(srgb_to_linear(fgr) * a + srgb_to_linear(bg) * (1 - a))
         elif cfg["composite_space"] == "srgb":
             rgb = fgr * a + bg * (1 - a)
         else:

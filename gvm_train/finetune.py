@@ -159,7 +159,8 @@ def train(c: dict) -> dict[str, Any]:
         per_step = t["batch_size"] * t["grad_accum"] * nproc
         train_set = data.WindowDataset(train_refs, c["data"], seed, t["steps"] * per_step)
         val_set = data.WindowDataset(val_refs or train_refs, c["data"], seeds.derive(seed, "val") % 2**32, t["val_windows"])
-        ckpt = _checkpoints(out)[-1] if t["resume"] and _checkpoints(out) else None
+        found = _checkpoints(out) if t["resume"] else []
+        ckpt = found[-1] if found else None
         model = load_model(c, out, ckpt)
     except (ValueError, FileNotFoundError) as e:
         raise UserError(str(e)) from None

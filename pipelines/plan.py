@@ -40,12 +40,14 @@ def uniform(rng: np.random.Generator, value: Any, key: str) -> float:
         raise UserError(str(e)) from None
 
 
-def _positive_int(cfg: dict, key: str) -> int:
+def _int(cfg: dict, key: str, minimum: int) -> int:
+    """The integer at a dotted key, at least `minimum` (booleans are not integers here)."""
     node = cfg
     for part in key.split("."):
         node = node[part]
-    if isinstance(node, bool) or not isinstance(node, int) or node <= 0:
-        raise UserError(f"{key} must be a positive integer, got {node!r}")
+    if isinstance(node, bool) or not isinstance(node, int) or node < minimum:
+        kind = "a positive" if minimum == 1 else "a non-negative"
+        raise UserError(f"{key} must be {kind} integer, got {node!r}")
     return node
 
 
@@ -57,20 +59,15 @@ def _one_of(value: Any, allowed: Sequence[str], key: str) -> str:
 
 def check(cfg: dict) -> None:
     """Values that would otherwise fail deep inside a worker, checked up front."""
-    _positive_int(cfg, "n_clips")
-    for key in ("cycles.width", "cycles.height", "cycles.samples", "cluster.workers",
+    for key in ("n_clips", "cycles.width", "cycles.height", "cycles.samples", "cluster.workers",
                 "cluster.cpus_per_worker", "cluster.clips_per_worker"):
-        _positive_int(cfg, key)
-    if not isinstance(cfg["seed"], int) or cfg["seed"] < 0:
-        raise UserError(f"seed must be a non-negative integer, got {cfg['seed']!r}")
+        _int(cfg, key, 1)
+    for key in ("seed", "cycles.alpha_samples", "cycles.max_bounces"):
+        _int(cfg, key, 0)
     fps, seconds = cfg["clip"]["fps"], cfg["clip"]["seconds"]
     if not isinstance(fps, (int, float)) or fps <= 0 or not isinstance(seconds, (int, float)) or seconds <= 0:
         raise UserError(f"clip.fps and clip.seconds must be positive numbers, got {fps!r} and {seconds!r}")
     c = cfg["cycles"]
-    if isinstance(c["alpha_samples"], bool) or not isinstance(c["alpha_samples"], int) or c["alpha_samples"] < 0:
-        raise UserError(f"cycles.alpha_samples must be a non-negative integer, got {c['alpha_samples']!r}")
-    if isinstance(c["max_bounces"], bool) or not isinstance(c["max_bounces"], int) or c["max_bounces"] < 0:
-        raise UserError(f"cycles.max_bounces must be a non-negative integer, got {c['max_bounces']!r}")
     _one_of(c["device"], DEVICES, "cycles.device")
     _one_of(c["curve_shape"], CURVE_SHAPES, "cycles.curve_shape")
     _one_of(c["hair_model"], HAIR_MODELS, "cycles.hair_model")

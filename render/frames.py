@@ -23,6 +23,10 @@ def linear_to_srgb(x: np.ndarray) -> np.ndarray:
     return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
 
 
+def srgb_to_linear(x: np.ndarray) -> np.ndarray:
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
 def extend_colour(rgb: np.ndarray, known: np.ndarray) -> np.ndarray:
     """Fill unknown pixels from a push-pull pyramid of the known ones.
 
