@@ -17,7 +17,7 @@ from render.spec import ClipSpec
 
 @dataclass(frozen=True)
 class RenderedClip:
-    arrays: dict[str, np.ndarray]   # fgr uint8 (T,H,W,3), alpha uint16 (T,H,W)
+    arrays: dict[str, np.ndarray]   # fgr uint8 (T,H,W,3), alpha and alpha_hair uint16 (T,H,W)
     info: dict                      # device, Cycles seconds, resolved camera
 
 
@@ -47,4 +47,7 @@ def render_clip(spec: ClipSpec, threads: int = 0) -> RenderedClip:
     info = {"device": out.device, "cycles_seconds": sum(out.seconds.values()), "pass_seconds": out.seconds,
             "camera": out.camera,
             "hair_strands": int(geo.hair_points.shape[0]), "body_vertices": int(geo.vertices.shape[1])}
-    return RenderedClip({"fgr": fgr, "alpha": alpha}, info)
+    arrays = {"fgr": fgr, "alpha": alpha}
+    if out.hair is not None:
+        arrays["alpha_hair"] = frames.quantise_alpha(out.hair)
+    return RenderedClip(arrays, info)

@@ -53,6 +53,11 @@ def extend_colour(rgb: np.ndarray, known: np.ndarray) -> np.ndarray:
     return coarse
 
 
+def quantise_alpha(coverage: np.ndarray) -> np.ndarray:
+    """Linear coverage in [0, 1] (clipped) -> the store's uint16 alpha."""
+    return np.round(np.clip(coverage, 0.0, 1.0) * ALPHA_MAX).astype(np.uint16)
+
+
 def to_store(rgba: np.ndarray, coverage: np.ndarray | None = None,
              min_alpha: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Premultiplied linear colour (T,H,W,4) and coverage (T,H,W) -> fgr uint8 straight sRGB, alpha uint16.
@@ -63,7 +68,7 @@ def to_store(rgba: np.ndarray, coverage: np.ndarray | None = None,
     alpha gives speckles, so such pixels take colour extended from their neighbours instead.
     """
     own = np.clip(rgba[..., 3], 0.0, 1.0)
-    alpha16 = np.round(np.clip(own if coverage is None else coverage, 0.0, 1.0) * ALPHA_MAX).astype(np.uint16)
+    alpha16 = quantise_alpha(own if coverage is None else coverage)
     fgr = np.empty(rgba.shape[:3] + (3,), np.uint8)
     for t in range(rgba.shape[0]):
         known = (own[t] * ALPHA_MAX >= 1) & (own[t] >= min_alpha)

@@ -259,20 +259,33 @@ def configure(spec: ClipSpec, threads: int) -> str:
 
 
 def use_alpha_pass() -> None:
-    """Turn the scene into one that only measures coverage.
+    """Turn the scene into one that only measures coverage: total, and the hair's share of it.
 
-    Alpha depends on geometry alone, so a flat emission material, no bounces and no world give
+    Alpha depends on geometry alone, so flat emission materials, no bounces and no world give
     the same alpha as full shading at a fraction of the cost, which buys more samples for it.
+    Hair emits pure red and the body pure green, so the premultiplied red channel is the hair's
+    own visible coverage (strands hidden behind the body count nothing) at no extra cost.
     """
     scene = bpy.context.scene
-    flat = bpy.data.materials.new("coverage")
-    nodes = flat.node_tree.nodes
-    nodes.remove(nodes["Principled BSDF"])
-    flat.node_tree.links.new(nodes.new("ShaderNodeEmission").outputs[0], nodes["Material Output"].inputs["Surface"])
-    scene.view_layers[0].material_override = flat
+    for obj in scene.objects:
+        if obj.type in ("MESH", "CURVES"):
+            obj.data.materials.clear()
+            obj.data.materials.append(_emission("coverage_hair" if obj.type == "CURVES" else "coverage_body",
+                                                (1.0, 0.0, 0.0) if obj.type == "CURVES" else (0.0, 1.0, 0.0)))
     scene.world = None
     scene.cycles.max_bounces = 0
     scene.cycles.use_denoising = False
+
+
+def _emission(name: str, rgb: tuple[float, float, float]) -> bpy.types.Material:
+    mat = bpy.data.materials.new(name)
+    nodes = mat.node_tree.nodes
+    nodes.remove(nodes["Principled BSDF"])
+    emit = nodes.new("ShaderNodeEmission")
+    emit.inputs["Color"].default_value = (*rgb, 1.0)
+    emit.inputs["Strength"].default_value = 1.0
+    mat.node_tree.links.new(emit.outputs[0], nodes["Material Output"].inputs["Surface"])
+    return mat
 
 
 def _render_animation(folder: Path, n_frames: int) -> tuple[np.ndarray, float]:
@@ -292,6 +305,7 @@ def _render_animation(folder: Path, n_frames: int) -> tuple[np.ndarray, float]:
 class Rendered:
     rgba: np.ndarray        # (T,H,W,4) premultiplied scene-linear colour pass
     alpha: np.ndarray       # (T,H,W) coverage: the alpha pass, or the colour pass's own alpha
+    hair: np.ndarray | None # (T,H,W) the hair's visible share of that coverage (alpha pass only)
     seconds: dict           # Cycles' wall time per pass, all frames
     device: str
     camera: dict
@@ -308,11 +322,11 @@ def build_and_render(spec: ClipSpec, geo: Geometry, threads: int = 0, workdir: s
     with tempfile.TemporaryDirectory(prefix="gvm-render-", dir=base) as tmp:
         rgba, colour_s = _render_animation(Path(tmp) / "colour", spec.n_frames)
         seconds = {"colour": colour_s}
-        alpha = rgba[..., 3]
+        alpha, hair = rgba[..., 3], None
         if spec.cycles["alpha_samples"]:
             use_alpha_pass()
             bpy.context.scene.cycles.samples = spec.cycles["alpha_samples"]
-            alpha, seconds["alpha"] = _render_animation(Path(tmp) / "alpha", spec.n_frames)
-            alpha = alpha[..., 3]
+            coverage, seconds["alpha"] = _render_animation(Path(tmp) / "alpha", spec.n_frames)
+            alpha, hair = coverage[..., 3], np.minimum(coverage[..., 0], coverage[..., 3])
     reset()
-    return Rendered(rgba, alpha, seconds, device, camera)
+    return Rendered(rgba, alpha, hair, seconds, device, camera)

@@ -78,3 +78,18 @@ def test_same_spec_same_pixels(rendered):
     again = clip_mod.render_clip(spec, threads=2)
     np.testing.assert_array_equal(again.arrays["alpha"], full.arrays["alpha"])
     np.testing.assert_array_equal(again.arrays["fgr"], full.arrays["fgr"])
+
+
+def test_hair_share_of_coverage(rendered):
+    _, full, body_only = rendered
+    a = full.arrays["alpha"].astype(np.float64) / 65535
+    h = full.arrays["alpha_hair"].astype(np.float64) / 65535
+    assert full.arrays["alpha_hair"].dtype == np.uint16 and h.shape == a.shape
+    assert (h <= a + 1e-6).all()                      # a share of coverage, never more
+    strands_only = (body_only == 0) & (a > 0.02)      # nothing but strands there
+    assert np.abs(h[strands_only] - a[strands_only]).max() < 0.02
+    inner = cv2.erode((body_only > 65000).astype(np.uint8)[0], np.ones((9, 9), np.uint8)).astype(bool)
+    # Where the body is opaque and no strand crosses it in front, the hair's share is 0; strands
+    # over the face are allowed, so only the bulk of the torso is checked.
+    assert np.median(h[0][inner]) == 0.0
+    assert h.max() > 0.5
