@@ -9,8 +9,9 @@ Two presets, both built from a plain config dict (conf/model/<preset>.yaml):
 - `tiny`: randomly initialised, seeded, small enough to train on CPU (tests and demos);
 - `svd`:  `unet/` and `vae/` (and `scheduler/` when it holds a flow-matching one) of a local
           Stable Video Diffusion snapshot folder, `model.path`.
-A model is saved as plain diffusers folders (unet/, vae/, scheduler/) plus gvm_config.json with
-the settings inference needs to use it the way it was trained.
+A model is saved as a diffusers pipeline folder (unet/, vae/, scheduler/ and model_index.json,
+which names gvm_train.pipeline.GVMPipeline and holds, under `gvm`, the settings inference needs to
+use the model the way it was trained).
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ from torch import nn
 
 PRESETS = ("tiny", "svd")
 OBJECTIVES = ("flow_matching", "one_step")
-GVM_CONFIG = "gvm_config.json"
+INDEX = "model_index.json"
+PIPELINE_CLASS = "GVMPipeline"
 # diffusers writes one of these per model folder (plain, sharded, or as a dtype variant).
 _WEIGHT_STEMS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin",
                  "diffusion_pytorch_model.safetensors.index.json", "diffusion_pytorch_model.bin.index.json")
@@ -40,7 +42,7 @@ class GVMModel(nn.Module, ConfigMixin):
     `alpha` has C=1. Latents are scaled by the VAE's scaling factor.
     """
 
-    config_name = GVM_CONFIG
+    config_name = "gvm_settings.json"  # ConfigMixin needs a name; folders keep settings in model_index.json
 
     def __init__(self, unet: UNetSpatioTemporalConditionModel, vae: AutoencoderKLTemporalDecoder,
                  scheduler: FlowMatchEulerDiscreteScheduler, *, preset: str = "tiny",
@@ -152,39 +154,40 @@ class GVMModel(nn.Module, ConfigMixin):
                          added_time_ids=time_ids).sample
 
     # -- diffusers folders -------------------------------------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        """The GVM settings (constructor keywords besides the three components)."""
+        return {k: copy.deepcopy(v) for k, v in self.config.items() if not k.startswith("_")}
+
     def save_pretrained(self, directory: str | Path) -> Path:
-        """unet/, vae/, scheduler/ as diffusers folders, plus gvm_config.json."""
+        """The diffusers pipeline folder: unet/, vae/, scheduler/ and model_index.json."""
+        from .pipeline import GVMPipeline
         from .regimes import has_lora  # regimes imports this module
         if has_lora(self.unet):
             raise ValueError("save_pretrained: the UNet has LoRA adapters injected; save them with "
                              "gvm_train.regimes.save_lora or merge them with merge_lora first")
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.unet.save_pretrained(directory / "unet")
-        self.vae.save_pretrained(directory / "vae")
-        self.scheduler.save_pretrained(directory / "scheduler")
-        self.save_config(directory)
+        GVMPipeline(self.unet, self.vae, self.scheduler, gvm=self.settings()).save_pretrained(directory)
         return directory
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, **overrides: Any) -> "GVMModel":
-        """Load a folder written by save_pretrained; `overrides` replace gvm_config.json settings
+        """Load a folder written by save_pretrained; `overrides` replace saved settings
         (e.g. decode_chunk_size for a smaller GPU)."""
         root = Path(directory).expanduser()
         if not root.is_dir():
             raise FileNotFoundError(f"model folder {root} does not exist")
-        cfg_file = root / GVM_CONFIG
-        if not cfg_file.is_file():
-            raise FileNotFoundError(f"model folder {root} has no {GVM_CONFIG}: not a GVM model folder "
+        index_file = root / INDEX
+        if not index_file.is_file():
+            raise FileNotFoundError(f"model folder {root} has no {INDEX}: not a GVM model folder "
                                     "(a Stable Video Diffusion snapshot loads with model=svd model.path=...)")
         try:
-            settings = json.loads(cfg_file.read_text())
+            index = json.loads(index_file.read_text())
         except json.JSONDecodeError as e:
-            raise ValueError(f"{cfg_file}: not valid JSON ({e})") from None
-        if settings.get("_class_name") != cls.__name__:
-            raise ValueError(f"{cfg_file}: written by {settings.get('_class_name')!r}, not {cls.__name__}")
-        settings = {k: v for k, v in settings.items() if not k.startswith("_")}
-        settings.update(overrides)
+            raise ValueError(f"{index_file}: not valid JSON ({e})") from None
+        if index.get("_class_name") != PIPELINE_CLASS or not isinstance(index.get("gvm"), dict):
+            raise ValueError(f"{index_file}: written for {index.get('_class_name')!r}, not a {PIPELINE_CLASS} "
+                             "with gvm settings")
+        settings = {**index["gvm"], **overrides}
         unet, vae = _load_unet_vae(root, label="model folder")
         sched_dir = root / "scheduler"
         if not (sched_dir / "scheduler_config.json").is_file():
@@ -193,7 +196,7 @@ class GVMModel(nn.Module, ConfigMixin):
         try:
             return cls(unet, vae, scheduler, **settings)
         except TypeError as e:
-            raise ValueError(f"{cfg_file}: unknown setting ({e})") from None
+            raise ValueError(f"{index_file}: unknown setting ({e})") from None
 
 
 def _check_settings(model: GVMModel) -> None:

@@ -127,19 +127,26 @@ def predict_one_step(model: GVMModel, rgb_latents: torch.Tensor) -> torch.Tensor
     return model(torch.zeros_like(rgb_latents), rgb_latents, model.config.one_step_timestep)
 
 
+def sample_clean_latents(model: GVMModel, rgb_latents: torch.Tensor, *, num_steps: int | None = None,
+                         sigmas: Sequence[float] | None = None, noise: torch.Tensor | None = None,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+    """Clean alpha latents for RGB latents by the model's objective; num_steps / sigmas override the
+    saved flow-matching schedule, `noise` fixes its starting draw."""
+    if model.config.objective == "one_step":
+        return predict_one_step(model, rgb_latents)
+    if sigmas is None:
+        sigmas = (flow_sigmas(num_steps) if num_steps is not None
+                  else model.config.sigmas or flow_sigmas(model.config.num_steps))
+    return sample_flow_matching(model, rgb_latents, sigmas, noise=noise, generator=generator)
+
+
 @torch.no_grad()
 def predict_alpha(model: GVMModel, rgb: torch.Tensor, *, num_steps: int | None = None,
                   sigmas: Sequence[float] | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """RGB (B, F, 3, H, W) in [0, 1] -> alpha (B, F, 1, H, W) in [0, 1], using the model's
-    objective; num_steps / sigmas override the saved flow-matching schedule."""
-    rgb_lat = model.encode(rgb.to(model.device))
-    if model.config.objective == "one_step":
-        latents = predict_one_step(model, rgb_lat)
-    else:
-        if sigmas is None:
-            sigmas = (flow_sigmas(num_steps) if num_steps is not None
-                      else model.config.sigmas or flow_sigmas(model.config.num_steps))
-        latents = sample_flow_matching(model, rgb_lat, sigmas, generator=generator)
+    """RGB (B, F, 3, H, W) in [0, 1] -> alpha (B, F, 1, H, W) in [0, 1], one window at a time
+    (whole videos of any length: gvm_train.pipeline.GVMPipeline)."""
+    latents = sample_clean_latents(model, model.encode(rgb.to(model.device)), num_steps=num_steps, sigmas=sigmas,
+                                   generator=generator)
     return model.decode_alpha(latents, clamp=True)
 
 

@@ -86,8 +86,8 @@ def test_bad_inputs_name_the_problem(tiny_store, tmp_path):
     # A checkpoint folder that holds some other model.
     other = tmp_path / "d" / "checkpoints" / "step-0000001" / "model"
     other.mkdir(parents=True)
-    (other / "gvm_config.json").write_text('{"_class_name": "SomethingElse"}')
-    with pytest.raises(UserError, match="not GVMModel"):
+    (other / "model_index.json").write_text('{"_class_name": "SomethingElse"}')
+    with pytest.raises(UserError, match="not a GVMPipeline"):
         train(_cfg(*_args(tiny_store, tmp_path / "d")))
 
 

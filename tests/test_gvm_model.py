@@ -95,15 +95,16 @@ def test_save_load_round_trip_identical(conf, tmp_path):
     m = build_model(conf("model.seed=3", "model.gvm.objective=one_step"))
     rgb, _ = clip(frames=4)
     m.save_pretrained(tmp_path / "m")
-    for sub in ("unet/config.json", "vae/config.json", "scheduler/scheduler_config.json", "gvm_config.json"):
+    for sub in ("unet/config.json", "vae/config.json", "scheduler/scheduler_config.json", "model_index.json"):
         assert (tmp_path / "m" / sub).is_file()
-    settings = json.loads((tmp_path / "m/gvm_config.json").read_text())
-    assert settings["_class_name"] == "GVMModel" and settings["objective"] == "one_step"
+    index = json.loads((tmp_path / "m/model_index.json").read_text())
+    assert index["_class_name"] == "GVMPipeline" and index["gvm"]["objective"] == "one_step"
+    assert index["unet"] == ["diffusers", "UNetSpatioTemporalConditionModel"]
     back = GVMModel.from_pretrained(tmp_path / "m")
     assert back.config.objective == "one_step" and back.config.added_time_ids == m.config.added_time_ids
     torch.testing.assert_close(unet_out(back, rgb), unet_out(m, rgb), rtol=0, atol=0)
     torch.testing.assert_close(obj.predict_alpha(back, rgb), obj.predict_alpha(m, rgb), rtol=0, atol=0)
-    with pytest.raises(FileNotFoundError, match="gvm_config.json"):
+    with pytest.raises(FileNotFoundError, match="model_index.json"):
         GVMModel.from_pretrained(tmp_path / "m" / "unet")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         GVMModel.from_pretrained(tmp_path / "nowhere")

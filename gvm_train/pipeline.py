@@ -1,0 +1,198 @@
+"""GVMPipeline: a diffusers pipeline that mattes a video of any length.
+
+    pipe = GVMPipeline.from_pretrained("runs/a/final")
+    alphas = pipe(frames, window=8, overlap=2).alphas      # (T, H, W) float32 in [0, 1]
+
+The video is cut into windows of `window` frames that overlap by `overlap`; each window's clean
+alpha latents are predicted, and where windows overlap their latents are cross-faded with weights
+that ramp across the overlap before the VAE decodes them. Flow-matching noise is drawn per
+absolute frame, so two windows start from the same noise on the frames they share and agree
+more where they are blended. A last window that would run past the end is moved back to end on
+the last frame; a video shorter than a window is padded by repeating its last frame.
+
+Frames are resized (short side, capped long side), padded to a size the UNet can halve as often
+as it needs, and un-padded and resized back afterwards. `stream()` yields alpha frames in order
+as soon as no later window can change them, holding only about one window in memory, so videos
+longer than memory go through it (gvm_train.infer uses it).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from diffusers import AutoencoderKLTemporalDecoder, FlowMatchEulerDiscreteScheduler, UNetSpatioTemporalConditionModel
+from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+from diffusers.utils import BaseOutput
+
+from gvm_train.model import GVMModel
+from gvm_train.objectives import sample_clean_latents
+from pipelines import seeds
+
+
+@dataclass
+class GVMPipelineOutput(BaseOutput):
+    alphas: np.ndarray  # (T, H, W) float32 in [0, 1], the input's size
+
+
+def window_starts(n_frames: int, window: int, overlap: int) -> list[int]:
+    """First frame of each window: every `window - overlap` frames, the last one moved back so
+    that it ends on the last frame (never past it, never leaving a tail uncovered)."""
+    if window < 1 or not 0 <= overlap < window:
+        raise ValueError(f"window={window}, overlap={overlap}: need window >= 1 and 0 <= overlap < window")
+    if n_frames < 1:
+        raise ValueError("the video has no frames")
+    if n_frames <= window:
+        return [0]
+    step = window - overlap
+    starts = list(range(0, n_frames - window + 1, step))
+    if starts[-1] + window < n_frames:
+        starts.append(n_frames - window)
+    return starts
+
+
+def crossfade_weights(window: int, overlap: int) -> np.ndarray:
+    """Per-frame weights of one window: 1 inside, ramping down to 1/(overlap+1) at either end, so
+    that in an overlap the earlier window fades out as the later one fades in."""
+    j = np.arange(window)
+    return np.minimum(1.0, np.minimum(j + 1, window - j) / (overlap + 1)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How frames of one size are brought to the model and back."""
+    height: int
+    width: int
+    scaled: tuple[int, int]   # (h, w) after resizing
+    padded: tuple[int, int]   # (h, w) after padding
+
+    @classmethod
+    def plan(cls, height: int, width: int, multiple: int, short_side: int | None, max_long_side: int | None) -> "Geometry":
+        scale = 1.0
+        if short_side:
+            scale = short_side / min(height, width)
+        if max_long_side and max(height, width) * scale > max_long_side:
+            scale = max_long_side / max(height, width)
+        h, w = max(1, round(height * scale)), max(1, round(width * scale))
+        pad = lambda x: -(-x // multiple) * multiple  # noqa: E731
+        return cls(height, width, (h, w), (pad(h), pad(w)))
+
+    def to_model(self, frame: np.ndarray) -> torch.Tensor:
+        """uint8 (H, W, 3) -> float (3, h', w') in [0, 1], resized and edge-padded."""
+        if frame.shape[:2] != (self.height, self.width):
+            raise ValueError(f"frame of size {frame.shape[1]}x{frame.shape[0]} in a video of "
+                             f"{self.width}x{self.height}")
+        h, w = self.scaled
+        if (h, w) != (self.height, self.width):
+            interp = cv2.INTER_AREA if h < self.height else cv2.INTER_LINEAR
+            frame = cv2.resize(frame, (w, h), interpolation=interp)
+        frame = cv2.copyMakeBorder(frame, 0, self.padded[0] - h, 0, self.padded[1] - w, cv2.BORDER_REPLICATE)
+        return torch.from_numpy(frame).permute(2, 0, 1).float() / 255
+
+    def from_model(self, alpha: np.ndarray) -> np.ndarray:
+        """(h', w') -> (H, W): un-pad, resize back, clip to [0, 1]."""
+        h, w = self.scaled
+        alpha = alpha[:h, :w]
+        if (h, w) != (self.height, self.width):
+            alpha = cv2.resize(alpha, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
+        return np.clip(alpha, 0.0, 1.0).astype(np.float32)
+
+
+class GVMPipeline(DiffusionPipeline):
+    """Video -> alpha with a GVM model (UNet + frozen VAE + flow-matching scheduler).
+
+    Saved and loaded as a diffusers folder: unet/, vae/, scheduler/ and model_index.json, whose
+    `gvm` entry holds the model's settings (objective, steps, conditioning constants)."""
+
+    model_cpu_offload_seq = "vae->unet"
+
+    def __init__(self, unet: UNetSpatioTemporalConditionModel, vae: AutoencoderKLTemporalDecoder,
+                 scheduler: FlowMatchEulerDiscreteScheduler, gvm: dict[str, Any] | None = None):
+        super().__init__()
+        self.register_modules(unet=unet, vae=vae, scheduler=scheduler)
+        self.register_to_config(gvm=dict(gvm or {}))
+        # The same modules seen through GVMModel, whose methods know GVM's conditioning.
+        self.model = GVMModel(unet, vae, scheduler, **(gvm or {}))
+
+    @classmethod
+    def from_model(cls, model: GVMModel) -> "GVMPipeline":
+        return cls(model.unet, model.vae, model.scheduler, gvm=model.settings())
+
+    @classmethod
+    def from_pretrained(cls, directory: Any, **overrides: Any) -> "GVMPipeline":
+        """Loaded the way GVMModel loads (with its checks and bit-exact weights); `overrides`
+        replace saved settings, e.g. num_steps or decode_chunk_size."""
+        return cls.from_model(GVMModel.from_pretrained(directory, **overrides))
+
+    @property
+    def size_multiple(self) -> int:
+        """Pixels must divide by the VAE's factor times each UNet down-sampling."""
+        return self.model.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+
+    def __call__(self, video: np.ndarray | Sequence[np.ndarray], **kwargs: Any) -> GVMPipelineOutput:
+        """`video`: uint8 frames (T, H, W, 3). Keywords as for `stream`."""
+        frames = list(video)
+        return GVMPipelineOutput(alphas=np.stack(list(self.stream(frames, len(frames), **kwargs))))
+
+    @torch.no_grad()
+    def stream(self, frames: Iterable[np.ndarray], n_frames: int, *, window: int | None = None, overlap: int = 2,
+               num_inference_steps: int | None = None, sigmas: Sequence[float] | None = None,
+               short_side: int | None = None, max_long_side: int | None = None, decode_context: int = 2,
+               seed: int = 0) -> Iterator[np.ndarray]:
+        """Alpha frames (H, W) float32, in order, for `n_frames` uint8 RGB frames (H, W, 3).
+
+        window: frames per UNet call (default: the UNet's num_frames); overlap: frames shared by
+        neighbouring windows and cross-faded in latent space; decode_context: already emitted
+        frames decoded again in front of each new block, so the temporal decoder sees across the
+        block boundary; num_inference_steps / sigmas: flow-matching schedule (default: saved)."""
+        model = self.model
+        window = int(window or self.unet.config.num_frames)
+        starts = window_starts(n_frames, window, overlap)
+        weights = torch.from_numpy(crossfade_weights(window, overlap))
+        source = iter(frames)
+        geo: Geometry | None = None
+        pixels: dict[int, torch.Tensor] = {}     # model-space frames read and not yet encoded
+        acc: dict[int, torch.Tensor] = {}        # frame -> weighted latent sum of the windows so far
+        wsum: dict[int, float] = {}
+        done: list[torch.Tensor] = []            # the last decode_context final latents, for context
+        emitted = read = 0
+        bar = self.progress_bar(total=len(starts))
+        for k, start in enumerate(starts):
+            idx = [min(start + j, n_frames - 1) for j in range(window)]  # a short video repeats its last frame
+            while read <= idx[-1]:
+                frame = next(source, None)
+                if frame is None:
+                    raise ValueError(f"the video ended after {read} of {n_frames} frames")
+                geo = geo or Geometry.plan(*frame.shape[:2], self.size_multiple, short_side, max_long_side)
+                pixels[read] = geo.to_model(frame)
+                read += 1
+            rgb = torch.stack([pixels[i] for i in idx])[None].to(model.device, model.dtype)
+            rgb_lat = model.encode(rgb)
+            noise = self._noise(idx, rgb_lat.shape[2:], seed).to(rgb_lat)
+            clean = sample_clean_latents(model, rgb_lat, num_steps=num_inference_steps, sigmas=sigmas, noise=noise)[0]
+            for j, i in enumerate(dict.fromkeys(idx)):  # repeated padding frames count once
+                w = float(weights[j])
+                acc[i] = acc.get(i, 0) + w * clean[j]
+                wsum[i] = wsum.get(i, 0.0) + w
+            final_upto = starts[k + 1] if k + 1 < len(starts) else n_frames
+            block = [acc.pop(i) / wsum.pop(i) for i in range(emitted, final_upto)]
+            for i in range(emitted, final_upto):
+                pixels.pop(i, None)
+            if block:
+                context = done[-decode_context:] if decode_context else []
+                alpha = model.decode_alpha(torch.stack(context + block)[None])[0, len(context):, 0]
+                for a in alpha.float().cpu().numpy():
+                    yield geo.from_model(a)
+                done = (done + block)[-max(decode_context, 1):]
+                emitted = final_upto
+            bar.update()
+        bar.close()
+
+    @staticmethod
+    def _noise(frame_index: Sequence[int], shape: Sequence[int], seed: int) -> torch.Tensor:
+        """(1, F, C, h, w) noise where frame i's draw depends on (seed, i) alone."""
+        return torch.stack([torch.randn(tuple(shape), generator=torch.Generator().manual_seed(
+            seeds.derive(seed, "frame", i) % 2**63)) for i in frame_index])[None]
