@@ -3,7 +3,8 @@
     python -m gvm_train.finetune data.stores=[data/synth.zarr] model=tiny train.steps=200 output_dir=runs/a
 
 Writes `<output_dir>/checkpoints/step-XXXXXXX/` (model folder or LoRA adapter, optimizer,
-scheduler, EMA), `log.csv`, `val.csv`, `loss.png` and the final model to `<output_dir>/final`.
+scheduler, EMA), `log.csv`, `val.csv`, `loss.png`, TensorBoard events under `tensorboard/`
+and the final model to `<output_dir>/final`.
 A rerun continues from the latest checkpoint. Resuming is exact: sample i of the run is a pure
 function of (seed, i) and each step's noise of (seed, step), so a resumed run replays what an
 uninterrupted one would have done.
@@ -188,12 +189,23 @@ def train(c: dict) -> dict[str, Any]:
             _keep_rows_upto(out / name, start)
         print(f"resuming from {ckpt} at step {start}")
     model.unet, opt, sched = accelerator.prepare(model.unet, opt, sched)
+    board = None
+    if t["tensorboard"] and accelerator.is_main_process:
+        from torch.utils.tensorboard import SummaryWriter
+        # purge_step drops the events a killed run logged after its last checkpoint.
+        board = SummaryWriter(out / "tensorboard", purge_step=start + 1 if start else None)
     # Sample indices as a pure function of (step, micro-batch, process): the data position is the step.
     order = [((s * t["grad_accum"] + m) * nproc + rank) * t["batch_size"] + b
              for s in range(start, t["steps"]) for m in range(t["grad_accum"]) for b in range(t["batch_size"])]
     loader = torch.utils.data.DataLoader(train_set, batch_size=t["batch_size"], sampler=order, num_workers=t["workers"])
+    def validate(step: int) -> None:
+        mad = validation_mad(model, val_set, t["batch_size"])
+        _append(out / "val.csv", ("step", "mad"), {"step": step, "mad": mad})
+        if board is not None:
+            board.add_scalar("val/mad", mad, step)
+
     if start == 0 and t["val_every"]:
-        _append(out / "val.csv", ("step", "mad"), {"step": 0, "mad": validation_mad(model, val_set, t["batch_size"])})
+        validate(0)
     batches = iter(loader)
     bar = tqdm(range(start, t["steps"]), initial=start, total=t["steps"], desc="finetune", unit="step",
                disable=not accelerator.is_main_process)
@@ -215,11 +227,17 @@ def train(c: dict) -> dict[str, Any]:
         row.update(step=done, lr=sched.get_last_lr()[0], seconds=time.perf_counter() - tick)
         if done % t["log_every"] == 0 or done == t["steps"]:
             _append(out / "log.csv", LOG_FIELDS, row)
+            if board is not None:
+                for k in LOG_FIELDS[1:]:
+                    if k in row:
+                        board.add_scalar(f"train/{k}", row[k], done)
         bar.set_postfix(loss=f"{row['loss']:.4f}")
         if t["val_every"] and (done % t["val_every"] == 0 or done == t["steps"]):
-            _append(out / "val.csv", ("step", "mad"), {"step": done, "mad": validation_mad(model, val_set, t["batch_size"])})
+            validate(done)
         if done % t["checkpoint_every"] == 0 or done == t["steps"]:
             save_checkpoint(out, done, model, opt, sched, ema, t["keep_checkpoints"])
+    if board is not None:
+        board.close()
     model.unet = accelerator.unwrap_model(model.unet)
     if ema is not None:
         ema.copy_to(params)

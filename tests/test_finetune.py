@@ -69,6 +69,11 @@ def test_killed_run_resumes_exactly(tiny_store, tmp_path):
     assert [r["step"] for r in b] == [str(s) for s in range(1, 9)]
     # Same data, same noise, same optimizer state: the same losses, to float precision.
     assert [float(r["loss"]) for r in b] == pytest.approx([float(r["loss"]) for r in a], rel=1e-5, abs=1e-7)
+    # TensorBoard holds each step once: the steps logged after the checkpoint by the killed run were purged.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(killed / "tensorboard")).Reload().Scalars("train/loss")
+    assert [e.step for e in events] == list(range(1, 9))
+    assert [e.value for e in events] == pytest.approx([float(r["loss"]) for r in a], rel=1e-5, abs=1e-7)
     wa = GVMModel.from_pretrained(whole / "final").unet.state_dict()
     wb = GVMModel.from_pretrained(killed / "final").unet.state_dict()
     assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < 1e-5
