@@ -3,7 +3,10 @@
 A sample is T frames of one clip (with a temporal stride), cropped and resized, its foreground
 colour-jittered and composited onto a background. Sample i is a pure function of (seed, i), so
 a training run resumed at sample i sees exactly the data an uninterrupted run would have seen.
-Validation holds out whole clips, chosen by a hash of store and clip id.
+Validation holds out whole clips, chosen by a hash of store and clip id. Clips whose `source` is
+listed under `data.masks.sources` hold binary segmentation masks, not mattes (their `fgr` is the
+real frame): the loss ignores a band around the mask edge (`weight` 0 there) and, by default,
+they are used as they are instead of being composited.
 """
 from __future__ import annotations
 
@@ -79,6 +82,19 @@ def _jitter(rgb: np.ndarray, rng: np.random.Generator, cfg: dict, where: str) ->
     return np.clip((rgb - mean) * c + mean, 0, None) * b
 
 
+def mask_weight(mask: np.ndarray, band_px: int) -> np.ndarray:
+    """(T, H, W) binary-ish mask -> loss weight: 0 within band_px of its edge, where a segmentation
+    mask says nothing about the true (fractional) alpha, 1 elsewhere."""
+    if band_px <= 0:
+        return np.ones_like(mask, dtype=np.float32)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band_px + 1, 2 * band_px + 1))
+    out = np.empty(mask.shape, np.float32)
+    for t, m in enumerate(mask >= 0.5):
+        m = m.astype(np.uint8)
+        out[t] = cv2.dilate(m, kernel) == cv2.erode(m, kernel)
+    return out
+
+
 class WindowDataset(torch.utils.data.Dataset):
     """`length` windows; item i is drawn from a generator seeded by (seed, i)."""
 
@@ -148,13 +164,18 @@ class WindowDataset(torch.utils.data.Dataset):
             fgr, alpha, bg = fgr[:, :, ::-1], alpha[:, :, ::-1], bg[:, :, ::-1]
         fgr = np.clip(_jitter(fgr, rng, cfg["augment"]["fgr"], "data.augment.fgr"), 0, 1)
         bg = np.clip(_jitter(bg, rng, cfg["augment"]["bg"], "data.augment.bg"), 0, 1)
+        masks = cfg["masks"]
+        is_mask = ref.source in masks["sources"]
+        weight = mask_weight(alpha, masks["band_px"]) if is_mask else np.ones_like(alpha)
         a = alpha[..., None]
-        if cfg["composite_space"] == "linear":
+        if is_mask and not masks["composite"]:
+            rgb = fgr  # a segmentation source's fgr is the real frame itself
+        elif cfg["composite_space"] == "linear":
             rgb = linear_to_srgb(srgb_to_linear(fgr) * a + srgb_to_linear(bg) * (1 - a))
         elif cfg["composite_space"] == "srgb":
             rgb = fgr * a + bg * (1 - a)
         else:
             raise ValueError(f"data.composite_space must be srgb or linear, got {cfg['composite_space']!r}")
         to_t = lambda x: torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).permute(0, 3, 1, 2)  # noqa: E731
-        return {"rgb": to_t(rgb), "alpha": to_t(a), "fgr": to_t(fgr), "bg": to_t(bg),
+        return {"rgb": to_t(rgb), "alpha": to_t(a), "fgr": to_t(fgr), "bg": to_t(bg), "weight": to_t(weight[..., None]),
                 "clip": f"{Path(ref.store).name}/{ref.clip_id}", "start": start, "stride": stride, "index": i}

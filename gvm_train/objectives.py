@@ -13,7 +13,9 @@ pixel losses decode through the frozen VAE and so reach the UNet's weights.
 
 A batch is a dict: `rgb` (B, F, 3, H, W) and `alpha` (B, F, 1, H, W) in [0, 1], either of which
 may be replaced by precomputed `rgb_latents` / `alpha_latents` (alpha pixels are still needed
-when a pixel loss is on).
+when a pixel loss is on), and optionally `weight` (B, F, 1, H, W): where it is 0 the alpha is not
+trusted (the band around a binary segmentation mask's edge) and no loss term looks there; the
+latent loss ignores every latent pixel whose footprint touches such a pixel.
 """
 from __future__ import annotations
 
@@ -68,11 +70,18 @@ def training_loss(model: GVMModel, batch: Mapping[str, torch.Tensor], loss_cfg: 
         pred = model(torch.zeros_like(alpha_lat), rgb_lat, model.config.one_step_timestep)
         target = alpha_lat
         pred_x0 = pred
-    terms = {"latent": F.mse_loss(pred, target)}
+    weight = batch.get("weight")
+    if weight is not None:
+        weight = weight.to(pred.device, pred.dtype)
+        latent_w = min_pool(weight.flatten(0, 1), model.vae_scale_factor).unflatten(0, weight.shape[:2])
+        terms = {"latent": weighted_mean((pred - target) ** 2, latent_w)}
+    else:
+        terms = {"latent": F.mse_loss(pred, target)}
     if any(cfg[k] for k in PIXEL_TERMS):
         if "alpha" not in batch:
             raise ValueError("batch: pixel losses are on (loss.l1/laplacian/gradient) but the batch has no 'alpha'")
-        terms.update(pixel_losses(model.decode_alpha(pred_x0, clamp=False), batch["alpha"].to(pred.device, pred.dtype), cfg))
+        terms.update(pixel_losses(model.decode_alpha(pred_x0, clamp=False), batch["alpha"].to(pred.device, pred.dtype),
+                                  cfg, weight))
     total = sum(cfg[k] * v for k, v in terms.items() if cfg[k])
     return {"loss": total, **{k: v.detach() for k, v in terms.items()}}
 
@@ -151,17 +160,33 @@ def predict_alpha(model: GVMModel, rgb: torch.Tensor, *, num_steps: int | None =
 
 
 # -- losses -----------------------------------------------------------------------------------------
-def pixel_losses(pred: torch.Tensor, target: torch.Tensor, cfg: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """The pixel terms whose weight is non-zero, on alpha (..., 1, H, W)."""
+def pixel_losses(pred: torch.Tensor, target: torch.Tensor, cfg: Mapping[str, Any],
+                 weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The pixel terms whose weight is non-zero, on alpha (..., 1, H, W); `weight` (same shape)
+    masks pixels out of every term."""
     p, g = pred.flatten(0, -4), target.flatten(0, -4)  # every leading axis into one batch axis
+    w = None if weight is None else weight.flatten(0, -4)
     out = {}
     if cfg.get("l1"):
-        out["l1"] = F.l1_loss(p, g)
+        out["l1"] = weighted_mean((p - g).abs(), w)
     if cfg.get("laplacian"):
-        out["laplacian"] = laplacian_pyramid_loss(p, g, int(cfg.get("laplacian_levels", 3)))
+        out["laplacian"] = laplacian_pyramid_loss(p, g, int(cfg.get("laplacian_levels", 3)), w)
     if cfg.get("gradient"):
-        out["gradient"] = sobel_gradient_loss(p, g)
+        out["gradient"] = sobel_gradient_loss(p, g, w)
     return out
+
+
+def weighted_mean(err: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """mean(err), or the weight-averaged err (weight broadcast over err's channels)."""
+    if weight is None:
+        return err.mean()
+    w = weight.expand_as(err)
+    return (err * w).sum() / w.sum().clamp_min(1.0)
+
+
+def min_pool(weight: torch.Tensor, factor: int) -> torch.Tensor:
+    """(N, 1, H, W) -> (N, 1, H/factor, W/factor): 0 wherever any pixel of the cell is 0."""
+    return -F.max_pool2d(-weight, factor, ceil_mode=True) if factor > 1 else weight
 
 
 def _binomial_kernel(x: torch.Tensor) -> torch.Tensor:
@@ -193,20 +218,37 @@ def laplacian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
     return bands
 
 
-def laplacian_pyramid_loss(pred: torch.Tensor, target: torch.Tensor, levels: int = 3) -> torch.Tensor:
+def laplacian_pyramid_loss(pred: torch.Tensor, target: torch.Tensor, levels: int = 3,
+                           weight: torch.Tensor | None = None) -> torch.Tensor:
     """Sum over levels of 2^i * mean |band_i(pred) - band_i(target)| on (N, C, H, W).
 
     Coarser bands hold fewer, smaller-valued pixels; the 2^i weight keeps them from vanishing
-    next to the fine bands, where hair detail lives."""
-    return sum((2 ** i) * F.l1_loss(a, b)
-               for i, (a, b) in enumerate(zip(laplacian_pyramid(pred, levels), laplacian_pyramid(target, levels))))
+    next to the fine bands, where hair detail lives. A weight map follows the pyramid: a band
+    pixel is trusted only if every pixel its two 5x5 blurs reach is."""
+    pa, pb = laplacian_pyramid(pred, levels), laplacian_pyramid(target, levels)
+    total, w = 0.0, weight
+    for i, (a, b) in enumerate(zip(pa, pb)):
+        band_w = None
+        if w is not None:
+            band_w = w if i == len(pa) - 1 else erode(w, 9)  # the low-pass residual is the decimated image itself
+            w = erode(w, 5)[..., ::2, ::2]
+        total = total + (2 ** i) * weighted_mean((a - b).abs(), band_w)
+    return total
 
 
-def sobel_gradient_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """mean |d/dx pred - d/dx target| + mean |d/dy ...| with Sobel filters on (N, C, H, W)."""
+def erode(weight: torch.Tensor, size: int) -> torch.Tensor:
+    """Min over a size x size window (edges replicated), keeping the shape."""
+    r = size // 2
+    return -F.max_pool2d(-F.pad(weight, (r, r, r, r), mode="replicate"), size, stride=1)
+
+
+def sobel_gradient_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """mean |d/dx pred - d/dx target| + mean |d/dy ...| with Sobel filters on (N, C, H, W); a
+    weight map is eroded by the filter's 3x3 footprint."""
     gx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=pred.device, dtype=pred.dtype) / 8
     kernel = torch.stack([gx, gx.T]).unsqueeze(1).repeat(pred.shape[1], 1, 1, 1)  # (2C, 1, 3, 3)
 
     def grad(x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, groups=x.shape[1])
-    return 2 * F.l1_loss(grad(pred), grad(target))
+    w = None if weight is None else erode(weight, 3).repeat_interleave(2, dim=1)  # x and y maps per channel
+    return 2 * weighted_mean((grad(pred) - grad(target)).abs(), w)

@@ -82,3 +82,35 @@ def test_procedural_backgrounds_vary_and_move():
     assert np.abs(a - b).mean() > 0.02                  # different scenes
     assert np.abs(a[0] - a[-1]).mean() > 1e-3           # the camera drifts
     np.testing.assert_array_equal(a, bgs(6, 32, np.random.default_rng(1)))
+
+
+def test_segmentation_sources_mask_the_edge_band_and_keep_their_frames(tmp_path):
+    seg = _write(tmp_path / "seg.zarr", 2, source="segmentation", value=90)
+    ds = data.WindowDataset(data.index_stores([seg]), _cfg("data.crop_scale=[1.0,1.0]", "data.augment.hflip=0",
+                                                           "data.masks.band_px=2"), seed=1, length=4)
+    s = ds[0]
+    a, w = s["alpha"], s["weight"]
+    edge = (a > 0.02) & (a < 0.98)                  # the resized mask's soft edge
+    assert edge.any() and (w[edge] == 0).all()      # never trusted
+    assert (w[a == 0].mean() > 0.5) and (w[a == 1].mean() > 0.3) and set(w.unique().tolist()) == {0.0, 1.0}
+    torch.testing.assert_close(s["rgb"], s["fgr"], rtol=0, atol=0)   # the frame itself, not a composite
+    synth = data.WindowDataset(data.index_stores([_write(tmp_path / "s.zarr", 2)]), _cfg(), seed=1, length=2)[0]
+    assert (synth["weight"] == 1).all()
+
+
+def test_weighted_losses_ignore_untrusted_pixels():
+    from gvm_train.objectives import pixel_losses
+    cfg = {"l1": 1, "laplacian": 1, "laplacian_levels": 3, "gradient": 1}
+    g = torch.zeros(1, 2, 1, 32, 32)
+    g[..., 10:22, 10:22] = 1
+    w = torch.ones_like(g)
+    w[..., 8:24, 8:24] = 0                          # only the border region is trusted
+    p = g.clone()
+    p[..., 14:18, 14:18] = 0.3                      # errors inside the untrusted region only
+    weighted = pixel_losses(p, g, cfg, w)
+    assert all(float(v) < 1e-6 for v in weighted.values()), weighted
+    plain = pixel_losses(p, g, cfg)
+    assert all(float(v) > 1e-3 for v in plain.values())
+    p2 = p.clone()
+    p2[..., 0, 0] = 1.0                             # an error where the weight is 1 counts
+    assert float(pixel_losses(p2, g, cfg, w)["l1"]) > 1e-3
