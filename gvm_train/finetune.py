@@ -197,7 +197,14 @@ def train(c: dict) -> dict[str, Any]:
     # Sample indices as a pure function of (step, micro-batch, process): the data position is the step.
     order = [((s * t["grad_accum"] + m) * nproc + rank) * t["batch_size"] + b
              for s in range(start, t["steps"]) for m in range(t["grad_accum"]) for b in range(t["batch_size"])]
-    loader = torch.utils.data.DataLoader(train_set, batch_size=t["batch_size"], sampler=order, num_workers=t["workers"])
+    cache = t["latent_cache"]
+    source = train_set
+    if cache["windows"]:
+        from gvm_train import latent_cache
+        pool = latent_cache.build(train_set, model, cache["windows"], Path(cache["dir"] or out / "latents"),
+                                  cache["batch_size"])
+        source = latent_cache.CachedWindows(pool, len(train_set))
+    loader = torch.utils.data.DataLoader(source, batch_size=t["batch_size"], sampler=order, num_workers=t["workers"])
     def validate(step: int) -> None:
         mad = validation_mad(model, val_set, t["batch_size"])
         _append(out / "val.csv", ("step", "mad"), {"step": step, "mad": mad})

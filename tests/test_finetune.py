@@ -111,3 +111,21 @@ def test_lora_regime_saves_adapters_resumes_and_merges(tiny_store, tmp_path):
     # Training the adapter changed the merged attention weights and nothing outside them.
     changed = {k for k, v in final.unet.state_dict().items() if not torch.equal(v, base.unet.state_dict()[k])}
     assert changed and all(any(t in k for t in ("to_q", "to_k", "to_v", "to_out")) for k in changed)
+
+
+def test_latent_cache_replays_the_same_windows_and_is_reused(tiny_store, tmp_path):
+    common = ["train.steps=3", "train.val_every=0", "train.checkpoint_every=3"]
+    plain = tmp_path / "plain"
+    train(_cfg(*_args(tiny_store, plain, *common)))
+    cached = tmp_path / "cached"
+    cache = ["train.latent_cache.windows=3", f"train.latent_cache.dir={tmp_path / 'latents'}", *common]
+    train(_cfg(*_args(tiny_store, cached, *cache)))
+    pools = list((tmp_path / "latents").iterdir())
+    assert len(pools) == 1 and (pools[0] / "pool.json").is_file()
+    assert {p.name for p in pools[0].glob("*.npy")} == {"rgb_latents.npy", "alpha_latents.npy", "alpha.npy", "weight.npy"}
+    # Pool entry i is training window i encoded once: the same losses as encoding on the fly.
+    assert [float(r["loss"]) for r in _rows(cached / "log.csv")] == pytest.approx(
+        [float(r["loss"]) for r in _rows(plain / "log.csv")], rel=1e-4)
+    stamp = (pools[0] / "rgb_latents.npy").stat().st_mtime_ns
+    train(_cfg(*_args(tiny_store, tmp_path / "again", *cache)))  # same data, same VAE: the pool is reused
+    assert (pools[0] / "rgb_latents.npy").stat().st_mtime_ns == stamp and len(list((tmp_path / "latents").iterdir())) == 1
