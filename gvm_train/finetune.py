@@ -4,7 +4,8 @@
 
 Writes `<output_dir>/checkpoints/step-XXXXXXX/` (model folder or LoRA adapter, optimizer,
 scheduler, EMA), `log.csv`, `val.csv`, `loss.png`, TensorBoard events under `tensorboard/`
-and the final model to `<output_dir>/final`.
+and the final model to `<output_dir>/final` (with train.save_initial, the step-0 model, after
+any VAE warm-up, to `<output_dir>/initial`, the untrained reference for evaluations).
 A rerun continues from the latest checkpoint. Resuming is exact: sample i of the run is a pure
 function of (seed, i) and each step's noise of (seed, step), so a resumed run replays what an
 uninterrupted one would have done.
@@ -173,6 +174,8 @@ def train(c: dict) -> dict[str, Any]:
     lora = c["model"]["regime"]["name"] == "lora"
     if lora and ckpt is None:
         model.save_pretrained(out / "base")  # adapters are saved alone; the frozen base once
+    if t["save_initial"] and ckpt is None:
+        model.save_pretrained(out / "initial")  # the step-0 model: the "untrained" row of an evaluation
     params = apply_regime(model, c["model"]["regime"])
     opt = torch.optim.AdamW(params, lr=t["lr"], weight_decay=t["weight_decay"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, t["warmup_steps"])))

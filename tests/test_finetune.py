@@ -41,12 +41,15 @@ def tiny_store(tmp_path_factory):
 def test_trains_checkpoints_validates_and_saves_final(tiny_store, tmp_path):
     out = tmp_path / "run"
     result = train(_cfg(*_args(tiny_store, out, "train.steps=4", "train.checkpoint_every=2", "train.val_every=2",
-                                "train.keep_checkpoints=1")))
+                                "train.keep_checkpoints=1", "train.save_initial=true")))
     assert [int(r["step"]) for r in _rows(out / "log.csv")] == [1, 2, 3, 4]
     assert [int(r["step"]) for r in _rows(out / "val.csv")] == [0, 2, 4]
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-0000004"]
     model = GVMModel.from_pretrained(result["final"])
     assert model.config.preset == "tiny" and (out / "loss.png").stat().st_size > 1000
+    initial = GVMModel.from_pretrained(out / "initial")  # the step-0 weights: the UNet differs, the frozen VAE not
+    assert not torch.equal(initial.unet.conv_in.weight, model.unet.conv_in.weight)
+    assert all(torch.equal(a, b) for a, b in zip(initial.vae.parameters(), model.vae.parameters()))
 
 
 def test_killed_run_resumes_exactly(tiny_store, tmp_path):
