@@ -1,0 +1,216 @@
+"""Benchmark sets from store clips: layout, exact compositing, the held-out split, resuming, backgrounds."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from gvm_train import data
+from gvm_train.benchmark_set import LABEL_H, build
+from pipelines import store
+from pipelines.cli import UserError, compose, to_container
+from tests.conftest import write_store
+
+ROOT = Path(__file__).resolve().parent.parent
+SIDE, T = 36, 6  # store clips are SIDE x SIDE, T frames; 64x36 places them unscaled
+SMALL = ["resolutions=[64x36,96x54]", "frames=4", "contact_sheet.cell=24", "workers=2"]
+
+
+def _cfg(*args: str) -> dict:
+    return to_container(compose("benchmark_set", [*SMALL, *args]))
+
+
+def _png(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert img is not None, path
+    return img.astype(np.float32)
+
+
+def _clips(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _layer(folder: Path, clip: str, layer: str) -> list[np.ndarray]:
+    return [_png(p) for p in sorted((folder / clip / layer).glob("*.png"))]
+
+
+def _files(folder: Path) -> dict[str, tuple[int, bytes]]:
+    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes())
+            for p in folder.rglob("*") if p.is_file() and p.parent != folder}
+
+
+def _alpha8(a16: np.ndarray) -> np.ndarray:
+    return np.round(a16.astype(np.float64) / store.ALPHA_MAX * 255)
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    d = tmp_path_factory.mktemp("stores")
+    discs = write_store(d / "discs.zarr", 6, t=T, h=SIDE, w=SIDE, value=200)
+    hair = write_store(d / "hair.zarr", 2, t=T, h=SIDE, w=SIDE, value=90)
+    clip = store.read_clip(store.open_store(hair), "clip000000")
+    arrays = {"fgr": clip["fgr"][:], "alpha": clip["alpha"][:], "alpha_hair": clip["alpha"][:] // 3}
+    store.write_clip(store.create(hair, {}), "clip000002", arrays, {"source": "synthetic", "fps": 24.0})
+    return discs, hair
+
+
+@pytest.fixture(scope="module")
+def built(stores, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    cfg = _cfg(f"stores=[{stores[0]}]", f"output_dir={out}")
+    return cfg, build(cfg)
+
+
+def test_layout_holds_out_exactly_the_finetune_split(stores, built):
+    cfg, folders = built
+    out = Path(cfg["output_dir"])
+    assert folders == [out / "heldout_64x36", out / "heldout_96x54"]
+    refs = data.index_stores([stores[0]])
+    train, val = data.split(refs, cfg["data"]["val_fraction"], cfg["data"]["val_min_clips"])
+    assert val and train  # the test means something only if the split leaves clips on both sides
+    expected = sorted(f"discs-{r.clip_id}-{k}" for r in val for k in ("still", "motion"))
+    for folder, (w, h) in zip(folders, [(64, 36), (96, 54)]):
+        assert _clips(folder) == expected
+        for clip in expected:
+            assert sorted(p.name for p in (folder / clip).iterdir() if p.is_dir()) == ["bgr", "com", "fgr", "pha"]
+            for layer in ("com", "fgr", "pha", "bgr"):
+                frames = sorted((folder / clip / layer).glob("*.png"))
+                assert [p.name for p in frames] == ["0000.png", "0001.png", "0002.png", "0003.png"]
+                assert _png(frames[0]).shape[:2] == (h, w)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert sorted(c["name"] for c in manifest["clips"]) == expected
+        assert manifest["size"] == [w, h] and all(c["frames"] == 4 for c in manifest["clips"])
+        assert {c["background"]["kind"] for c in manifest["clips"]} == {"still", "motion"}
+        sheet = _png(folder / "contact_sheet.png")
+        assert sheet.shape[0] == len(expected) * (cfg["contact_sheet"]["cell"] + LABEL_H)
+
+
+def test_pha_is_the_placed_store_alpha_and_com_the_composite(stores, built):
+    _, (low, high) = built
+    root = store.open_store(stores[0])
+    for clip in _clips(low):
+        alpha8 = _alpha8(store.read_clip(root, clip.split("-")[1])["alpha"][:4])
+        for t, pha in enumerate(_layer(low, clip, "pha")):
+            # Unscaled and at a whole-pixel offset: the store alpha itself, somewhere along the width.
+            assert pha.sum() == alpha8[t].sum()
+            assert any(np.array_equal(pha[:, x:x + SIDE], alpha8[t]) for x in range(64 - SIDE + 1))
+        for t, pha in enumerate(_layer(high, clip, "pha")):
+            assert pha.sum() == pytest.approx(alpha8[t].sum() * 1.5**2, rel=0.02)
+        for folder in (low, high):
+            com, fgr, pha, bgr = (_layer(folder, clip, n) for n in ("com", "fgr", "pha", "bgr"))
+            for c, f, p, b in zip(com, fgr, pha, bgr):
+                a = p[..., None] / 255
+                assert np.abs(c - (f * a + b * (1 - a))).max() <= 1
+                assert (f == 200).all()  # the store's flat colour, extended over the whole frame
+
+
+def test_moving_background_moves_and_still_one_does_not(built):
+    _, (low, _) = built
+    for clip in _clips(low):
+        bgr = _layer(low, clip, "bgr")
+        steps = [np.abs(b - a).mean() for a, b in zip(bgr, bgr[1:])]
+        if clip.endswith("-still"):
+            assert steps == [0.0] * 3
+        else:
+            assert min(steps) > 0.5, steps
+
+
+def test_panning_still_background_drifts(stores, tmp_path):
+    (folder,) = build(_cfg(f"stores=[{stores[0]}]", f"output_dir={tmp_path}", "resolutions=[64x36]",
+                           "backgrounds.kinds=[still]", "backgrounds.still.pan=0.05"))
+    for clip in _clips(folder):
+        bgr = _layer(folder, clip, "bgr")
+        assert all(np.abs(b - a).mean() > 0.5 for a, b in zip(bgr, bgr[1:]))
+
+
+def test_all_clips_and_hair_only_where_the_store_has_it(stores, tmp_path):
+    (folder,) = build(_cfg(f"stores=[{stores[1]}]", f"output_dir={tmp_path}", "resolutions=[64x36]",
+                           "backgrounds.kinds=[still]", "clips=all"))
+    assert _clips(folder) == [f"hair-clip00000{i}-still" for i in range(3)]
+    with_hair = [c for c in _clips(folder) if (folder / c / "hair").is_dir()]
+    assert with_hair == ["hair-clip000002-still"]
+    hair16 = store.read_clip(store.open_store(stores[1]), "clip000002")["alpha_hair"][:4]
+    for t, hair in enumerate(_layer(folder, "hair-clip000002-still", "hair")):
+        assert hair.sum() == _alpha8(hair16[t]).sum() > 0
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert {c["name"]: c["hair"] for c in manifest["clips"]} == {c: c in with_hair for c in _clips(folder)}
+
+
+def test_rerun_skips_complete_clips_and_redoes_interrupted_ones(stores, tmp_path):
+    args = [f"stores=[{stores[1]}]", f"output_dir={tmp_path}", "resolutions=[64x36]", "clips=all",
+            "backgrounds.kinds=[still]"]
+    (folder,) = build(_cfg(*args))
+    first = _files(folder)
+    build(_cfg(*args))
+    assert _files(folder) == first  # same bytes, same mtimes: nothing rewritten
+    # A run killed mid-clip leaves its temp folder; a folder copied in part lacks its marker.
+    killed, partial = "hair-clip000000-still", "hair-clip000001-still"
+    os.rename(folder / killed, folder / f".{killed}.tmp")
+    (folder / f".{killed}.tmp" / "com" / "0003.png").unlink()
+    (folder / partial / ".complete").unlink()
+    (folder / partial / "pha" / "0002.png").unlink()
+    build(_cfg(*args))
+    again = _files(folder)
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+    assert {k: v[1] for k, v in again.items()} == {k: v[1] for k, v in first.items()}  # redone byte for byte
+    for name, (mtime, _) in again.items():
+        redone = name.startswith((killed, partial))
+        assert (mtime != first[name][0]) == redone, name
+    # Changed settings make a clip another clip: it is redone, not kept.
+    build(_cfg(*args, "frames=3"))
+    assert all(len(list((folder / c / "com").glob("*.png"))) == 3 for c in _clips(folder))
+
+
+def test_short_video_folder_plays_back_and_forth(stores, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    with av.open(str(videos / "flat.mp4"), "w") as c:
+        s = c.add_stream("mpeg4", rate=24)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for v in (40, 120, 200):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), v, np.uint8), format="rgb24")
+            c.mux(s.encode(frame))
+        c.mux(s.encode())
+    (folder,) = build(_cfg(f"stores=[{stores[0]}]", f"output_dir={tmp_path / 'out'}", "resolutions=[64x36]",
+                           "backgrounds.kinds=[motion]", f"backgrounds.motion.folder={videos}", "frames=5"))
+    for clip in _clips(folder):
+        levels = [b.mean() for b in _layer(folder, clip, "bgr")]
+        assert np.allclose(levels, [40, 120, 200, 120, 40], atol=3), levels
+
+
+def test_bad_inputs_are_one_line_and_write_nothing(stores, tmp_path):
+    out = tmp_path / "out"
+    store.create(tmp_path / "empty.zarr", {})
+    single = write_store(tmp_path / "single.zarr", 1, t=T, h=SIDE, w=SIDE)
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "notes.txt").write_text("x")
+    (junk / "broken.png").write_bytes(b"not a png")
+    (junk / "broken.mp4").write_bytes(b"not a video")
+    base = [f"output_dir={out}"]
+    cases = [
+        ([], "no stores given"),
+        ([f"stores=[{tmp_path / 'empty.zarr'}]"], "has no complete clips"),
+        ([f"stores=[{tmp_path / 'missing.zarr'}]"], "does not exist"),
+        ([f"stores=[{stores[0]}]", "resolutions=[64by36]"], "64by36"),
+        ([f"stores=[{stores[0]}]", "resolutions=[0x36]"], "0x36"),
+        ([f"stores=[{stores[0]}]", f"backgrounds.still.folder={junk}"], "holds no readable images"),
+        ([f"stores=[{stores[0]}]", f"backgrounds.motion.folder={junk}"], "holds no decodable videos"),
+        ([f"stores=[{stores[0]}]", f"backgrounds.motion.folder={tmp_path / 'nowhere'}"], "is not a folder"),
+        ([f"stores=[{single}]"], "clips=all"),
+    ]
+    for args, needle in cases:
+        with pytest.raises(UserError, match=needle):
+            build(_cfg(*base, *args))
+    assert not out.exists()
+    r = subprocess.run([sys.executable, "-m", "gvm_train.benchmark_set", *base, f"stores=[{single}]"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2, r.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: no held-out clips") and "clips=all" in lines[0], r.stderr
+    assert not out.exists()
