@@ -3,10 +3,13 @@
 Measured in one run, printed as `name: value` lines: windows per second the loader delivers,
 windows per second a training step consumes, their ratio (above 1: the loader is not the
 bottleneck), the tiny step time, and, where CUDA is present, the step time of an SVD-sized UNet.
+Also the evaluation throughput (`eval_fps_<W>x<H>`: frames per second of `gvm_train.evaluate`,
+PNG reading and the full lr alpha + foreground metric set) on synthetic clips made in the run.
 """
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
@@ -41,12 +44,42 @@ def step_seconds(model, batch: dict, loss_cfg: dict, steps: int) -> float:
     return sorted(times[2:])[len(times[2:]) // 2]
 
 
+def eval_fps(width: int, height: int, frames: int, seed: int) -> float:
+    """Frames per second of `gvm_train.evaluate` on one synthetic clip in PNG folders: a blurred disc
+    drifting across the frame as truth, the same with noise as prediction, noisy colour as foreground."""
+    import tempfile
+
+    import cv2
+    import numpy as np
+
+    from gvm_train.evaluate import evaluate
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:height, :width].astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        pred, gt = Path(tmp) / "pred", Path(tmp) / "gt"
+        for t in range(frames):
+            # Moves 1% of the width a frame; edge blur and noise scale with the frame like real footage.
+            disc = (np.hypot(xx - width * (0.4 + 0.01 * t), yy - height / 2) < height / 3).astype(np.float32)
+            true = cv2.GaussianBlur(disc, (0, 0), height / 200)
+            fgr = rng.integers(0, 256, (height, width, 3), np.uint8)
+            for root, pha, col in ((gt, true, fgr), (pred, true + rng.normal(0, 0.05, true.shape), fgr ^ 8)):
+                for sub, img in (("pha", np.rint(np.clip(pha, 0, 1) * 255).astype(np.uint8)), ("fgr", col)):
+                    (root / "clip" / sub).mkdir(parents=True, exist_ok=True)
+                    cv2.imwrite(str(root / "clip" / sub / f"{t:04d}.png"), img)
+        start = time.perf_counter()
+        evaluate(pred, gt, "lr", progress=False)
+        return frames / (time.perf_counter() - start)
+
+
 @app("finetune")
 def main(cfg: DictConfig) -> int:
     c = to_container(cfg)
     t, b = c["train"], c["bench"]
     if t["threads"]:
         torch.set_num_threads(t["threads"])
+    for size, frames in b["eval_frames"].items():  # first: it needs no store
+        w, h = (int(v) for v in size.split("x"))
+        print(f"eval_fps_{size}: {eval_fps(w, h, frames, c['seed']):.2f}", flush=True)
     stores = c["data"]["stores"] or ["data/synth.zarr"]
     try:
         refs = data.index_stores(stores)

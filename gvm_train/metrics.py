@@ -1,0 +1,267 @@
+"""Matting metrics with the conventions video matting papers report, so our numbers sit beside theirs.
+
+Alpha, foreground and spatial-gradient errors follow the Robust Video Matting evaluation (Lin et al.,
+"Robust High-Resolution Video Matting with Temporal Guidance", WACV 2022, its `evaluation/` scripts):
+
+- `pha_mad`  1e3 * mean |p - g|;  `pha_mse` 1e3 * mean (p - g)^2.
+- `pha_grad` 1e-3 * sum (|grad g| - |grad p|)^2 with Gaussian-derivative gradients (sigma 1.4, a 9x9
+  kernel of unit L2 norm, replicated border). Protocol `lr` min-max normalises each magnitude map
+  first; protocol `hr` does not.
+- `pha_conn` (lr only) 1e-3 * sum |phi(g) - phi(p)|, Rhemann et al.'s connectivity error with 4-connected
+  components at thresholds 0, 0.1, ..., 1.
+- `pha_dtssd` 1e2 * sqrt(sum(((p_t - p_t-1) - (g_t - g_t-1))^2) / N); frame 0 scores 0.
+- `fgr_mad`, `fgr_mse` as MAD/MSE over all colour channels of the pixels whose true alpha is above 0.
+
+Grad and Conn are sums over the frame, so they grow with resolution: report the resolution with them.
+
+Inputs are float32 in [0, 1] (8-bit PNG / 255) and the arithmetic stays in float32 where the reference's
+does: thresholds compared in float64 would put alpha 153/255 below the 0.6 step in Conn.
+
+MESSDdt (Erofeev, Gitman, Vatolin, Fedorov, Wang, "Perceptually Motivated Benchmark for Video Matting",
+BMVC 2015; used again by e.g. Zhang et al., "Attention-guided Temporally Coherent Video Object Matting",
+ACM MM 2021) is their motion-aware temporal error: with E_t = (p_t - g_t)^2 * m_t the masked squared
+error of frame t and v the optical flow of the ground-truth sequence from frame t-1 to t, it sums
+|E_t-1(x) - E_t(x + v(x))| over pixels and frames. An error that travels with the subject (a steady
+halo) costs nothing; one that appears, vanishes or slides over the subject (flicker, swimming) does.
+Here: the flow is OpenCV's DIS on the 8-bit ground-truth alphas, E_t is sampled at x + v bilinearly,
+the sum is divided by the frame's pixel count and scaled by 1e3 like MSE (it is a difference of squared
+errors), frame 0 scores 0 like dtSSD, and m is the whole frame (`region: all`: trimap-free matting has
+no trimap) or, closer to the benchmark, which scored the trimap's unknown region, the band where
+0 < g < 1 dilated by `unknown_dilation` (`region: unknown`).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from gvm_train.config import require_keys
+
+CONF = Path(__file__).resolve().parent.parent / "conf" / "evaluate.yaml"
+PROTOCOLS = ("lr", "hr")
+ALPHA = ("pha_mad", "pha_mse", "pha_grad", "pha_conn", "pha_dtssd", "pha_messddt")
+FGR = ("fgr_mad", "fgr_mse")
+HAIR = ("hair_mad", "hair_mse", "hair_grad")
+SECTIONS = {"grad": ("sigma", "eps"), "conn": ("step", "theta"),
+            "messddt": ("enabled", "region", "unknown_dilation", "dis_preset"), "hair": ("dilation",)}
+DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+
+
+def default_config() -> dict[str, Any]:
+    """The `metrics` block of conf/evaluate.yaml, read without Hydra so any caller can use it."""
+    from omegaconf import OmegaConf
+    return OmegaConf.to_container(OmegaConf.load(CONF).metrics, resolve=True)
+
+
+def check_config(cfg: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Every metric parameter present and known; ValueError naming the key otherwise."""
+    cfg = default_config() if cfg is None else cfg
+    out = {name: require_keys(cfg.get(name), keys, f"metrics.{name}") for name, keys in SECTIONS.items()}
+    unknown = sorted(set(cfg) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f"metrics: unknown section(s) {', '.join(unknown)}")
+    g, c, m = out["grad"], out["conn"], out["messddt"]
+    _need(_number(g["sigma"]) and g["sigma"] > 0, "grad.sigma", "a positive number", g["sigma"])
+    _need(_number(g["eps"]) and 0 < math.sqrt(2 * math.pi) * g["sigma"] * g["eps"] < 1, "grad.eps",
+          "a positive number below 1 / (sqrt(2 pi) sigma)", g["eps"])
+    _need(_number(c["step"]) and 0 < c["step"] <= 1, "conn.step", "in (0, 1]", c["step"])
+    _need(_number(c["theta"]) and c["theta"] >= 0, "conn.theta", "a non-negative number", c["theta"])
+    _need(isinstance(m["enabled"], bool), "messddt.enabled", "true or false", m["enabled"])
+    _need(m["region"] in ("all", "unknown"), "messddt.region", "all or unknown", m["region"])
+    _need(m["dis_preset"] in DIS_PRESETS, "messddt.dis_preset", " | ".join(DIS_PRESETS), m["dis_preset"])
+    for key, v in (("messddt.unknown_dilation", m["unknown_dilation"]), ("hair.dilation", out["hair"]["dilation"])):
+        _need(isinstance(v, int) and not isinstance(v, bool) and v >= 0, key, "a non-negative integer (px)", v)
+    return out
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _need(ok: bool, key: str, what: str, value: Any) -> None:
+    if not ok:
+        raise ValueError(f"metrics.{key} must be {what}, got {value!r}")
+
+
+def metric_names(protocol: str, cfg: Mapping[str, Any], fgr: bool = False, hair: bool = False) -> list[str]:
+    """The metrics one clip gets, in report order."""
+    names = [m for m in ALPHA if not (m == "pha_conn" and protocol != "lr")
+             and not (m == "pha_messddt" and not cfg["messddt"]["enabled"])]
+    return names + (list(FGR) if fgr else []) + (list(HAIR) if hair else [])
+
+
+@lru_cache(maxsize=8)
+def gauss_kernels(sigma: float, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """x and y Gaussian-derivative kernels: gaussian along rows times its derivative along columns,
+    truncated where the Gaussian falls below eps (9x9 at sigma 1.4), scaled to unit L2 norm."""
+    half = math.ceil(sigma * math.sqrt(-2 * math.log(math.sqrt(2 * math.pi) * sigma * eps)))
+    r = np.arange(-half, half + 1, dtype=np.float64)
+    gauss = np.exp(-r ** 2 / (2 * sigma ** 2)) / (sigma * math.sqrt(2 * math.pi))
+    kx = np.outer(gauss, -r * gauss / sigma ** 2)
+    kx /= np.sqrt((kx ** 2).sum())
+    ky = np.ascontiguousarray(kx.T)
+    kx.flags.writeable = ky.flags.writeable = False
+    return kx, ky
+
+
+def gradient_magnitude(alpha: np.ndarray, sigma: float, eps: float, normalise: bool) -> np.ndarray:
+    """|grad alpha| as float32; min-max normalised to [0, 1] for the lr protocol."""
+    kx, ky = gauss_kernels(sigma, eps)
+    gx = cv2.filter2D(alpha, -1, kx, borderType=cv2.BORDER_REPLICATE)
+    gy = cv2.filter2D(alpha, -1, ky, borderType=cv2.BORDER_REPLICATE)
+    mag = np.sqrt(gx * gx + gy * gy).astype(np.float32)
+    return cv2.normalize(mag, None, 1.0, 0.0, cv2.NORM_MINMAX) if normalise else mag
+
+
+def connectivity(pred: np.ndarray, true: np.ndarray, step: float, theta: float) -> float:
+    """Rhemann et al.'s connectivity error (1e-3 * sum |phi(g) - phi(p)|) as RVM computes it."""
+    # float32 thresholds: the comparisons the reference makes with float32 alphas.
+    steps = np.arange(0, 1 + step, step).astype(np.float32)
+    round_down = np.full_like(true, -1)
+    for i in range(1, len(steps)):
+        both = ((true >= steps[i]) & (pred >= steps[i])).astype(np.uint8)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(both, connectivity=4)
+        largest = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])) if n > 1 else np.zeros(true.shape, bool)
+        round_down[(round_down == -1) & ~largest] = steps[i - 1]
+    round_down[round_down == -1] = 1
+    d_true, d_pred = true - round_down, pred - round_down
+    phi_true = 1 - d_true * (d_true >= theta)
+    phi_pred = 1 - d_pred * (d_pred >= theta)
+    return float(np.abs(phi_true - phi_pred).sum() * 1e-3)
+
+
+def dtssd(pred_prev: np.ndarray, pred: np.ndarray, true_prev: np.ndarray, true: np.ndarray) -> float:
+    """1e2 * RMS over pixels of the difference between predicted and true frame-to-frame change."""
+    d = (pred - pred_prev) - (true - true_prev)
+    return float(np.sqrt((d * d).sum() / true.size) * 1e2)
+
+
+def ground_truth_flow(true_prev: np.ndarray, true: np.ndarray, preset: str) -> np.ndarray:
+    """DIS optical flow (H, W, 2, x then y) of the 8-bit ground truth from frame t-1 to frame t."""
+    to8 = lambda a: np.rint(a * 255).astype(np.uint8)  # noqa: E731
+    return cv2.DISOpticalFlow_create(DIS_PRESETS[preset]).calc(to8(true_prev), to8(true), None)
+
+
+def messddt(pred_prev: np.ndarray, pred: np.ndarray, true_prev: np.ndarray, true: np.ndarray,
+            flow: np.ndarray, region_prev: np.ndarray | None = None, region: np.ndarray | None = None) -> float:
+    """1e3 * mean over pixels x of |E_t-1(x) - E_t(x + flow(x))|, E the (region-masked) squared error."""
+    e_prev = (pred_prev - true_prev) ** 2
+    e = (pred - true) ** 2
+    if region_prev is not None:
+        e_prev, e = e_prev * region_prev, e * region
+    xs, ys = _pixel_grid(*true.shape)
+    moved = cv2.remap(e, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return float(np.abs(e_prev - moved).mean() * 1e3)
+
+
+@lru_cache(maxsize=4)
+def _pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    xs.flags.writeable = ys.flags.writeable = False
+    return xs, ys
+
+
+def _masked_mean(x: np.ndarray, mask: np.ndarray) -> float:
+    return float(x[mask].mean()) if mask.any() else math.nan
+
+
+class ClipScorer:
+    """Scores one clip a frame at a time (frames stream from disk; the temporal metrics keep one frame)."""
+
+    def __init__(self, protocol: str = "lr", cfg: Mapping[str, Any] | None = None):
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be lr or hr, not {protocol!r}")
+        self.protocol, self.cfg = protocol, check_config(cfg)
+        self._prev: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
+        self._unknown_kernel = _disc(self.cfg["messddt"]["unknown_dilation"])
+        self._hair_kernel = _disc(self.cfg["hair"]["dilation"])
+
+    def add(self, pred_pha: np.ndarray, true_pha: np.ndarray, pred_fgr: np.ndarray | None = None,
+            true_fgr: np.ndarray | None = None, true_hair: np.ndarray | None = None) -> dict[str, float]:
+        """Metrics of the next frame: alphas (H, W), foregrounds (H, W, 3), all float32 in [0, 1]."""
+        p, g = _f32(pred_pha), _f32(true_pha)
+        if p.shape != g.shape:
+            raise ValueError(f"predicted alpha is {p.shape[1]}x{p.shape[0]}, true alpha {g.shape[1]}x{g.shape[0]}")
+        lr, gc = self.protocol == "lr", self.cfg["grad"]
+        err = p - g
+        out = {"pha_mad": float(np.abs(err).mean() * 1e3), "pha_mse": float((err * err).mean() * 1e3)}
+        mag_p = gradient_magnitude(p, gc["sigma"], gc["eps"], lr)
+        mag_g = gradient_magnitude(g, gc["sigma"], gc["eps"], lr)
+        grad_err = (mag_g - mag_p) ** 2
+        out["pha_grad"] = float(grad_err.sum() * 1e-3)
+        if lr:
+            out["pha_conn"] = connectivity(p, g, self.cfg["conn"]["step"], self.cfg["conn"]["theta"])
+        out.update(self._temporal(p, g))
+        if pred_fgr is not None and true_fgr is not None:
+            fg = g > 0
+            diff = _f32(pred_fgr) - _f32(true_fgr)
+            out["fgr_mad"] = _masked_mean(np.abs(diff), fg) * 1e3
+            out["fgr_mse"] = _masked_mean(diff * diff, fg) * 1e3
+        if true_hair is not None:
+            hair = cv2.dilate((_f32(true_hair) > 0).astype(np.uint8), self._hair_kernel) > 0
+            out["hair_mad"] = _masked_mean(np.abs(err), hair) * 1e3
+            out["hair_mse"] = _masked_mean(err * err, hair) * 1e3
+            out["hair_grad"] = float(grad_err[hair].sum() * 1e-3) if hair.any() else math.nan
+        return out
+
+    def _temporal(self, p: np.ndarray, g: np.ndarray) -> dict[str, float]:
+        mc = self.cfg["messddt"]
+        region = None
+        if mc["enabled"] and mc["region"] == "unknown":
+            region = cv2.dilate(((g > 0) & (g < 1)).astype(np.uint8), self._unknown_kernel).astype(np.float32)
+        prev, self._prev = self._prev, (p, g, region)
+        out = {"pha_dtssd": 0.0}
+        if prev is not None:
+            out["pha_dtssd"] = dtssd(prev[0], p, prev[1], g)
+        if mc["enabled"]:
+            out["pha_messddt"] = 0.0 if prev is None else messddt(
+                prev[0], p, prev[1], g, ground_truth_flow(prev[1], g, mc["dis_preset"]), prev[2], region)
+        return out
+
+
+def clip_metrics(pred_pha: np.ndarray, true_pha: np.ndarray, pred_fgr: np.ndarray | None = None,
+                 true_fgr: np.ndarray | None = None, true_hair: np.ndarray | None = None, protocol: str = "lr",
+                 cfg: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """Per-frame metrics of one clip: alphas (T, H, W), foregrounds (T, H, W, 3), hair alpha (T, H, W)."""
+    if len(pred_pha) != len(true_pha):
+        raise ValueError(f"{len(pred_pha)} predicted frames but {len(true_pha)} true frames")
+    scorer = ClipScorer(protocol, cfg)
+    pick = lambda a, t: None if a is None else a[t]  # noqa: E731
+    rows = [scorer.add(pred_pha[t], true_pha[t], pick(pred_fgr, t), pick(true_fgr, t), pick(true_hair, t))
+            for t in range(len(true_pha))]
+    return stack(rows)
+
+
+def stack(rows: Iterable[Mapping[str, float]]) -> dict[str, np.ndarray]:
+    rows = list(rows)
+    return {k: np.array([r[k] for r in rows], np.float64) for k in (rows[0] if rows else {})}
+
+
+def clip_means(per_frame: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """A clip's value of each metric: the mean over its frames (frames where it is undefined skipped)."""
+    return {k: _nanmean(v) for k, v in per_frame.items()}
+
+
+def dataset_means(clips: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """Mean over clips of each clip mean: every clip weighs the same, whatever its length."""
+    names = list(dict.fromkeys(k for c in clips.values() for k in c))
+    return {k: _nanmean(np.array([c.get(k, math.nan) for c in clips.values()], np.float64)) for k in names}
+
+
+def _nanmean(v: np.ndarray) -> float:
+    v = np.asarray(v, np.float64)
+    return float(v[~np.isnan(v)].mean()) if (~np.isnan(v)).any() else math.nan
+
+
+def _f32(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _disc(radius: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
