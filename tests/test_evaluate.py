@@ -55,7 +55,7 @@ def _cfg(*overrides: str) -> dict:
 def test_writes_json_csvs_markdown_and_plot_with_known_values(folders, tmp_path, capsys):
     pred, gt = folders
     out = tmp_path / "report" / "m.json"
-    assert main.task(_cfg(f"pred={pred}", f"gt={gt}", f"report={out}", "progress=false")) == 0
+    assert main.task(_cfg(f"pred={pred}", f"gt={gt}", f"output={out}", "progress=false")) == 0
     r = json.loads(out.read_text())
     assert (r["protocol"], r["resolution"], r["n_clips"], r["n_frames"]) == ("lr", f"{W}x{H}", 2, 8)
     assert r["clips"]["a"]["pha_mad"] == pytest.approx(1e3 * 25 / 255, rel=1e-5)
@@ -134,7 +134,7 @@ def test_bad_input_is_one_named_error(folders, tmp_path, break_it):
     needle = break_it(pred, gt)
     out = tmp_path / "o.json"
     with pytest.raises(UserError, match="^[^\n]+$") as e:
-        main.task(_cfg(f"pred={pred}", f"gt={gt}", f"report={out}", "progress=false"))
+        main.task(_cfg(f"pred={pred}", f"gt={gt}", f"output={out}", "progress=false"))
     assert needle in str(e.value) and not out.exists()
 
 
@@ -154,7 +154,7 @@ def test_cli_missing_clip_exits_2_with_one_error_line(folders, tmp_path):
         f.unlink()
     (pred / "b" / "pha").rmdir()
     r = subprocess.run([sys.executable, "-m", "gvm_train.evaluate", f"pred={pred}", f"gt={gt}",
-                        f"report={tmp_path / 'o.json'}", f"hydra.run.dir={tmp_path / 'hydra'}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+                        f"output={tmp_path / 'o.json'}", f"hydra.run.dir={tmp_path / 'hydra'}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2, r.stderr
     assert len(lines) == 1 and lines[0].startswith("error:") and "has no clip b" in lines[0], r.stderr

@@ -1,0 +1,108 @@
+"""`python -m gvm_train.infer`: matte a video file or a folder of frames with a trained model.
+
+    python -m gvm_train.infer input=clip.mp4 checkpoint=runs/a/final output_dir=outputs/clip
+
+Writes to output_dir (see gvm_train.video.MatteWriter): `pha/0000.png`... (VideoMatte240K layout),
+`fgr/` (foreground colour estimated from the frame and the predicted alpha), the matte as an
+RGBA video (ProRes 4444 or FFV1), a green-screen preview `preview.mp4`, and `run.json` (input,
+checkpoint, settings, seconds), written last: a rerun with the same settings finds it and stops.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from gvm_train.pipeline import GVMPipeline
+from pipelines.cli import UserError, app, to_container
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# What decides the output; a finished run with the same record is not redone.
+RECORD_KEYS = ("input", "checkpoint", "window", "overlap", "decode_context", "num_steps", "short_side",
+               "max_long_side", "seed", "max_frames", "writer")
+
+
+def device_and_dtype(c: dict) -> tuple[torch.device, torch.dtype]:
+    want = c["device"]
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    if want == "cuda" and not torch.cuda.is_available():
+        raise UserError("device=cuda but no CUDA device is available (use device=auto or cpu)")
+    if want not in ("cpu", "cuda"):
+        raise UserError(f"device: {want!r} is not auto, cpu or cuda")
+    if c["dtype"] not in DTYPES:
+        raise UserError(f"dtype: {c['dtype']!r} is not one of {', '.join(DTYPES)}")
+    dtype = DTYPES[c["dtype"]]
+    if want == "cpu" and dtype != torch.float32:
+        raise UserError(f"dtype={c['dtype']} needs device=cuda; on the CPU use float32")
+    return torch.device(want), dtype
+
+
+def load_pipeline(checkpoint: str | None, device: torch.device, dtype: torch.dtype) -> GVMPipeline:
+    if not checkpoint:
+        raise UserError("checkpoint is not set: give checkpoint=<model folder> (e.g. <finetune output_dir>/final)")
+    try:
+        pipe = GVMPipeline.from_pretrained(checkpoint)
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(f"checkpoint: {e}") from None
+    return pipe.to(device, dtype)
+
+
+def matte(c: dict, pipe: GVMPipeline | None = None) -> dict[str, Any]:
+    """Run inference as the config says; returns the run record."""
+    from gvm_train import video
+    from gvm_train.classical import estimate_foreground
+
+    out = Path(c["output_dir"])
+    record = {k: c[k] for k in RECORD_KEYS}
+    done = out / "run.json"
+    if done.is_file() and {k: json.loads(done.read_text()).get(k) for k in RECORD_KEYS} == record:
+        print(f"{out}: already matted with these settings (run.json); nothing to do")
+        return json.loads(done.read_text())
+    if c["threads"]:
+        torch.set_num_threads(c["threads"])
+    device, dtype = device_and_dtype(c)
+    if not c["input"]:
+        raise UserError("input is not set: give input=<video file or folder of frames>")
+    try:
+        out_cfg = video.check_output_config(c["writer"])
+        source = video.open_input(c["input"], fps=out_cfg["folder_fps"])
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    pipe = pipe or load_pipeline(c["checkpoint"], device, dtype)
+    n = source.n_frames if c["max_frames"] is None else min(source.n_frames, int(c["max_frames"]))
+    start = time.perf_counter()
+    # One decode, two readers: the pipeline reads at most a window ahead of the alphas it has
+    # given out, so tee holds about a window of frames, whatever the video's length.
+    to_model, to_writer = itertools.tee(source.frames(0, n))
+    alphas = pipe.stream(to_model, n, window=c["window"],
+                         overlap=c["overlap"], num_inference_steps=c["num_steps"], short_side=c["short_side"],
+                         max_long_side=c["max_long_side"], decode_context=c["decode_context"], seed=c["seed"])
+    out.mkdir(parents=True, exist_ok=True)
+    done.unlink(missing_ok=True)
+    want_fgr = video.wants_foreground(out_cfg)
+    with video.MatteWriter(out, source.rate, source.width, source.height, out_cfg, n_frames=n) as writer:
+        for frame, alpha in zip(to_writer, alphas):
+            writer.write(frame, alpha, estimate_foreground(frame, alpha, out_cfg["foreground"]) if want_fgr else None)
+    seconds = time.perf_counter() - start
+    record.update(frames=n, fps=source.fps, width=source.width, height=source.height, seconds=round(seconds, 3),
+                  device=str(device), dtype=c["dtype"])
+    done.write_text(json.dumps(record, indent=2))
+    return record
+
+
+@app("infer")
+def main(cfg: DictConfig) -> int:
+    r = matte(to_container(cfg))
+    print(f"{r['frames']} frames of {r['width']}x{r['height']} matted in {r['seconds']:.1f} s "
+          f"({r['frames'] / max(r['seconds'], 1e-9):.2f} frames/s) -> {to_container(cfg)['output_dir']}")
+    return 0
+
+
+if __name__ == "__main__":
+    main()
