@@ -64,7 +64,11 @@ def _overrides(argv: list[str]) -> list[str] | None:
 
 
 def compose(config_name: str, overrides: list[str]) -> DictConfig:
-    """The config an app would see; for tests and tools that call apps as functions."""
+    """The config an app would see; for tests and tools that call apps as functions (also from
+    inside a running app, whose Hydra already reads this same conf/ tree)."""
+    from hydra.core.global_hydra import GlobalHydra
+    if GlobalHydra.instance().is_initialized():
+        return hydra.compose(config_name=config_name, overrides=overrides)
     with hydra.initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra.compose(config_name=config_name, overrides=overrides)
 
