@@ -20,23 +20,60 @@ from pipelines.cli import UserError, app, to_container
 from render.spec import ClipSpec
 
 EXIT_CLIPS_FAILED = 1
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _complete(root: Any, clip_id: str) -> bool:
+    try:
+        store.read_clip(root, clip_id)
+    except store.StoreError:
+        return False
+    return True
 
 
 def render_and_store(spec_dict: dict, store_path: str, compression: dict, threads: int) -> dict:
-    """One clip, start to finish, inside a worker: render, convert, write, mark complete."""
+    """One clip, start to finish, inside a worker: render, convert, write, mark complete.
+
+    A clip found complete, before rendering or before writing, is left as it is: an earlier
+    attempt of this task wrote it and was killed before returning, or a worker orphaned by a
+    killed driver finished it (such a worker lives on for a few seconds).
+    """
+    start = time.perf_counter()
+    spec = ClipSpec.from_dict(spec_dict)
+    root = store.open_store(store_path, mode="r+")
+    result = {"clip_id": spec.clip_id, "frames": spec.n_frames, "pid": os.getpid()}
+    found = {**result, "render_s": 0.0, "node": None, "found_complete": True}
+    if _complete(root, spec.clip_id):
+        return {**found, "total_s": time.perf_counter() - start}
+    import platform
+
+    import ray
     import torch
     torch.set_num_threads(max(threads, 1))  # Ray's OMP_NUM_THREADS is read once per reused worker
     from render.clip import render_clip  # bpy only ever loads in workers
 
-    start = time.perf_counter()
-    spec = ClipSpec.from_dict(spec_dict)
     clip = render_clip(spec, threads=threads)
-    root = store.open_store(store_path, mode="r+")
-    attrs = {"source": "synthetic", "fps": spec.fps, "spec": spec.to_dict(),
-             "software": provenance.software(), "render": clip.info}
+    if _complete(root, spec.clip_id):
+        return {**found, "total_s": time.perf_counter() - start}
+    node = ray.get_runtime_context().get_node_id()  # which machine of a cluster made it (provenance)
+    attrs = {"source": "synthetic", "fps": spec.fps, "spec": spec.to_dict(), "software": provenance.software(),
+             "render": {**clip.info, "node": node, "host": platform.node()}}
     store.write_clip(root, spec.clip_id, clip.arrays, attrs, store.Compression(**compression))
-    return {"clip_id": spec.clip_id, "frames": spec.n_frames, "render_s": clip.info["cycles_seconds"],
-            "total_s": time.perf_counter() - start, "pid": os.getpid()}
+    return {**result, "render_s": clip.info["cycles_seconds"], "total_s": time.perf_counter() - start, "node": node,
+            "found_complete": False}
+
+
+def _is_url(path: str) -> bool:
+    return "://" in str(path)
+
+
+def _store_fs(path: str) -> tuple[Any, str]:
+    """The fsspec filesystem and path of a store given as a local path or a URL (s3://, file://)."""
+    import fsspec
+    try:
+        return fsspec.core.url_to_fs(str(path))
+    except (ImportError, ValueError) as e:  # s3:// without s3fs installed, an unknown protocol
+        raise UserError(f"store.path {path}: {e}") from None
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -57,7 +94,8 @@ def open_for(cfg: dict, model: dict, create: bool = True) -> Any:
     """The store for this dataset (None if absent and not `create`); refuses one holding another dataset."""
     defn = plan.definition(cfg, model)
     digest = plan.definition_hash(defn)
-    if not create and not Path(cfg["store"]["path"]).exists():
+    fs, on_fs = _store_fs(cfg["store"]["path"])
+    if not create and not fs.exists(on_fs):
         return None
     try:
         root = store.create(cfg["store"]["path"], {
@@ -83,22 +121,54 @@ def resolve_model(cfg: dict) -> dict:
         raise UserError(f"body: {e}") from None
 
 
+def _runtime_env(cl: dict) -> dict | None:
+    """What a joined cluster's workers need to run this checkout's code: the checkout itself, uploaded.
+
+    Ray's working_dir, not py_modules: with py_modules Ray still puts the driver's current folder
+    first on the workers' sys.path, so a node holding an older copy at that path would run it.
+    A local cluster shares this machine's files and gets nothing.
+    """
+    if not cl["address"] or not cl["ship_code"]:
+        return None
+    if not (REPO / "pyproject.toml").is_file():
+        raise UserError(f"cluster.ship_code: {REPO} is not a source checkout; install the project on every node "
+                        f"and set cluster.ship_code=false")
+    return {"working_dir": str(REPO), "excludes": list(cl["ship_excludes"])}  # .gitignore'd paths stay too
+
+
+def connect(cl: dict) -> None:
+    """Join the cluster at `cl["address"]` ("auto", host:port, ray://...) or start a local one."""
+    import ray
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # Ray 2.60 otherwise writes a token under $HOME
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
+    if cl["address"]:
+        ray.init(address=cl["address"], runtime_env=_runtime_env(cl), **kwargs)
+    else:
+        # "local", not None: None would join whatever RAY_ADDRESS or a `ray start` on this machine names.
+        ray.init(address="local", num_cpus=cl["workers"] * cl["cpus_per_worker"], _temp_dir=cl["temp_dir"], **kwargs)
+
+
+def _why(e: Exception, cl: dict) -> str:
+    """The failure in one line, with how often the clip was tried: a killed worker's clip is always
+    retried, one whose own code raised only with retry_exceptions."""
+    from ray.exceptions import RayTaskError
+    tries = 1 + cl["max_retries"] if cl["retry_exceptions"] or not isinstance(e, RayTaskError) else 1
+    cause = getattr(e, "cause", None) or e
+    return f"{type(cause).__name__}: {' '.join(str(cause).split())[:300]} ({tries} tries)"
+
+
 def run_ray(specs: list[ClipSpec], cfg: dict) -> tuple[list[dict], dict[str, str]]:
     import ray
     from tqdm import tqdm
 
     cl = cfg["cluster"]
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # Ray 2.60 otherwise writes a token under $HOME
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
-    if cl["address"]:
-        ray.init(address=cl["address"], **kwargs)
-    else:
-        ray.init(num_cpus=cl["workers"] * cl["cpus_per_worker"], _temp_dir=cl["temp_dir"], **kwargs)
-    # max_calls recycles a worker process after that many clips (Blender state and memory start fresh).
+    connect(cl)
+    # max_calls recycles a worker process after that many clips, so Blender state and memory start fresh.
     task = ray.remote(num_cpus=cl["cpus_per_worker"], max_calls=cl["clips_per_worker"],
-                      max_retries=cl["max_retries"])(render_and_store)
+                      max_retries=cl["max_retries"], retry_exceptions=cl["retry_exceptions"])(render_and_store)
     compression = {"colour_clevel": cfg["store"]["colour_clevel"], "mask_clevel": cfg["store"]["mask_clevel"]}
-    store_path = str(Path(cfg["store"]["path"]).resolve())
+    path = cfg["store"]["path"]
+    store_path = path if _is_url(path) else str(Path(path).resolve())  # workers may run elsewhere
     pending = {task.remote(s.to_dict(), store_path, compression, cl["cpus_per_worker"]): s.clip_id for s in specs}
     done: list[dict] = []
     failed: dict[str, str] = {}
@@ -110,8 +180,8 @@ def run_ray(specs: list[ClipSpec], cfg: dict) -> tuple[list[dict], dict[str, str
                 try:
                     done.append(ray.get(ready[0]))
                 except Exception as e:  # noqa: BLE001 - a clip's own failure must not stop the run
-                    cause = getattr(e, "cause", None) or e
-                    failed[clip] = f"{type(cause).__name__}: {' '.join(str(cause).split())[:300]}"
+                    failed[clip] = _why(e, cl)
+                    bar.write(f"{clip} failed: {failed[clip]}", file=sys.stderr)
                 bar.set_postfix(done=len(done), failed=len(failed))
                 bar.update()
     finally:
@@ -121,14 +191,21 @@ def run_ray(specs: list[ClipSpec], cfg: dict) -> tuple[list[dict], dict[str, str
 
 def summary(cfg: dict, n_planned: int, skipped: int, done: list[dict], failed: dict[str, str],
             wall: float, sheet: Path | None) -> str:
+    found = sum(d["found_complete"] for d in done)
+    done = [d for d in done if not d["found_complete"]]
     frames = sum(d["frames"] for d in done)
     render_s = sum(d["render_s"] for d in done)
-    root = Path(cfg["store"]["path"])
-    size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / 2**20
-    lines = [f"clips: {n_planned} planned, {skipped} already complete, {len(done)} rendered, {len(failed)} failed",
+    root = cfg["store"]["path"]
+    fs, on_fs = _store_fs(root)
+    size = fs.du(on_fs) / 2**20
+    lines = [f"clips: {n_planned} planned, {skipped} already complete, {len(done)} rendered, {len(failed)} failed"
+             + (f", {found} found complete when their task ran" if found else ""),
              f"time: {wall:.1f} s wall" + (f", {wall / len(done):.1f} s per clip, Cycles {render_s / max(frames, 1):.2f} s per frame"
                                            if done else ""),
              f"store: {root} ({size:.1f} MiB)"]
+    nodes = {d["node"] for d in done}
+    if len(nodes) > 1:
+        lines.append(f"rendered on {len(nodes)} nodes")
     if sheet:
         lines.append(f"contact sheet: {sheet}")
     lines += [f"FAILED {clip}: {why}" for clip, why in sorted(failed.items())]
@@ -158,6 +235,9 @@ def main(cfg: DictConfig) -> int:
     sheet = contact_sheet.write(store.open_store(c["store"]["path"]), contact_sheet.default_path(c),
                                 sh["clips"], sh["frames"], sh["cell"])
     print(summary(c, len(specs), len(specs) - len(todo), done, failed, time.perf_counter() - start, sheet))
+    # Every writer is done (run_ray has shut Ray down): snapshot the store for plain-zarr readers.
+    m = store.finalize(c["store"]["path"])
+    print(f"manifest: {m['n_clips']} complete clips, {m['frames']} frames; consolidated metadata written")
     return EXIT_CLIPS_FAILED if failed else 0
 
 
