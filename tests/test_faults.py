@@ -1,0 +1,208 @@
+"""Faults, for real: the render driver in a subprocess, its worker or itself killed with SIGKILL.
+
+Each test renders 2 clips of 4 frames at 64 px on a local Ray cluster of its own (about 6 s a
+clip on 2 cores). Only processes these tests started are ever signalled.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from pipelines import plan, store
+from pipelines.cli import compose, to_container
+from pipelines.render import resolve_model
+from tests.conftest import SMALL
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = "ray::render_and_store"  # the process title Ray gives a worker while it runs a clip
+
+
+@pytest.fixture
+def ray_tmp():
+    """A short Ray temp dir: its socket paths must stay under the 107-byte limit."""
+    path = tempfile.mkdtemp(prefix="rt-", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def driver(store_path: Path, ray_tmp: str, cache_dir: str, *overrides: str,
+           url: str | None = None) -> tuple[subprocess.Popen, Path]:
+    """`python -m pipelines.render` in its own session (process group), output to a log file;
+    `url` names the store at `store_path` another way (file://...)."""
+    log = store_path.parent / f"{store_path.name}.{time.monotonic_ns()}.log"
+    args = [*SMALL, f"store.path={url or store_path}", f"body.cache_dir={cache_dir}", f"cluster.temp_dir={ray_tmp}",
+            f"sheet.path={store_path.parent / 'sheet.png'}", *overrides]
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "pipelines.render", *args], cwd=ROOT, stdout=out,
+                                stderr=subprocess.STDOUT, env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+                                start_new_session=True)
+    return proc, log
+
+
+def finish(proc: subprocess.Popen, log: Path, timeout: float = 240) -> str:
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    return log.read_text()
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def rendering(pid: int) -> list[psutil.Process]:
+    """The workers under driver `pid` that are inside a clip now."""
+    out = []
+    for p in descendants(pid):
+        try:
+            if " ".join(p.cmdline()).startswith(WORKER):
+                out.append(p)
+        except psutil.Error:
+            pass
+    return out
+
+
+def complete(path: Path) -> list[str]:
+    return store.complete_ids(store.open_store(path)) if (path / "zarr.json").exists() else []
+
+
+def assert_valid(path: Path, ids: list[str]) -> None:
+    """Exactly `ids` are complete, and each passes the store's own check (every frame read back,
+    checksums recomputed and compared with the ones written with the clip)."""
+    root = store.open_store(path)
+    assert store.complete_ids(root) == ids
+    for cid in ids:
+        check = store.check_clip(root, cid)
+        assert check.ok, (cid, check.problems)
+
+
+def clip_files(path: Path, ids: list[str]) -> dict[str, str]:
+    return {str(f.relative_to(path)): hashlib.sha256(f.read_bytes()).hexdigest()
+            for cid in ids for f in sorted((path / "clips" / cid).rglob("*")) if f.is_file()}
+
+
+def wait_for(condition, timeout: float, proc: subprocess.Popen, log: Path, what: str):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if (value := condition()):
+            return value
+        assert proc.poll() is None, f"driver ended before {what}:\n{log.read_text()}"
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    pytest.fail(f"timed out waiting for {what}:\n{log.read_text()}")
+
+
+def test_worker_killed_mid_clip_is_retried(tmp_path, ray_tmp, cache_dir):
+    path = tmp_path / "store.zarr"
+    proc, log = driver(path, ray_tmp, cache_dir, "n_clips=2")
+    victim = wait_for(lambda: rendering(proc.pid), 120, proc, log, "a worker inside a clip")[0]
+    time.sleep(1.0)  # well inside the clip: Blender is loaded and rendering
+    assert complete(path) == []  # with one worker, the first clip is the one it is on
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+    # Readers during the rest of the run only ever see whole, valid clips.
+    seen: set[str] = set()
+    while proc.poll() is None:
+        ids = complete(path)
+        assert_valid(path, ids)
+        seen |= set(ids)
+        time.sleep(0.3)
+    out = finish(proc, log)
+    assert proc.returncode == 0, out
+    assert "2 rendered, 0 failed" in out
+    assert_valid(path, ["clip000000", "clip000001"])
+    assert seen  # the polling did see clips appear while the driver ran
+
+
+def test_driver_killed_mid_run_then_resumed(tmp_path, ray_tmp, cache_dir):
+    path = tmp_path / "store.zarr"
+    proc, log = driver(path, ray_tmp, cache_dir, "n_clips=2")
+    # Killed while a later clip is being rendered, after at least one is complete.
+    wait_for(lambda: complete(path) and rendering(proc.pid), 180, proc, log, "a complete clip and a busy worker")
+    # The driver's process group (it and the Ray cluster it started) and the workers, each in a
+    # group of its own, all at once: on the driver's death alone a worker lives on for a few
+    # seconds and may finish its clip, which would leave this test nothing to resume.
+    ray_processes = descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGKILL)
+    for p in ray_processes:
+        with contextlib.suppress(psutil.NoSuchProcess):  # psutil refuses a pid reused by another process
+            p.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    _, alive = psutil.wait_procs(ray_processes, timeout=30)
+    assert not alive, [p.pid for p in alive]
+
+    before_ids = complete(path)
+    assert before_ids == ["clip000000"]  # the second clip was under way
+    before = clip_files(path, before_ids)
+    proc, log = driver(path, ray_tmp, cache_dir, "n_clips=2")
+    out = finish(proc, log)
+    assert proc.returncode == 0, out
+    assert "1 already complete, 1 to render" in out  # the plan line
+    assert "1 rendered, 0 failed" in out
+    assert_valid(path, ["clip000000", "clip000001"])
+    assert clip_files(path, before_ids) == before  # earlier clips byte-for-byte as they were
+
+
+def test_task_leaves_a_complete_clip_alone(tmp_path, small_cfg):
+    """A retried task whose earlier attempt wrote the clip and died before returning (or an
+    orphaned worker that finished it) must not fail on, or touch, the complete clip."""
+    from pipelines.render import render_and_store
+    cfg = small_cfg()
+    spec = plan.plan(cfg, resolve_model(cfg))[0]
+    path = tmp_path / "store.zarr"
+    root = store.create(path, {})
+    t, h, w = spec.n_frames, cfg["cycles"]["height"], cfg["cycles"]["width"]
+    store.write_clip(root, spec.clip_id, {"fgr": np.zeros((t, h, w, 3), np.uint8), "alpha": np.zeros((t, h, w), np.uint16)},
+                     {"source": "synthetic", "fps": spec.fps})
+    before = clip_files(path, [spec.clip_id])
+    out = render_and_store(spec.to_dict(), str(path), {"colour_clevel": 3, "mask_clevel": 3}, 1)
+    assert out["found_complete"] and out["clip_id"] == spec.clip_id
+    assert clip_files(path, [spec.clip_id]) == before
+
+
+def _short_motion(folder: Path) -> None:
+    """An AMASS file in the right layout that is too short for any clip: a real input, not a hook."""
+    folder.mkdir()
+    np.savez(folder / "short.npz", poses=np.zeros((2, 156)), trans=np.zeros((2, 3)), mocap_framerate=120.0)
+
+
+def test_clip_that_fails_on_its_own(tmp_path, ray_tmp, cache_dir):
+    amass = tmp_path / "amass"
+    _short_motion(amass)
+    overrides = ["n_clips=2", f"motion.amass.dir={amass}", "motion.amass.fraction=0.5", "cluster.max_retries=1"]
+    # A dataset seed whose plan sends exactly one of the two clips to the broken motion file.
+    base = to_container(compose("render", [*SMALL, f"body.cache_dir={cache_dir}", *overrides]))
+    model = resolve_model(base)
+    for seed in range(50):
+        kinds = [s.motion["kind"] for s in plan.plan({**base, "seed": seed}, model)]
+        if kinds.count("amass") == 1:
+            break
+    bad, good = plan.clip_id(kinds.index("amass")), plan.clip_id(kinds.index("procedural"))
+
+    path = tmp_path / "store.zarr"
+    proc, log = driver(path, ray_tmp, cache_dir, *overrides, f"seed={seed}")
+    out = finish(proc, log)
+    assert proc.returncode == 1, out
+    assert "1 rendered, 1 failed" in out
+    line = next(ln for ln in out.splitlines() if ln.startswith("FAILED"))
+    assert re.fullmatch(rf"FAILED {bad}: ValueError: AMASS motion file .*short\.npz is too short.* \(2 tries\)", line), line
+    assert_valid(path, [good])
+    assert store.incomplete_ids(store.open_store(path)) == []  # it failed before writing anything
