@@ -9,7 +9,7 @@ N      ?= 4
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv render sheet test bench loop clean
+.PHONY: venv render sheet test bench bench-render loop clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m gvm_train.bench $(ARGS)
+
+bench-render: $(STAMP)
+	$(BIN)/python -m pipelines.bench_render $(ARGS)
 
 loop: $(STAMP)
 	$(BIN)/python -m gvm_train.loop $(ARGS)

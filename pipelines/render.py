@@ -225,8 +225,16 @@ def main(cfg: DictConfig) -> int:
           f"{c['cycles']['samples']} spp colour + {c['cycles']['alpha_samples']} spp alpha, body model: {model['kind']}), {len(specs) - len(todo)} already complete, "
           f"{len(todo)} to render into {c['store']['path']}", flush=True)
     if c["dry_run"]:
+        if c["dry_run"] not in (True, "plan"):
+            raise UserError(f"dry_run must be true, false or plan, got {c['dry_run']!r}")
         for s in todo:
             print(f"  {s.clip_id}: motion {s.motion.get('name', s.motion['kind'])}, hair {s.hair['geometry'].get('style')}")
+        if c["dry_run"] is True and todo:  # "plan" lists only; the probe needs Blender and a few seconds
+            from pipelines import cost
+            print(f"probing: rendering frame 1 of {todo[0].clip_id} to estimate the cost ...", flush=True)
+            p = cost.probe(todo[0], c["cluster"]["cpus_per_worker"], store.Compression(
+                colour_clevel=c["store"]["colour_clevel"], mask_clevel=c["store"]["mask_clevel"]))
+            print(cost.report(p, cost.estimate(p, len(todo), plan.n_frames(c), c["cluster"]["workers"])))
         return 0
     start = time.perf_counter()
     done, failed = run_ray(todo, c) if todo else ([], {})

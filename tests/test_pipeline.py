@@ -87,6 +87,6 @@ def test_bad_input_one_line_and_store_untouched(two_clip_store, tmp_path):
 
 def test_override_reaches_the_plan(two_clip_store):
     path, _ = two_clip_store
-    r = _cli(*SMALL, f"store.path={path.parent / 'dry.zarr'}", "n_clips=2", "cycles.samples=7", "dry_run=true")
+    r = _cli(*SMALL, f"store.path={path.parent / 'dry.zarr'}", "n_clips=2", "cycles.samples=7", "dry_run=plan")
     assert r.returncode == 0, r.stderr
     assert "7 spp colour" in r.stdout and "2 to render" in r.stdout

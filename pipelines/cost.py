@@ -1,0 +1,114 @@
+"""What a render run will cost, from one probe frame, before any of it is spent (`dry_run=true`).
+
+The probe renders frame 1 of a planned clip with the configured Cycles settings (colour and alpha
+passes, the threads each worker gets), converts it to the store's arrays and compresses it with the
+store's codecs. The per-clip fixed cost is the clip's geometry at its full length plus Blender's
+scene set-up around the render. It is one frame, so the figures are an estimate: frames differ in
+how much hair covers them, and workers sharing CPUs beyond `cpus_per_worker` slow each other.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+from pipelines import store
+from render.spec import ClipSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class Probe:
+    """Seconds and bytes measured on one frame of one clip."""
+    clip_id: str
+    threads: int
+    pass_s: dict[str, float]   # Cycles' seconds for the one frame, per pass (colour, alpha)
+    convert_s: float           # EXR -> the store's fgr / alpha arrays, one frame
+    geometry_s: float          # posed body and hair for the whole clip (paid once per clip)
+    scene_s: float             # Blender reset, scene build and teardown around the render
+    stored_bytes: int          # one frame as the store holds it, compressed
+
+    @property
+    def frame_s(self) -> float:
+        return sum(self.pass_s.values()) + self.convert_s
+
+    @property
+    def fixed_s(self) -> float:
+        return self.geometry_s + self.scene_s
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    n_clips: int
+    n_frames: int              # per clip
+    workers: int
+    clip_s: float              # one clip, start to finish, in one worker
+    wall_s: float              # every clip, `workers` at a time
+    store_bytes: int
+
+
+def first_frame(spec: ClipSpec) -> tuple[ClipSpec, Any, float]:
+    """The spec cut to its first frame, with that frame's geometry (a render.scene.Geometry), and
+    the seconds the clip's full-length geometry took: every real clip pays them once."""
+    from render.clip import geometry  # bpy loads only when a probe runs
+    start = time.perf_counter()
+    geo = geometry(spec)
+    geometry_s = time.perf_counter() - start
+    one = dataclasses.replace(geo, vertices=geo.vertices[:1], joints=geo.joints[:1],
+                              head_transform=geo.head_transform[:1])
+    return dataclasses.replace(spec, n_frames=1), one, geometry_s
+
+
+def probe(spec: ClipSpec, threads: int, compression: store.Compression) -> Probe:
+    from render import frames
+    from render.scene import build_and_render
+    spec1, geo, geometry_s = first_frame(spec)
+    start = time.perf_counter()
+    out = build_and_render(spec1, geo, threads=threads)
+    build_s = time.perf_counter() - start
+    start = time.perf_counter()
+    fgr, alpha = frames.to_store(out.rgba, out.alpha, spec.cycles["fgr_min_alpha"])
+    arrays = {"fgr": fgr, "alpha": alpha}
+    if out.hair is not None:
+        arrays["alpha_hair"] = frames.quantise_alpha(out.hair)
+    convert_s = time.perf_counter() - start
+    return Probe(spec.clip_id, threads, dict(out.seconds), convert_s, geometry_s,
+                 max(build_s - sum(out.seconds.values()), 0.0), stored_bytes(arrays, compression))
+
+
+def stored_bytes(arrays: dict[str, np.ndarray], compression: store.Compression) -> int:
+    """Bytes the arrays take once written through the store (in a throwaway one, not the run's)."""
+    with tempfile.TemporaryDirectory(prefix="gvm-probe-") as tmp:
+        root = store.create(f"{tmp}/probe.zarr", {})
+        store.write_clip(root, "probe", arrays, {"source": "synthetic", "fps": 1.0}, compression)
+        return sum(a.nbytes_stored() for _, a in root[store.CLIPS]["probe"].arrays())
+
+
+def estimate(p: Probe, n_clips: int, n_frames: int, workers: int) -> Estimate:
+    """Every clip costs the same: set-up plus its frames; workers take clips in waves."""
+    clip_s = p.fixed_s + n_frames * p.frame_s
+    return Estimate(n_clips, n_frames, workers, clip_s, math.ceil(n_clips / workers) * clip_s,
+                    n_clips * n_frames * p.stored_bytes)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def report(p: Probe, e: Estimate) -> str:
+    passes = ", ".join(f"{name} {s:.2f} s" for name, s in p.pass_s.items())
+    return "\n".join([
+        f"probe: frame 1 of {p.clip_id} with {p.threads} thread(s): Cycles {passes} per frame, "
+        f"+ {p.convert_s:.2f} s to store arrays; per clip {p.fixed_s:.1f} s set-up "
+        f"(geometry {p.geometry_s:.1f} s, scene {p.scene_s:.1f} s)",
+        f"estimate: {_duration(e.wall_s)} for {e.n_clips} clips of {e.n_frames} frames on {e.workers} worker(s) "
+        f"({_duration(e.clip_s)} per clip), store ~{e.store_bytes / 2**20:.1f} MiB; "
+        f"an estimate from one frame, not a measurement of the run",
+    ])

@@ -1,0 +1,45 @@
+"""The dry run's cost estimate: arithmetic known by construction, and a real probe frame at SMALL size."""
+import re
+
+import pytest
+
+from pipelines import cost
+from pipelines.cli import UserError
+from pipelines.render import main as render_main
+
+
+def test_estimate_is_setup_plus_frames_in_waves_of_workers():
+    p = cost.Probe("clip000000", 2, {"colour": 2.0, "alpha": 0.5}, convert_s=0.1, geometry_s=3.0, scene_s=1.0,
+                   stored_bytes=1000)
+    e = cost.estimate(p, n_clips=5, n_frames=72, workers=2)
+    assert e.clip_s == pytest.approx(4.0 + 72 * 2.6)
+    assert e.wall_s == pytest.approx(3 * e.clip_s)  # 5 clips on 2 workers: three waves
+    assert e.store_bytes == 5 * 72 * 1000
+    assert cost.estimate(p, n_clips=4, n_frames=72, workers=4).wall_s == pytest.approx(e.clip_s)
+
+
+def test_dry_run_probes_one_frame_and_writes_nothing(small_cfg, capsys, tmp_path):
+    cfg = small_cfg("dry_run=true", "n_clips=3")
+    assert render_main.task(cfg) == 0
+    out = capsys.readouterr().out
+    probe = re.search(r"probe: frame 1 of clip000000 with 2 thread\(s\): Cycles colour ([\d.]+) s, alpha ([\d.]+) s "
+                      r"per frame.*per clip ([\d.]+) s set-up", out)
+    assert probe, out
+    assert all(float(v) > 0 for v in probe.groups())
+    est = re.search(r"estimate: ([\d.]+) (s|min|h) for 3 clips of 4 frames on 1 worker\(s\) .*store ~([\d.]+) MiB; "
+                    r"an estimate from one frame", out)
+    assert est, out
+    assert float(est.group(1)) > 0 and float(est.group(3)) > 0
+    assert not (tmp_path / "store.zarr").exists()
+
+
+def test_dry_run_plan_lists_without_probing(small_cfg, capsys, tmp_path):
+    assert render_main.task(small_cfg("dry_run=plan", "n_clips=2")) == 0
+    out = capsys.readouterr().out
+    assert "clip000001: motion" in out and "probe" not in out and "estimate" not in out
+    assert not (tmp_path / "store.zarr").exists()
+
+
+def test_bad_dry_run_value_names_the_key(small_cfg):
+    with pytest.raises(UserError, match="dry_run must be true, false or plan"):
+        render_main.task(small_cfg("dry_run=maybe"))
