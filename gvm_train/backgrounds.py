@@ -92,16 +92,14 @@ class Backgrounds:
 
 
 def _video(path: Path, t: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    import av
+    from gvm_train.video import open_input
     try:
-        with av.open(str(path)) as c:
-            frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-    except av.error.FFmpegError as e:
-        raise ValueError(f"background {path} is not a readable video ({e})") from None
-    if not frames:
-        raise ValueError(f"background {path} has no frames")
-    start = int(rng.integers(max(len(frames) - t, 0) + 1))
-    clip = [frames[min(start + i, len(frames) - 1)] for i in range(t)]
+        video = open_input(path)
+    except ValueError as e:
+        raise ValueError(f"background {e}") from None
+    start = int(rng.integers(max(video.n_frames - t, 0) + 1))
+    frames = list(video.frames(start, min(start + t, video.n_frames)))
+    clip = [frames[min(i, len(frames) - 1)] for i in range(t)]
     h, w = clip[0].shape[:2]
     side = min(h, w)
     y0, x0 = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))

