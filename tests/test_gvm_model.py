@@ -11,7 +11,7 @@ from diffusers.models.transformers.transformer_temporal import TransformerSpatio
 
 from gvm_train import objectives as obj
 from gvm_train.model import GVMModel, build_model
-from gvm_train.regimes import (add_lora, apply_regime, classify_parameters, has_lora, load_lora, merge_lora,
+from gvm_train.regimes import (apply_regime, classify_parameters, has_lora, load_lora, merge_lora,
                                save_lora, temporal_modules)
 from pipelines.cli import compose, to_container
 
