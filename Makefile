@@ -35,7 +35,7 @@ bench-render: $(STAMP)
 	$(BIN)/python -m pipelines.bench_render $(ARGS)
 
 loop: $(STAMP)
-	$(BIN)/python -m gvm_train.loop $(ARGS)
+	$(BIN)/python -m pipelines.loop $(ARGS)
 
 clean:
 	rm -rf data outputs .pytest_cache

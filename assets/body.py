@@ -13,6 +13,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -246,3 +247,8 @@ def sample_betas(rng: np.random.Generator | int, n_betas: int, std: float) -> li
     g = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     b = np.clip(g.normal(0.0, 1.0, int(n_betas)), -2.5, 2.5) * float(std)
     return [float(x) for x in b]
+
+
+def sample(cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """A clip's body shape from the `body:` config: `n_betas` betas ~ N(0, betas_std)."""
+    return {"betas": sample_betas(np.random.default_rng(seed), cfg["n_betas"], cfg["betas_std"])}

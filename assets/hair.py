@@ -5,8 +5,8 @@ area, each strand leaving the scalp along its normal tilted by combing (swept ba
 part), bending down under gravity and sliding over the head instead of entering it; then pulled
 into clumps, curled and frizzed, each time re-walked at fixed segment lengths so these effects
 bend strands rather than stretch them.
-`sample_params` resolves a style from ranges in the Hydra config (`default_config()` is the
-starting point for that config), including the Principled Hair BSDF numbers.
+`sample` resolves a style from the ranges in conf/hair/default.yaml, including the Principled
+Hair BSDF numbers; this module knows only the names of the parameters (`GROW_KEYS`).
 
 Head collision uses a radial height field around the head centre (the largest radius of the head
 vertices per direction bin) rather than an ellipsoid: it is about as cheap, follows the back of
@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 from scipy.spatial import cKDTree
 
-from assets import ranges
+from core import ranges, seeds
 
 _DOWN = np.array([0.0, -1.0, 0.0])
 _BACK = np.array([0.0, 0.0, -1.0])   # the body faces +z
@@ -35,68 +35,6 @@ GROW_KEYS = (
 _INT_KEYS = ("n_strands", "points_per_strand", "n_clumps", "collision_bins")
 MATERIAL_KEYS = ("melanin", "melanin_redness", "roughness", "radial_roughness", "coat", "ior",
                  "random_color", "random_roughness")
-
-
-# --- config (copy into conf/hair/default.yaml) -------------------------------------------------
-
-def default_config() -> dict[str, Any]:
-    """Hair styles and BSDF ranges as plain data for the Hydra config.
-
-    A range is a number (fixed), [lo, hi] (uniform float), {"int": [lo, hi]} (inclusive) or
-    {"choice": [...]}. A style's entries override `common`. Units: metres, turns per metre for
-    curl_frequency, 1/m for gravity (how fast a strand turns downwards per metre of length) and
-    comb_follow (how fast it turns along the combing field over the top of the head),
-    degrees for root_tilt; root_lift / comb_back / part_strength weigh the root direction (the
-    normal vs two combing fields), clump is the 0..1 pull towards the clump guide at the tip.
-    """
-    return {
-        "style_weights": {"short": 1.0, "bob": 1.0, "long": 1.0, "wavy": 1.0, "curly": 1.0},
-        "common": {
-            "n_strands": {"int": [8000, 16000]},
-            "points_per_strand": 16,
-            "length_jitter": [0.08, 0.2],     # sigma of the log-normal length factor (mean 1)
-            "gravity": [25.0, 45.0],
-            "curl_radius": 0.0,
-            "curl_frequency": 0.0,
-            "curl_jitter": 0.15,              # sigma of log-normal per-strand curl radius/frequency
-            "curl_start": 0.15,               # fraction of the length over which curls fade in
-            "frizz": [0.0005, 0.002],         # noise amplitude at the tip
-            "clump": [0.2, 0.5],
-            "clump_shape": 1.5,               # clump pull grows as (s / length) ** clump_shape
-            "n_clumps": {"int": [150, 400]},
-            "root_lift": [0.3, 0.7],          # weight of the normal in the root direction
-            "comb_back": [0.3, 1.2],          # swept back over the crown; negative combs forward
-            "part_strength": [0.1, 0.8],      # combed away from a front-to-back part
-            "part_x": [-0.03, 0.03],          # part offset from the head centre (+x = body left)
-            "comb_follow": [15.0, 35.0],      # how strongly strands keep following the combing
-            "root_tilt": [5.0, 15.0],         # random tilt of each root direction
-            "root_radius": 0.0004,
-            "tip_radius": 0.0001,
-            "collision_margin": 0.003,        # hair floats at least this far outside the head
-            "collision_bins": 40,             # polar bins of the head height field (2x in azimuth)
-        },
-        "styles": {
-            "short": {"length": [0.03, 0.07], "points_per_strand": 10, "gravity": [15.0, 30.0],
-                      "n_strands": {"int": [10000, 18000]}, "clump": [0.1, 0.3]},
-            "bob": {"length": [0.12, 0.2], "gravity": [35.0, 60.0], "points_per_strand": 14},
-            "long": {"length": [0.3, 0.5], "gravity": [40.0, 70.0], "points_per_strand": 20},
-            "wavy": {"length": [0.2, 0.38], "gravity": [35.0, 60.0], "points_per_strand": 24,
-                     "curl_radius": [0.004, 0.01], "curl_frequency": [3.0, 6.0]},
-            "curly": {"length": [0.14, 0.28], "gravity": [20.0, 40.0], "points_per_strand": 28,
-                      "curl_radius": [0.006, 0.012], "curl_frequency": [9.0, 14.0],
-                      "frizz": [0.001, 0.003], "clump": [0.3, 0.6]},
-        },
-        "material": {  # Principled Hair BSDF (Chiang model, melanin parametrisation)
-            "melanin": [0.05, 0.95],          # blond .. black
-            "melanin_redness": [0.0, 0.7],
-            "roughness": [0.2, 0.45],
-            "radial_roughness": [0.25, 0.5],
-            "coat": [0.0, 0.2],
-            "ior": 1.55,
-            "random_color": [0.0, 0.15],
-            "random_roughness": [0.0, 0.15],
-        },
-    }
 
 
 def sample_params(rng: np.random.Generator | int, cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -130,6 +68,14 @@ def sample_params(rng: np.random.Generator | int, cfg: Mapping[str, Any]) -> dic
     for k in sorted(material):
         out[k] = ranges.draw(material[k], rng, f"hair.material.{k}")
     return out
+
+
+def sample(cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """A clip's hair from the `hair:` config: geometry params (with the style), BSDF params and the
+    seed the strands grow from."""
+    params = sample_params(np.random.default_rng(seed), cfg)
+    material = {k: params.pop(k) for k in MATERIAL_KEYS if k in params}
+    return {"geometry": params, "material": material, "seed": seeds.derive(seed, "strands")}
 
 
 # --- geometry helpers ---------------------------------------------------------------------------

@@ -12,12 +12,11 @@ package): build the body model with flat_hand_mean=True or the mean hand is adde
 
 Procedural motions are pure functions of (n_frames, fps, params); params are plain numbers
 (angles in degrees, frequencies in Hz, distances in metres) so a clip spec stays JSON-able.
-Params are drawn by `sample_params` from ranges that live in the Hydra config; `default_ranges()`
-is the starting point for that config.
+Params are drawn by `sample_params` from ranges in conf/motion/procedural.yaml; this module
+knows only their names (`PARAMS`).
 """
 from __future__ import annotations
 
-import copy
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -25,7 +24,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from assets import ranges
+from core import ranges, seeds
 
 # --- structural facts: the SMPL-X kinematic tree -------------------------------------------
 
@@ -62,85 +61,67 @@ _X, _Y, _Z = np.eye(3)
 _MIRROR = np.array([1.0, -1.0, -1.0])  # an axis-angle under the x -> -x reflection (left <-> right)
 
 
-# --- default parameter ranges (copy into conf/motion/*.yaml) ----------------------------------
+# --- parameters: names here, ranges in conf/motion/procedural.yaml --------------------------------
 
-def default_ranges() -> dict[str, dict[str, Any]]:
-    """Parameter ranges per motion, as plain data for the Hydra config.
+# Shared by every motion: the relaxed standing pose, breathing and secondary head motion (which
+# keeps the hair moving even when the main motion is slow), and the seed of the smooth noise.
+COMMON_PARAMS = ("arm_down", "collar_down", "arm_forward", "elbow_bend", "finger_curl", "breath_freq",
+                 "breath_amp", "secondary_amp", "secondary_freq", "seed")
+PARAMS = {name: COMMON_PARAMS + own for name, own in {
+    "idle_sway": ("sway_freq", "sway_amp", "sway_roll", "head_amp", "phase"),
+    "walk_in_place": ("step_freq", "hip_flex", "knee_flex", "arm_swing", "torso_twist", "bob", "phase"),
+    "head_turn": ("turn_freq", "turn_amp", "neck_share", "tilt", "phase"),
+    "wave": ("arm", "raise", "arm_forward_raised", "wave_freq", "wave_amp", "wrist_amp", "phase"),
+    "nod": ("nod_freq", "nod_amp", "neck_share", "phase"),
+}.items()}
+_INT_PARAMS = ("seed", "arm")
 
-    A range is a number (fixed), [lo, hi] (uniform float), {"int": [lo, hi]} (inclusive) or
-    {"choice": [...]}. Angles are in degrees, frequencies in Hz, distances in metres.
-    """
-    # Shared by every motion: the relaxed standing pose, breathing and secondary head motion
-    # (which keeps the hair moving even when the main motion is slow).
-    common = {
-        "arm_down": [65.0, 78.0],       # shoulder rotation from the T-pose towards the sides
-        "collar_down": [4.0, 10.0],
-        "arm_forward": [2.0, 12.0],     # upper arm slightly in front of the body
-        "elbow_bend": [8.0, 25.0],
-        "finger_curl": [8.0, 22.0],     # per finger joint
-        "breath_freq": [0.2, 0.33],
-        "breath_amp": [0.8, 2.0],       # spine pitch
-        "secondary_amp": [1.0, 3.0],    # head/neck/upper spine smooth noise
-        "secondary_freq": [0.3, 0.8],
-        "seed": {"int": [0, 2**31 - 1]},  # phases of the smooth noise
-    }
-    specific = {
-        "idle_sway": {
-            "sway_freq": [0.12, 0.3],
-            "sway_amp": [0.01, 0.035],  # lateral pelvis shift
-            "sway_roll": [1.0, 3.0],    # pelvis roll that goes with the shift
-            "head_amp": [2.0, 6.0],
-            "phase": [0.0, 6.283185307179586],
-        },
-        "walk_in_place": {
-            "step_freq": [0.7, 1.0],    # full gait cycles per second (two steps)
-            "hip_flex": [25.0, 45.0],
-            "knee_flex": [40.0, 70.0],
-            "arm_swing": [10.0, 25.0],
-            "torso_twist": [2.0, 6.0],
-            "bob": [0.01, 0.03],
-            "phase": [0.0, 6.283185307179586],
-        },
-        "head_turn": {
-            "turn_freq": [0.15, 0.4],
-            "turn_amp": [25.0, 55.0],   # head + neck yaw
-            "neck_share": [0.25, 0.45],
-            "tilt": [0.0, 6.0],         # roll that goes with the turn
-            "phase": [0.0, 6.283185307179586],
-        },
-        "wave": {
-            "arm": {"choice": [0, 1]},  # 0 = left, 1 = right
-            "raise": [10.0, 35.0],      # upper arm above horizontal
-            "arm_forward_raised": [10.0, 30.0],
-            "wave_freq": [1.0, 1.8],
-            "wave_amp": [12.0, 25.0],   # forearm sweep at the elbow
-            "wrist_amp": [5.0, 15.0],
-            "phase": [0.0, 6.283185307179586],
-        },
-        "nod": {
-            "nod_freq": [0.5, 1.2],
-            "nod_amp": [6.0, 15.0],     # head + neck pitch
-            "neck_share": [0.2, 0.4],
-            "phase": [0.0, 6.283185307179586],
-        },
-    }
-    return {name: {**copy.deepcopy(common), **spec} for name, spec in specific.items()}
+
+def motion_ranges(name: str, table: Mapping[str, Any]) -> dict[str, Any]:
+    """The ranges of motion `name` from the config's `ranges:` table: `common` overlaid by the
+    motion's own entries; every parameter the motion takes must be given, and no other."""
+    if name not in PARAMS:
+        raise ValueError(f"unknown procedural motion {name!r}; known: {sorted(PARAMS)}")
+    own = table.get(name)
+    if not isinstance(own, Mapping):
+        raise ValueError(f"motion.ranges.{name} must be a mapping of parameter ranges, got {own!r}")
+    per = {**(table.get("common") or {}), **own}
+    missing, unknown = sorted(set(PARAMS[name]) - set(per)), sorted(set(per) - set(PARAMS[name]))
+    if missing or unknown:
+        raise ValueError(f"motion.ranges.{name} (with common): missing {missing}, unknown {unknown}")
+    return per
 
 
 def sample_params(name: str, rng: np.random.Generator | int, table: Mapping[str, Any]) -> dict:
-    """Draw the params of procedural motion `name` from `table`.
-
-    `table` is either the ranges of this motion ({param: range}) or a dict of them keyed by
-    motion name, like `default_ranges()`. Keys are drawn in sorted order so adding a param to the
-    config does not reshuffle the others more than necessary.
-    """
-    if name not in PROCEDURAL:
-        raise ValueError(f"unknown procedural motion {name!r}; known: {sorted(PROCEDURAL)}")
+    """Draw the params of procedural motion `name` from the `ranges:` table of the motion config.
+    Keys are drawn in sorted order so adding a param does not reshuffle the others."""
     rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
-    per = table[name] if name in table else table
-    if not isinstance(per, Mapping):
-        raise ValueError(f"motion ranges for {name!r} must be a mapping, got {type(per).__name__}")
-    return {k: ranges.draw(per[k], rng, f"motion.{name}.{k}") for k in sorted(per)}
+    per = motion_ranges(name, table)
+    return {k: ranges.draw(per[k], rng, f"motion.ranges.{name}.{k}") for k in sorted(per)}
+
+
+def sample(cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """A clip's motion from the `motion:` config: an AMASS file for `amass.fraction` of the clips
+    when `amass.dir` is set, else a procedural motion drawn by `weights`, with its params."""
+    rng = np.random.default_rng(seed)
+    amass = cfg["amass"]
+    if amass["dir"] and rng.uniform() < amass["fraction"]:
+        files = sorted(Path(amass["dir"]).expanduser().rglob("*.npz"))
+        if not files:
+            raise ValueError(f"motion.amass.dir {amass['dir']} holds no .npz files")
+        path = files[rng.integers(len(files))]
+        return {"kind": "amass", "path": str(path),
+                "start_frame": int(rng.integers(0, amass["max_start_frame"] + 1))}
+    names = sorted(cfg["weights"])
+    unknown = [n for n in names if n not in PROCEDURAL]
+    if unknown:
+        raise ValueError(f"motion.weights name unknown motions {unknown}; known: {sorted(PROCEDURAL)}")
+    w = np.array([cfg["weights"][n] for n in names], float)
+    if (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"motion.weights must be non-negative with a positive sum, got {cfg['weights']}")
+    name = names[rng.choice(len(names), p=w / w.sum())]
+    return {"kind": "procedural", "name": name,
+            "params": sample_params(name, seeds.rng(seed, name), cfg["ranges"])}
 
 
 # --- building blocks ---------------------------------------------------------------------------
@@ -362,7 +343,7 @@ PROCEDURAL: dict[str, Callable[[int, float, Mapping[str, float]], dict[str, np.n
 
 def _checked(name: str, params: Mapping[str, Any]) -> dict[str, float]:
     """The params of motion `name`, with missing or unknown keys reported in one sentence."""
-    expected = set(default_ranges()[name])
+    expected = set(PARAMS[name])
     given = set(params)
     missing, unknown = sorted(expected - given), sorted(given - expected)
     if missing or unknown:
@@ -373,7 +354,7 @@ def _checked(name: str, params: Mapping[str, Any]) -> dict[str, float]:
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
                 or not np.isfinite(v):
             raise ValueError(f"param {name}.{k} must be a finite number, got {v!r}")
-        out[k] = float(v) if k not in ("seed", "arm") else int(v)
+        out[k] = int(v) if k in _INT_PARAMS else float(v)
     return out
 
 

@@ -3,22 +3,27 @@
 Measured in one run, printed as `name: value` lines: windows per second the loader delivers,
 windows per second a training step consumes, their ratio (above 1: the loader is not the
 bottleneck), the tiny step time, and, where CUDA is present, the step time of an SVD-sized UNet.
-Also the evaluation throughput (`eval_fps_<W>x<H>`: frames per second of `gvm_train.evaluate`,
+Also the evaluation throughput (`eval_fps_<W>x<H>`: frames per second of `matting.evaluate`,
 PNG reading and the full lr alpha + foreground metric set) on synthetic clips made in the run.
 """
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
+from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
 from omegaconf import DictConfig
 
+from core.cli import UserError, app, to_container
 from gvm_train import data
-from gvm_train.model import build_model
-from gvm_train.objectives import training_loss
-from gvm_train.regimes import apply_regime
-from pipelines.cli import UserError, app, to_container
+from gvm_train.model import GVMModel, build_model, build_scheduler
+from gvm_train.model.objectives import training_loss
+from gvm_train.model.regimes import apply_regime
+from matting.evaluate import evaluate
 
 
 def loader_rate(ds: data.WindowDataset, n: int, batch_size: int, workers: int) -> float:
@@ -45,14 +50,8 @@ def step_seconds(model, batch: dict, loss_cfg: dict, steps: int) -> float:
 
 
 def eval_fps(width: int, height: int, frames: int, seed: int) -> float:
-    """Frames per second of `gvm_train.evaluate` on one synthetic clip in PNG folders: a blurred disc
+    """Frames per second of `matting.evaluate` on one synthetic clip in PNG folders: a blurred disc
     drifting across the frame as truth, the same with noise as prediction, noisy colour as foreground."""
-    import tempfile
-
-    import cv2
-    import numpy as np
-
-    from gvm_train.evaluate import evaluate
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:height, :width].astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,11 +115,8 @@ def main(cfg: DictConfig) -> int:
 def svd_sized(model_cfg: dict, vae_cfg: dict):
     """A randomly initialised model of Stable Video Diffusion's size on the GPU: diffusers' default
     UNetSpatioTemporalConditionModel is SVD's UNet (1.52 B parameters); the VAE's shape is in conf."""
-    from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
-
-    from gvm_train.model import GVMModel, _scheduler
     unet = UNetSpatioTemporalConditionModel(in_channels=8, out_channels=4)
-    return GVMModel(unet, AutoencoderKLTemporalDecoder(**vae_cfg), _scheduler(model_cfg), preset="svd",
+    return GVMModel(unet, AutoencoderKLTemporalDecoder(**vae_cfg), build_scheduler(model_cfg), preset="svd",
                     **model_cfg["gvm"])
 
 

@@ -22,12 +22,14 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from core import seeds
+from core.cli import UserError, app, to_container
 from gvm_train import data
+from gvm_train.data import latent_cache
 from gvm_train.model import GVMModel, build_model
-from gvm_train.objectives import predict_alpha, training_loss
-from gvm_train.regimes import apply_regime, has_lora, load_lora, merge_lora, save_lora
-from pipelines import seeds
-from pipelines.cli import UserError, app, to_container
+from gvm_train.model.objectives import predict_alpha, training_loss
+from gvm_train.model.regimes import apply_regime, has_lora, load_lora, merge_lora, save_lora
+from gvm_train.pipeline import GVMPipeline
 
 LOG_FIELDS = ("step", "loss", "latent", "l1", "laplacian", "gradient", "lr", "seconds")
 
@@ -56,6 +58,11 @@ def warm_up_vae(model: GVMModel, dataset: data.WindowDataset, cfg: dict, seed: i
     return last
 
 
+def save_model(model: GVMModel, folder: Path) -> Path:
+    """The model as a pipeline folder (the pipeline owns the saved form)."""
+    return GVMPipeline.from_model(model).save_pretrained(folder)
+
+
 def _checkpoints(out: Path) -> list[Path]:
     return sorted(p for p in (out / "checkpoints").glob("step-*") if p.is_dir() and not p.name.endswith(".tmp"))
 
@@ -64,7 +71,7 @@ def load_model(c: dict, out: Path, ckpt: Path | None) -> GVMModel:
     lora = c["model"]["regime"]["name"] == "lora"
     if ckpt is None:
         return build_model(c["model"])
-    model = GVMModel.from_pretrained(out / "base" if lora else ckpt / "model")
+    model = GVMPipeline.from_pretrained(out / "base" if lora else ckpt / "model").model
     if model.config.preset != c["model"]["preset"]:
         raise ValueError(f"checkpoint {ckpt} holds a {model.config.preset!r} model but the config asks for "
                          f"model={c['model']['preset']}; use another output_dir or the same model")
@@ -81,7 +88,7 @@ def save_checkpoint(out: Path, step: int, model: GVMModel, opt, sched, ema, keep
     if has_lora(model.unet):
         save_lora(model.unet, tmp / "lora")
     else:
-        model.save_pretrained(tmp / "model")
+        save_model(model, tmp / "model")
     torch.save({"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "ema": ema.state_dict() if ema is not None else None}, tmp / "state.pt")
     os.replace(tmp, final)  # a checkpoint exists whole or not at all
@@ -172,9 +179,9 @@ def train(c: dict) -> dict[str, Any]:
         print(f"VAE warm-up: {warm['steps']} steps, reconstruction L1 {warm_up_vae(model, train_set, warm, seed):.3f}")
     lora = c["model"]["regime"]["name"] == "lora"
     if lora and ckpt is None:
-        model.save_pretrained(out / "base")  # adapters are saved alone; the frozen base once
+        save_model(model, out / "base")  # adapters are saved alone; the frozen base once
     if t["save_initial"] and ckpt is None:
-        model.save_pretrained(out / "initial")  # the step-0 model: the "untrained" row of an evaluation
+        save_model(model, out / "initial")  # the step-0 model: the "untrained" row of an evaluation
     params = apply_regime(model, c["model"]["regime"])
     opt = torch.optim.AdamW(params, lr=t["lr"], weight_decay=t["weight_decay"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, t["warmup_steps"])))
@@ -202,7 +209,6 @@ def train(c: dict) -> dict[str, Any]:
     cache = t["latent_cache"]
     source = train_set
     if cache["windows"]:
-        from gvm_train import latent_cache
         pool = latent_cache.build(train_set, model, cache["windows"], Path(cache["dir"] or out / "latents"),
                                   cache["batch_size"])
         source = latent_cache.CachedWindows(pool, len(train_set))
@@ -252,7 +258,7 @@ def train(c: dict) -> dict[str, Any]:
         ema.copy_to(params)
     if has_lora(model.unet):
         merge_lora(model.unet)
-    final = model.save_pretrained(out / "final")
+    final = save_model(model, out / "final")
     return {"final": str(final), "plot": str(plot(out)), "steps": t["steps"], "resumed_from": start}
 
 

@@ -2,15 +2,14 @@
 
     python -m gvm_train.infer input=clip.mp4 checkpoint=runs/a/final output_dir=outputs/clip
 
-Writes to output_dir (see gvm_train.video.MatteWriter): `pha/0000.png`... (VideoMatte240K layout),
+Writes to output_dir (see matting.video.MatteWriter): `pha/0000.png`... (VideoMatte240K layout),
 `fgr/` (foreground colour estimated from the frame and the predicted alpha), the matte as an
 RGBA video (ProRes 4444 or FFV1), a green-screen preview `preview.mp4`, and `run.json` (input,
-checkpoint, settings, seconds), written last: a rerun with the same settings finds it and stops.
+checkpoint, settings, seconds), written last (core.done): a rerun with the same settings finds it and stops.
 """
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,11 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from core import done
+from core.cli import UserError, app, to_container
 from gvm_train.pipeline import GVMPipeline
-from pipelines.cli import UserError, app, to_container
+from matting import video
+from matting.foreground import estimate_foreground
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # What decides the output; a finished run with the same record is not redone.
@@ -53,17 +55,18 @@ def load_pipeline(checkpoint: str | None, device: torch.device, dtype: torch.dty
     return pipe.to(device, dtype)
 
 
+def settings(c: dict) -> dict[str, Any]:
+    """What decides a run's output: a finished run with the same settings (run.json) is not redone."""
+    return {k: c[k] for k in RECORD_KEYS}
+
+
 def matte(c: dict, pipe: GVMPipeline | None = None) -> dict[str, Any]:
     """Run inference as the config says; returns the run record."""
-    from gvm_train import video
-    from gvm_train.classical import estimate_foreground
-
     out = Path(c["output_dir"])
-    record = {k: c[k] for k in RECORD_KEYS}
-    done = out / "run.json"
-    if done.is_file() and {k: json.loads(done.read_text()).get(k) for k in RECORD_KEYS} == record:
+    record = settings(c)
+    if done.is_done(out, record):
         print(f"{out}: already matted with these settings (run.json); nothing to do")
-        return json.loads(done.read_text())
+        return done.read(out)
     if c["threads"]:
         torch.set_num_threads(c["threads"])
     device, dtype = device_and_dtype(c)
@@ -84,7 +87,7 @@ def matte(c: dict, pipe: GVMPipeline | None = None) -> dict[str, Any]:
                          overlap=c["overlap"], num_inference_steps=c["num_steps"], short_side=c["short_side"],
                          max_long_side=c["max_long_side"], decode_context=c["decode_context"], seed=c["seed"])
     out.mkdir(parents=True, exist_ok=True)
-    done.unlink(missing_ok=True)
+    done.clear(out)
     want_fgr = video.wants_foreground(out_cfg)
     with video.MatteWriter(out, source.rate, source.width, source.height, out_cfg, n_frames=n) as writer:
         for frame, alpha in zip(to_writer, alphas):
@@ -92,7 +95,7 @@ def matte(c: dict, pipe: GVMPipeline | None = None) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     record.update(frames=n, fps=source.fps, width=source.width, height=source.height, seconds=round(seconds, 3),
                   device=str(device), dtype=c["dtype"])
-    done.write_text(json.dumps(record, indent=2))
+    done.mark(out, record)
     return record
 
 

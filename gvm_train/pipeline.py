@@ -18,7 +18,9 @@ longer than memory go through it (gvm_train.infer uses it).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -28,9 +30,12 @@ from diffusers import AutoencoderKLTemporalDecoder, FlowMatchEulerDiscreteSchedu
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
-from gvm_train.model import GVMModel
-from gvm_train.objectives import sample_clean_latents
-from pipelines import seeds
+from core import seeds
+from gvm_train.model import GVMModel, load_unet_vae
+from gvm_train.model.objectives import sample_clean_latents
+from gvm_train.model.regimes import has_lora
+
+INDEX = "model_index.json"
 
 
 @dataclass
@@ -121,11 +126,44 @@ class GVMPipeline(DiffusionPipeline):
     def from_model(cls, model: GVMModel) -> "GVMPipeline":
         return cls(model.unet, model.vae, model.scheduler, gvm=model.settings())
 
+    def save_pretrained(self, directory: str | Path, **kwargs: Any) -> Path:
+        """The diffusers pipeline folder: unet/, vae/, scheduler/ and model_index.json (which names
+        this class and holds, under `gvm`, the settings inference needs to use the model the way it
+        was trained). Refused while LoRA adapters are injected: their reload would silently
+        re-initialise the attention weights."""
+        if has_lora(self.unet):
+            raise ValueError("save_pretrained: the UNet has LoRA adapters injected; save them with "
+                             "gvm_train.model.regimes.save_lora or merge them with merge_lora first")
+        super().save_pretrained(directory, **kwargs)
+        return Path(directory)
+
     @classmethod
     def from_pretrained(cls, directory: Any, **overrides: Any) -> "GVMPipeline":
-        """Loaded the way GVMModel loads (with its checks and bit-exact weights); `overrides`
-        replace saved settings, e.g. num_steps or decode_chunk_size."""
-        return cls.from_model(GVMModel.from_pretrained(directory, **overrides))
+        """Load a folder written by save_pretrained, checking each part and keeping weights bit-exact;
+        `overrides` replace saved settings, e.g. num_steps or decode_chunk_size for a smaller GPU."""
+        root = Path(directory).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"model folder {root} does not exist")
+        index_file = root / INDEX
+        if not index_file.is_file():
+            raise FileNotFoundError(f"model folder {root} has no {INDEX}: not a GVM model folder "
+                                    "(a Stable Video Diffusion snapshot loads with model=svd model.path=...)")
+        try:
+            index = json.loads(index_file.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{index_file}: not valid JSON ({e})") from None
+        if index.get("_class_name") != cls.__name__ or not isinstance(index.get("gvm"), dict):
+            raise ValueError(f"{index_file}: written for {index.get('_class_name')!r}, not a {cls.__name__} "
+                             "with gvm settings")
+        unet, vae = load_unet_vae(root, label="model folder")
+        if not (root / "scheduler" / "scheduler_config.json").is_file():
+            raise FileNotFoundError(f"model folder {root} has no scheduler/scheduler_config.json")
+        scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(root, subfolder="scheduler")
+        try:
+            model = GVMModel(unet, vae, scheduler, **{**index["gvm"], **overrides})
+        except TypeError as e:
+            raise ValueError(f"{index_file}: unknown setting ({e})") from None
+        return cls.from_model(model)
 
     @property
     def size_multiple(self) -> int:

@@ -10,7 +10,7 @@ the raw figures each comes from):
 - scaling_2x1_over_1x2: frames per second with 2 workers of 1 thread over 1 worker of 2 threads.
 - one_worker_over_bare_blender: frames per second of that 1-worker pipeline over a bare loop in
   this process (geometry, then render.scene.build_and_render per clip; no Ray, no conversion, no store).
-- store_write_over_plain: bytes per second of store.write_clip over np.save of the same arrays
+- store_write_over_plain: bytes per second of clipstore.write_clip over np.save of the same arrays
   into files on the same filesystem; neither fsyncs, so both measure writing into the page cache.
 """
 from __future__ import annotations
@@ -28,8 +28,10 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from pipelines import plan, store
-from pipelines.cli import UserError, app, to_container
+import clipstore
+from core.cli import UserError, app, to_container
+from pipelines import plan
+from pipelines import render as render_driver
 
 
 @dataclass(frozen=True)
@@ -52,15 +54,14 @@ def with_cluster(cfg: dict, store_path: Path, workers: int, cpus_per_worker: int
 
 def pipeline_run(cfg: dict) -> Run:
     """The render app's main end to end on cfg's (fresh) store; its own printout is swallowed."""
-    from pipelines.render import main as render_main
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
-        code = render_main.task(cfg)
+        code = render_driver.main.task(cfg)
     wall = time.perf_counter() - start
     if code:
         raise RuntimeError(f"the pipeline run into {cfg['store']['path']} failed (exit {code})")
-    root = store.open_store(cfg["store"]["path"])
-    clips = [store.read_clip(root, cid) for cid in store.complete_ids(root)]
+    root = clipstore.open_store(cfg["store"]["path"])
+    clips = [clipstore.read_clip(root, cid) for cid in clipstore.complete_ids(root)]
     return Run(wall, sum(c.n_frames for c in clips), sum(c.attrs["render"]["cycles_seconds"] for c in clips))
 
 
@@ -114,16 +115,16 @@ def bare_loop(specs: list, threads: int) -> Run:
     return Run(wall, sum(s.n_frames for s in specs), cycles_s, sum(times))
 
 
-def store_write(arrays: dict[str, np.ndarray], folder: Path, compression: store.Compression,
+def store_write(arrays: dict[str, np.ndarray], folder: Path, compression: clipstore.Compression,
                 repeats: int) -> tuple[float, float]:
     """(store, plain) bytes per second writing `arrays`, the median of `repeats` writes each."""
     nbytes = sum(a.nbytes for a in arrays.values())
-    root = store.create(folder / "write.zarr", {})
+    root = clipstore.create(folder / "write.zarr", {})
     attrs = {"source": "synthetic", "fps": 1.0}
     store_s, plain_s = [], []
     for i in range(repeats):
         start = time.perf_counter()
-        store.write_clip(root, f"clip{i:06d}", arrays, attrs, compression)
+        clipstore.write_clip(root, f"clip{i:06d}", arrays, attrs, compression)
         store_s.append(time.perf_counter() - start)
         plain = folder / f"plain{i}"
         plain.mkdir()
@@ -180,10 +181,10 @@ def main(cfg: DictConfig) -> int:
         if b["bare"]:
             from pipelines.render import resolve_model
             bare = bare_loop(plan.plan(c, resolve_model(c)), threads)
-        root = store.open_store(work / "1x2.zarr")
-        clip = store.read_clip(root, store.complete_ids(root)[0])
+        root = clipstore.open_store(work / "1x2.zarr")
+        clip = clipstore.read_clip(root, clipstore.complete_ids(root)[0])
         arrays = {name: clip[name][...] for name in clip.arrays}
-        compression = store.Compression(c["store"]["colour_clevel"], c["store"]["mask_clevel"])
+        compression = clipstore.Compression.from_config(c["store"])
         store_bps, plain_bps = store_write(arrays, work, compression, b["store_repeats"])
     for name, value in ratios(one_by_two, two_by_one, bare, store_bps, plain_bps).items():
         print(f"{name}: {value:.3f}")

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from pipelines import store
+import clipstore
+from core.colour import quantise_alpha
 from render.spec import ClipSpec
 
 
@@ -62,7 +63,7 @@ def first_frame(spec: ClipSpec) -> tuple[ClipSpec, Any, float]:
     return dataclasses.replace(spec, n_frames=1), one, geometry_s
 
 
-def probe(spec: ClipSpec, threads: int, compression: store.Compression) -> Probe:
+def probe(spec: ClipSpec, threads: int, compression: clipstore.Compression) -> Probe:
     from render import frames
     from render.scene import build_and_render
     spec1, geo, geometry_s = first_frame(spec)
@@ -73,18 +74,18 @@ def probe(spec: ClipSpec, threads: int, compression: store.Compression) -> Probe
     fgr, alpha = frames.to_store(out.rgba, out.alpha, spec.cycles["fgr_min_alpha"])
     arrays = {"fgr": fgr, "alpha": alpha}
     if out.hair is not None:
-        arrays["alpha_hair"] = frames.quantise_alpha(out.hair)
+        arrays["alpha_hair"] = quantise_alpha(out.hair)
     convert_s = time.perf_counter() - start
     return Probe(spec.clip_id, threads, dict(out.seconds), convert_s, geometry_s,
                  max(build_s - sum(out.seconds.values()), 0.0), stored_bytes(arrays, compression))
 
 
-def stored_bytes(arrays: dict[str, np.ndarray], compression: store.Compression) -> int:
+def stored_bytes(arrays: dict[str, np.ndarray], compression: clipstore.Compression) -> int:
     """Bytes the arrays take once written through the store (in a throwaway one, not the run's)."""
     with tempfile.TemporaryDirectory(prefix="gvm-probe-") as tmp:
-        root = store.create(f"{tmp}/probe.zarr", {})
-        store.write_clip(root, "probe", arrays, {"source": "synthetic", "fps": 1.0}, compression)
-        return sum(a.nbytes_stored() for _, a in root[store.CLIPS]["probe"].arrays())
+        root = clipstore.create(f"{tmp}/probe.zarr", {})
+        clipstore.write_clip(root, "probe", arrays, {"source": "synthetic", "fps": 1.0}, compression)
+        return sum(a.nbytes_stored() for _, a in root[clipstore.CLIPS]["probe"].arrays())
 
 
 def estimate(p: Probe, n_clips: int, n_frames: int, workers: int) -> Estimate:

@@ -6,8 +6,10 @@ progress and ends with a summary; the exit status is non-zero when any clip fail
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -15,8 +17,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from pipelines import plan, provenance, store
-from pipelines.cli import UserError, app, to_container
+import clipstore
+from assets import body
+from core import provenance
+from core.cli import UserError, app, to_container
+from pipelines import contact_sheet, cost, plan
 from render.spec import ClipSpec
 
 EXIT_CLIPS_FAILED = 1
@@ -25,8 +30,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _complete(root: Any, clip_id: str) -> bool:
     try:
-        store.read_clip(root, clip_id)
-    except store.StoreError:
+        clipstore.read_clip(root, clip_id)
+    except clipstore.StoreError:
         return False
     return True
 
@@ -40,17 +45,15 @@ def render_and_store(spec_dict: dict, store_path: str, compression: dict, thread
     """
     start = time.perf_counter()
     spec = ClipSpec.from_dict(spec_dict)
-    root = store.open_store(store_path, mode="r+")
+    root = clipstore.open_store(store_path, mode="r+")
     result = {"clip_id": spec.clip_id, "frames": spec.n_frames, "pid": os.getpid()}
     found = {**result, "render_s": 0.0, "node": None, "found_complete": True}
     if _complete(root, spec.clip_id):
         return {**found, "total_s": time.perf_counter() - start}
-    import platform
-
     import ray
     import torch
     torch.set_num_threads(max(threads, 1))  # Ray's OMP_NUM_THREADS is read once per reused worker
-    from render.clip import render_clip  # bpy only ever loads in workers
+    from render.clip import render_clip  # bpy only ever loads in workers, never in the driver
 
     clip = render_clip(spec, threads=threads)
     if _complete(root, spec.clip_id):
@@ -58,22 +61,9 @@ def render_and_store(spec_dict: dict, store_path: str, compression: dict, thread
     node = ray.get_runtime_context().get_node_id()  # which machine of a cluster made it (provenance)
     attrs = {"source": "synthetic", "fps": spec.fps, "spec": spec.to_dict(), "software": provenance.software(),
              "render": {**clip.info, "node": node, "host": platform.node()}}
-    store.write_clip(root, spec.clip_id, clip.arrays, attrs, store.Compression(**compression))
+    clipstore.write_clip(root, spec.clip_id, clip.arrays, attrs, clipstore.Compression(**compression))
     return {**result, "render_s": clip.info["cycles_seconds"], "total_s": time.perf_counter() - start, "node": node,
             "found_complete": False}
-
-
-def _is_url(path: str) -> bool:
-    return "://" in str(path)
-
-
-def _store_fs(path: str) -> tuple[Any, str]:
-    """The fsspec filesystem and path of a store given as a local path or a URL (s3://, file://)."""
-    import fsspec
-    try:
-        return fsspec.core.url_to_fs(str(path))
-    except (ImportError, ValueError) as e:  # s3:// without s3fs installed, an unknown protocol
-        raise UserError(f"store.path {path}: {e}") from None
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -94,15 +84,14 @@ def open_for(cfg: dict, model: dict, create: bool = True) -> Any:
     """The store for this dataset (None if absent and not `create`); refuses one holding another dataset."""
     defn = plan.definition(cfg, model)
     digest = plan.definition_hash(defn)
-    fs, on_fs = _store_fs(cfg["store"]["path"])
-    if not create and not fs.exists(on_fs):
-        return None
     try:
-        root = store.create(cfg["store"]["path"], {
+        if not create and not clipstore.location.exists(cfg["store"]["path"]):
+            return None
+        root = clipstore.create(cfg["store"]["path"], {
             "dataset": {"definition": defn, "hash": digest},
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "software": provenance.software()})
-    except store.StoreError as e:
+    except clipstore.StoreError as e:
         raise UserError(str(e)) from None
     held = root.attrs.get("dataset", {})
     if held.get("hash") != digest:
@@ -113,7 +102,6 @@ def open_for(cfg: dict, model: dict, create: bool = True) -> Any:
 
 
 def resolve_model(cfg: dict) -> dict:
-    from assets import body
     b = cfg["body"]
     try:
         return body.resolve_model(b["model_path"], b["gender"], Path(b["cache_dir"]).expanduser())
@@ -166,9 +154,8 @@ def run_ray(specs: list[ClipSpec], cfg: dict) -> tuple[list[dict], dict[str, str
     # max_calls recycles a worker process after that many clips, so Blender state and memory start fresh.
     task = ray.remote(num_cpus=cl["cpus_per_worker"], max_calls=cl["clips_per_worker"],
                       max_retries=cl["max_retries"], retry_exceptions=cl["retry_exceptions"])(render_and_store)
-    compression = {"colour_clevel": cfg["store"]["colour_clevel"], "mask_clevel": cfg["store"]["mask_clevel"]}
-    path = cfg["store"]["path"]
-    store_path = path if _is_url(path) else str(Path(path).resolve())  # workers may run elsewhere
+    compression = dataclasses.asdict(clipstore.Compression.from_config(cfg["store"]))
+    store_path = clipstore.absolute(cfg["store"]["path"])  # workers may run elsewhere
     pending = {task.remote(s.to_dict(), store_path, compression, cl["cpus_per_worker"]): s.clip_id for s in specs}
     done: list[dict] = []
     failed: dict[str, str] = {}
@@ -196,8 +183,7 @@ def summary(cfg: dict, n_planned: int, skipped: int, done: list[dict], failed: d
     frames = sum(d["frames"] for d in done)
     render_s = sum(d["render_s"] for d in done)
     root = cfg["store"]["path"]
-    fs, on_fs = _store_fs(root)
-    size = fs.du(on_fs) / 2**20
+    size = clipstore.location.size_bytes(root) / 2**20
     lines = [f"clips: {n_planned} planned, {skipped} already complete, {len(done)} rendered, {len(failed)} failed"
              + (f", {found} found complete when their task ran" if found else ""),
              f"time: {wall:.1f} s wall" + (f", {wall / len(done):.1f} s per clip, Cycles {render_s / max(frames, 1):.2f} s per frame"
@@ -219,7 +205,7 @@ def main(cfg: DictConfig) -> int:
     model = resolve_model(c)
     specs = plan.plan(c, model)
     root = open_for(c, model, create=not c["dry_run"])
-    complete = set(store.complete_ids(root)) if root is not None else set()
+    complete = set(clipstore.complete_ids(root)) if root is not None else set()
     todo = [s for s in specs if s.clip_id not in complete]
     print(f"{len(specs)} clips planned ({plan.n_frames(c)} frames, {c['cycles']['width']}x{c['cycles']['height']}, "
           f"{c['cycles']['samples']} spp colour + {c['cycles']['alpha_samples']} spp alpha, body model: {model['kind']}), {len(specs) - len(todo)} already complete, "
@@ -230,21 +216,18 @@ def main(cfg: DictConfig) -> int:
         for s in todo:
             print(f"  {s.clip_id}: motion {s.motion.get('name', s.motion['kind'])}, hair {s.hair['geometry'].get('style')}")
         if c["dry_run"] is True and todo:  # "plan" lists only; the probe needs Blender and a few seconds
-            from pipelines import cost
             print(f"probing: rendering frame 1 of {todo[0].clip_id} to estimate the cost ...", flush=True)
-            p = cost.probe(todo[0], c["cluster"]["cpus_per_worker"], store.Compression(
-                colour_clevel=c["store"]["colour_clevel"], mask_clevel=c["store"]["mask_clevel"]))
+            p = cost.probe(todo[0], c["cluster"]["cpus_per_worker"], clipstore.Compression.from_config(c["store"]))
             print(cost.report(p, cost.estimate(p, len(todo), plan.n_frames(c), c["cluster"]["workers"])))
         return 0
     start = time.perf_counter()
     done, failed = run_ray(todo, c) if todo else ([], {})
-    from pipelines import contact_sheet
     sh = c["sheet"]
-    sheet = contact_sheet.write(store.open_store(c["store"]["path"]), contact_sheet.default_path(c),
+    sheet = contact_sheet.write(clipstore.open_store(c["store"]["path"]), contact_sheet.default_path(c),
                                 sh["clips"], sh["frames"], sh["cell"])
     print(summary(c, len(specs), len(specs) - len(todo), done, failed, time.perf_counter() - start, sheet))
     # Every writer is done (run_ray has shut Ray down): snapshot the store for plain-zarr readers.
-    m = store.finalize(c["store"]["path"])
+    m = clipstore.finalize(c["store"]["path"])
     print(f"manifest: {m['n_clips']} complete clips, {m['frames']} frames; consolidated metadata written")
     return EXIT_CLIPS_FAILED if failed else 0
 

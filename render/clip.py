@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from assets import body, hair, motions
+from core.colour import quantise_alpha
 from render import frames
 from render.scene import Geometry, build_and_render
 from render.spec import ClipSpec
@@ -49,5 +50,5 @@ def render_clip(spec: ClipSpec, threads: int = 0) -> RenderedClip:
             "hair_strands": int(geo.hair_points.shape[0]), "body_vertices": int(geo.vertices.shape[1])}
     arrays = {"fgr": fgr, "alpha": alpha}
     if out.hair is not None:
-        arrays["alpha_hair"] = frames.quantise_alpha(out.hair)
+        arrays["alpha_hair"] = quantise_alpha(out.hair)
     return RenderedClip(arrays, info)

@@ -7,7 +7,7 @@ os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")  # must precede the cv2 i
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-ALPHA_MAX = 65535
+from core.colour import ALPHA_MAX, linear_to_srgb, quantise_alpha  # noqa: E402
 
 
 def read_exr(path: str) -> np.ndarray:
@@ -16,15 +16,6 @@ def read_exr(path: str) -> np.ndarray:
     if bgra is None or bgra.ndim != 3 or bgra.shape[2] != 4:
         raise OSError(f"cannot read an RGBA EXR from {path}")
     return cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA)
-
-
-def linear_to_srgb(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
-
-
-def srgb_to_linear(x: np.ndarray) -> np.ndarray:
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
 
 
 def extend_colour(rgb: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -51,11 +42,6 @@ def extend_colour(rgb: np.ndarray, known: np.ndarray) -> np.ndarray:
         known_colour = c / np.maximum(w, 1e-8)[..., None]
         coarse = w[..., None] * known_colour + (1.0 - w[..., None]) * up
     return coarse
-
-
-def quantise_alpha(coverage: np.ndarray) -> np.ndarray:
-    """Linear coverage in [0, 1] (clipped) -> the store's uint16 alpha."""
-    return np.round(np.clip(coverage, 0.0, 1.0) * ALPHA_MAX).astype(np.uint16)
 
 
 def to_store(rgba: np.ndarray, coverage: np.ndarray | None = None,

@@ -3,9 +3,9 @@ import os
 import numpy as np
 import pytest
 
-from pipelines import store
+import clipstore
 
-from pipelines.cli import compose, to_container
+from core.cli import compose, to_container
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
@@ -30,7 +30,7 @@ def small_cfg(tmp_path, cache_dir):
 
 def write_store(path, n_clips, source="synthetic", t=12, h=40, w=48, bgr=False, value=200):
     """A store of moving discs written through the store API: real zarr, no render needed."""
-    root = store.create(path, {})
+    root = clipstore.create(path, {})
     yy, xx = np.mgrid[:h, :w]
     for c in range(n_clips):
         alpha = np.zeros((t, h, w), np.uint16)
@@ -39,5 +39,5 @@ def write_store(path, n_clips, source="synthetic", t=12, h=40, w=48, bgr=False, 
         arrays = {"fgr": np.full((t, h, w, 3), value, np.uint8), "alpha": alpha}
         if bgr:
             arrays["bgr"] = np.full((t, h, w, 3), 17, np.uint8)
-        store.write_clip(root, f"clip{c:06d}", arrays, {"source": source, "fps": 24.0})
+        clipstore.write_clip(root, f"clip{c:06d}", arrays, {"source": source, "fps": 24.0})
     return str(path)

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines import bench_render, plan, store
+import clipstore
+from pipelines import bench_render, plan
 from pipelines.render import resolve_model
 from tests.conftest import SMALL
 
@@ -44,9 +45,9 @@ def test_store_write_rates_and_the_written_clip(tmp_path):
     rng = np.random.default_rng(0)
     arrays = {"fgr": rng.integers(0, 256, (3, 32, 32, 3), np.uint8),
               "alpha": rng.integers(0, 65536, (3, 32, 32), np.uint16)}
-    store_bps, plain_bps = bench_render.store_write(arrays, tmp_path, store.Compression(), repeats=2)
+    store_bps, plain_bps = bench_render.store_write(arrays, tmp_path, clipstore.Compression.default(), repeats=2)
     assert all(math.isfinite(v) and v > 0 for v in (store_bps, plain_bps))
-    clip = store.read_clip(store.open_store(tmp_path / "write.zarr"), "clip000001")
+    clip = clipstore.read_clip(clipstore.open_store(tmp_path / "write.zarr"), "clip000001")
     assert np.array_equal(clip["alpha"][...], arrays["alpha"])
     assert np.array_equal(np.load(tmp_path / "plain1" / "fgr.npy"), arrays["fgr"])
 

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from gvm_train import data
-from gvm_train.benchmark_set import LABEL_H, build
-from pipelines import store
-from pipelines.cli import UserError, compose, to_container
+from matting.sheet import LABEL_H
+from pipelines.benchmark_set import build
+import clipstore
+from core.cli import UserError, compose, to_container
 from tests.conftest import write_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +46,7 @@ def _files(folder: Path) -> dict[str, tuple[int, bytes]]:
 
 
 def _alpha8(a16: np.ndarray) -> np.ndarray:
-    return np.round(a16.astype(np.float64) / store.ALPHA_MAX * 255)
+    return np.round(a16.astype(np.float64) / clipstore.ALPHA_MAX * 255)
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +54,9 @@ def stores(tmp_path_factory):
     d = tmp_path_factory.mktemp("stores")
     discs = write_store(d / "discs.zarr", 6, t=T, h=SIDE, w=SIDE, value=200)
     hair = write_store(d / "hair.zarr", 2, t=T, h=SIDE, w=SIDE, value=90)
-    clip = store.read_clip(store.open_store(hair), "clip000000")
+    clip = clipstore.read_clip(clipstore.open_store(hair), "clip000000")
     arrays = {"fgr": clip["fgr"][:], "alpha": clip["alpha"][:], "alpha_hair": clip["alpha"][:] // 3}
-    store.write_clip(store.create(hair, {}), "clip000002", arrays, {"source": "synthetic", "fps": 24.0})
+    clipstore.write_clip(clipstore.create(hair, {}), "clip000002", arrays, {"source": "synthetic", "fps": 24.0})
     return discs, hair
 
 
@@ -92,9 +93,9 @@ def test_layout_holds_out_exactly_the_finetune_split(stores, built):
 
 def test_pha_is_the_placed_store_alpha_and_com_the_composite(stores, built):
     _, (low, high) = built
-    root = store.open_store(stores[0])
+    root = clipstore.open_store(stores[0])
     for clip in _clips(low):
-        alpha8 = _alpha8(store.read_clip(root, clip.split("-")[1])["alpha"][:4])
+        alpha8 = _alpha8(clipstore.read_clip(root, clip.split("-")[1])["alpha"][:4])
         for t, pha in enumerate(_layer(low, clip, "pha")):
             # Unscaled and at a whole-pixel offset: the store alpha itself, somewhere along the width.
             assert pha.sum() == alpha8[t].sum()
@@ -134,7 +135,7 @@ def test_all_clips_and_hair_only_where_the_store_has_it(stores, tmp_path):
     assert _clips(folder) == [f"hair-clip00000{i}-still" for i in range(3)]
     with_hair = [c for c in _clips(folder) if (folder / c / "hair").is_dir()]
     assert with_hair == ["hair-clip000002-still"]
-    hair16 = store.read_clip(store.open_store(stores[1]), "clip000002")["alpha_hair"][:4]
+    hair16 = clipstore.read_clip(clipstore.open_store(stores[1]), "clip000002")["alpha_hair"][:4]
     for t, hair in enumerate(_layer(folder, "hair-clip000002-still", "hair")):
         assert hair.sum() == _alpha8(hair16[t]).sum() > 0
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -152,7 +153,7 @@ def test_rerun_skips_complete_clips_and_redoes_interrupted_ones(stores, tmp_path
     killed, partial = "hair-clip000000-still", "hair-clip000001-still"
     os.rename(folder / killed, folder / f".{killed}.tmp")
     (folder / f".{killed}.tmp" / "com" / "0003.png").unlink()
-    (folder / partial / ".complete").unlink()
+    (folder / partial / "run.json").unlink()
     (folder / partial / "pha" / "0002.png").unlink()
     build(_cfg(*args))
     again = _files(folder)
@@ -185,7 +186,7 @@ def test_short_video_folder_plays_back_and_forth(stores, tmp_path):
 
 def test_bad_inputs_are_one_line_and_write_nothing(stores, tmp_path):
     out = tmp_path / "out"
-    store.create(tmp_path / "empty.zarr", {})
+    clipstore.create(tmp_path / "empty.zarr", {})
     single = write_store(tmp_path / "single.zarr", 1, t=T, h=SIDE, w=SIDE)
     junk = tmp_path / "junk"
     junk.mkdir()
@@ -208,7 +209,7 @@ def test_bad_inputs_are_one_line_and_write_nothing(stores, tmp_path):
         with pytest.raises(UserError, match=needle):
             build(_cfg(*base, *args))
     assert not out.exists()
-    r = subprocess.run([sys.executable, "-m", "gvm_train.benchmark_set", *base, f"stores=[{single}]"],
+    r = subprocess.run([sys.executable, "-m", "pipelines.benchmark_set", *base, f"stores=[{single}]"],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2, r.stderr

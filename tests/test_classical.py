@@ -9,9 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from gvm_train.classical import ClassicalMatting, closed_form_alpha, estimate_foreground, main, make_trimap
-from gvm_train.video import open_input, sample_video
-from pipelines.cli import UserError, compose, to_container
+from matting.classical import ClassicalMatting, closed_form_alpha, main, make_trimap
+from matting.foreground import estimate_foreground
+from matting.video import open_input, sample_video
+from core.cli import UserError, compose, to_container
 
 ROOT = Path(__file__).resolve().parent.parent
 CARPHONE = sample_video("carphone_pristine.mp4")
@@ -141,7 +142,7 @@ def test_bad_config_and_input_are_user_errors(tmp_path):
 def test_cli_unreadable_video_exits_2_with_one_error_line(tmp_path):
     bad = tmp_path / "clip.mp4"
     bad.write_bytes(np.random.default_rng(0).integers(0, 256, 2048, np.uint8).tobytes())
-    r = subprocess.run([sys.executable, "-m", "gvm_train.classical", f"input={bad}", f"output_dir={tmp_path / 'out'}"],
+    r = subprocess.run([sys.executable, "-m", "matting.classical", f"input={bad}", f"output_dir={tmp_path / 'out'}"],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2, r.stderr

@@ -19,7 +19,7 @@ import psutil
 import pytest
 import zarr
 
-from pipelines import store
+import clipstore
 from tests.conftest import SMALL
 from tests.test_faults import assert_valid, driver, finish, ray_tmp  # noqa: F401 - ray_tmp is a fixture
 
@@ -35,22 +35,22 @@ def _arrays(t: int, seed: int) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("scheme", ["memory", "file"])
 def test_store_behind_a_url(tmp_path, scheme):
     url = f"memory://{tmp_path.name}/s.zarr" if scheme == "memory" else f"file://{tmp_path}/s.zarr"
-    root = store.create(url, {"note": "url"})
+    root = clipstore.create(url, {"note": "url"})
     a, b = _arrays(3, 0), _arrays(2, 1)
-    store.write_clip(root, "a", a, {"source": "synthetic", "fps": 24.0})
-    store.write_clip(root, "b", b, {"source": "synthetic", "fps": 24.0})
+    clipstore.write_clip(root, "a", a, {"source": "synthetic", "fps": 24.0})
+    clipstore.write_clip(root, "b", b, {"source": "synthetic", "fps": 24.0})
     root["clips/b"].attrs["complete"] = False  # as a writer killed before its last step leaves it
-    again = store.open_store(url)
-    assert again.attrs["note"] == "url" and store.complete_ids(again) == ["a"]
-    np.testing.assert_array_equal(store.read_clip(again, "a")["alpha"][:], a["alpha"])
-    assert store.check_clip(again, "a").ok
-    with pytest.raises(store.StoreError, match="already complete"):
-        store.write_clip(store.create(url, {}), "a", b, {})
+    again = clipstore.open_store(url)
+    assert again.attrs["note"] == "url" and clipstore.complete_ids(again) == ["a"]
+    np.testing.assert_array_equal(clipstore.read_clip(again, "a")["alpha"][:], a["alpha"])
+    assert clipstore.check_clip(again, "a").ok
+    with pytest.raises(clipstore.StoreError, match="already complete"):
+        clipstore.write_clip(clipstore.create(url, {}), "a", b, {"source": "synthetic", "fps": 24.0})
     if scheme == "file":  # the same bytes a plain local reader sees
         g = zarr.open_group(tmp_path / "s.zarr", mode="r", use_consolidated=False)
         np.testing.assert_array_equal(g["clips/a/fgr"][:], a["fgr"])
-    with pytest.raises(store.StoreError, match="does not exist"):
-        store.open_store(url.replace("s.zarr", "missing.zarr"))
+    with pytest.raises(clipstore.StoreError, match="does not exist"):
+        clipstore.open_store(url.replace("s.zarr", "missing.zarr"))
 
 
 def test_unknown_url_scheme_is_one_line(tmp_path, cache_dir):

@@ -4,7 +4,7 @@ import re
 import pytest
 
 from pipelines import cost
-from pipelines.cli import UserError
+from core.cli import UserError
 from pipelines.render import main as render_main
 
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from gvm_train import data
-from gvm_train.backgrounds import Backgrounds
-from pipelines import store
-from pipelines.cli import compose, to_container
+from gvm_train.data.backgrounds import Backgrounds
+import clipstore
+from core.cli import compose, to_container
 from tests.conftest import write_store as _write
 
 
@@ -35,10 +35,10 @@ def test_split_is_by_clip_and_stable(tmp_path):
     train, val = data.split(refs, 0.2, 1)
     assert val and train and not {r.clip_id for r in train} & {r.clip_id for r in val}
     # Adding clips to the store leaves every earlier clip on its side of the split.
-    root = store.open_store(tmp_path / "a.zarr", mode="r+")
+    root = clipstore.open_store(tmp_path / "a.zarr", mode="r+")
     for c in range(10, 20):
-        store.write_clip(root, f"clip{c:06d}", {"fgr": np.zeros((12, 40, 48, 3), np.uint8),
-                                                "alpha": np.zeros((12, 40, 48), np.uint16)}, {})
+        clipstore.write_clip(root, f"clip{c:06d}", {"fgr": np.zeros((12, 40, 48, 3), np.uint8),
+                                                "alpha": np.zeros((12, 40, 48), np.uint16)}, {"source": "synthetic", "fps": 24.0})
     train2, val2 = data.split(data.index_stores([str(tmp_path / "a.zarr")]), 0.2, 1)
     assert {r.clip_id for r in val} <= {r.clip_id for r in val2}
     assert {r.clip_id for r in train} <= {r.clip_id for r in train2}
@@ -64,7 +64,7 @@ def test_bgr_plate_used_when_present(tmp_path):
 
 
 def test_bad_inputs_name_the_problem(tmp_path):
-    store.create(tmp_path / "e.zarr", {})
+    clipstore.create(tmp_path / "e.zarr", {})
     with pytest.raises(ValueError, match="has no complete clips"):
         data.index_stores([str(tmp_path / "e.zarr")])
     refs = data.index_stores([_write(tmp_path / "a.zarr", 1, t=5)])
@@ -99,7 +99,7 @@ def test_segmentation_sources_mask_the_edge_band_and_keep_their_frames(tmp_path)
 
 
 def test_weighted_losses_ignore_untrusted_pixels():
-    from gvm_train.objectives import pixel_losses
+    from gvm_train.model.objectives import pixel_losses
     cfg = {"l1": 1, "laplacian": 1, "laplacian_levels": 3, "gradient": 1}
     g = torch.zeros(1, 2, 1, 32, 32)
     g[..., 10:22, 10:22] = 1
@@ -119,7 +119,7 @@ def test_weighted_losses_ignore_untrusted_pixels():
 def test_video_folder_backgrounds_move(tmp_path):
     import shutil
 
-    from gvm_train.video import sample_video
+    from matting.video import sample_video
     shutil.copy(sample_video("bikes.mp4"), tmp_path / "bikes.mp4")
     bg = Backgrounds({**_cfg()["backgrounds"], "kind": "folder", "folder": str(tmp_path)})
     clip = bg(6, 32, np.random.default_rng(0))

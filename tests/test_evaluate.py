@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from gvm_train.evaluate import compare_table, evaluate, main
-from pipelines.cli import UserError, compose, to_container
+from matting.evaluate import compare_table, evaluate, main
+from core.cli import UserError, compose, to_container
 
 ROOT = Path(__file__).resolve().parent.parent
 H, W = 24, 32
@@ -153,7 +153,7 @@ def test_cli_missing_clip_exits_2_with_one_error_line(folders, tmp_path):
     for f in (pred / "b" / "pha").iterdir():
         f.unlink()
     (pred / "b" / "pha").rmdir()
-    r = subprocess.run([sys.executable, "-m", "gvm_train.evaluate", f"pred={pred}", f"gt={gt}",
+    r = subprocess.run([sys.executable, "-m", "matting.evaluate", f"pred={pred}", f"gt={gt}",
                         f"output={tmp_path / 'o.json'}", f"hydra.run.dir={tmp_path / 'hydra'}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2, r.stderr

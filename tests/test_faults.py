@@ -21,8 +21,9 @@ import numpy as np
 import psutil
 import pytest
 
-from pipelines import plan, store
-from pipelines.cli import compose, to_container
+import clipstore
+from pipelines import plan
+from core.cli import compose, to_container
 from pipelines.render import resolve_model
 from tests.conftest import SMALL
 
@@ -81,16 +82,16 @@ def rendering(pid: int) -> list[psutil.Process]:
 
 
 def complete(path: Path) -> list[str]:
-    return store.complete_ids(store.open_store(path)) if (path / "zarr.json").exists() else []
+    return clipstore.complete_ids(clipstore.open_store(path)) if (path / "zarr.json").exists() else []
 
 
 def assert_valid(path: Path, ids: list[str]) -> None:
     """Exactly `ids` are complete, and each passes the store's own check (every frame read back,
     checksums recomputed and compared with the ones written with the clip)."""
-    root = store.open_store(path)
-    assert store.complete_ids(root) == ids
+    root = clipstore.open_store(path)
+    assert clipstore.complete_ids(root) == ids
     for cid in ids:
-        check = store.check_clip(root, cid)
+        check = clipstore.check_clip(root, cid)
         assert check.ok, (cid, check.problems)
 
 
@@ -168,9 +169,9 @@ def test_task_leaves_a_complete_clip_alone(tmp_path, small_cfg):
     cfg = small_cfg()
     spec = plan.plan(cfg, resolve_model(cfg))[0]
     path = tmp_path / "store.zarr"
-    root = store.create(path, {})
+    root = clipstore.create(path, {})
     t, h, w = spec.n_frames, cfg["cycles"]["height"], cfg["cycles"]["width"]
-    store.write_clip(root, spec.clip_id, {"fgr": np.zeros((t, h, w, 3), np.uint8), "alpha": np.zeros((t, h, w), np.uint16)},
+    clipstore.write_clip(root, spec.clip_id, {"fgr": np.zeros((t, h, w, 3), np.uint8), "alpha": np.zeros((t, h, w), np.uint16)},
                      {"source": "synthetic", "fps": spec.fps})
     before = clip_files(path, [spec.clip_id])
     out = render_and_store(spec.to_dict(), str(path), {"colour_clevel": 3, "mask_clevel": 3}, 1)
@@ -205,4 +206,4 @@ def test_clip_that_fails_on_its_own(tmp_path, ray_tmp, cache_dir):
     line = next(ln for ln in out.splitlines() if ln.startswith("FAILED"))
     assert re.fullmatch(rf"FAILED {bad}: ValueError: AMASS motion file .*short\.npz is too short.* \(2 tries\)", line), line
     assert_valid(path, [good])
-    assert store.incomplete_ids(store.open_store(path)) == []  # it failed before writing anything
+    assert clipstore.incomplete_ids(clipstore.open_store(path)) == []  # it failed before writing anything

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from gvm_train import data
 from gvm_train.finetune import train
-from gvm_train.model import GVMModel
-from pipelines.cli import UserError, compose, to_container
+from gvm_train.pipeline import GVMPipeline
+from core.cli import UserError, compose, to_container
 from tests.conftest import write_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,11 +46,25 @@ def test_trains_checkpoints_validates_and_saves_final(tiny_store, tmp_path):
     assert [int(r["step"]) for r in _rows(out / "log.csv")] == [1, 2, 3, 4]
     assert [int(r["step"]) for r in _rows(out / "val.csv")] == [0, 2, 4]
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-0000004"]
-    model = GVMModel.from_pretrained(result["final"])
+    model = GVMPipeline.from_pretrained(result["final"]).model
     assert model.config.preset == "tiny" and (out / "loss.png").stat().st_size > 1000
-    initial = GVMModel.from_pretrained(out / "initial")  # the step-0 weights: the UNet differs, the frozen VAE not
+    initial = GVMPipeline.from_pretrained(out / "initial").model  # the step-0 weights: the UNet differs, the frozen VAE not
     assert not torch.equal(initial.unet.conv_in.weight, model.unet.conv_in.weight)
     assert all(torch.equal(a, b) for a, b in zip(initial.vae.parameters(), model.vae.parameters()))
+
+
+def test_trains_from_a_url_store(tmp_path):
+    """A store given as a URL stays one: its clips are read through fsspec, not from a local path
+    made of the URL's text."""
+    url = f"file://{tmp_path / 'remote.zarr'}"
+    write_store(url, 3, t=10)
+    refs = data.index_stores([url])
+    assert [r.store for r in refs] == [url] * 3
+    out = tmp_path / "run"
+    result = train(_cfg(*_args(url, out, "train.steps=2", "train.val_every=2")))
+    assert [int(r["step"]) for r in _rows(out / "log.csv")] == [1, 2]
+    assert (Path(result["final"]) / "model_index.json").is_file()
+    assert not (ROOT / "file:").exists() and not Path("file:").exists()
 
 
 def test_killed_run_resumes_exactly(tiny_store, tmp_path):
@@ -77,14 +92,14 @@ def test_killed_run_resumes_exactly(tiny_store, tmp_path):
     events = EventAccumulator(str(killed / "tensorboard")).Reload().Scalars("train/loss")
     assert [e.step for e in events] == list(range(1, 9))
     assert [e.value for e in events] == pytest.approx([float(r["loss"]) for r in a], rel=1e-5, abs=1e-7)
-    wa = GVMModel.from_pretrained(whole / "final").unet.state_dict()
-    wb = GVMModel.from_pretrained(killed / "final").unet.state_dict()
+    wa = GVMPipeline.from_pretrained(whole / "final").model.unet.state_dict()
+    wb = GVMPipeline.from_pretrained(killed / "final").model.unet.state_dict()
     assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < 1e-5
 
 
 def test_bad_inputs_name_the_problem(tiny_store, tmp_path):
-    from pipelines import store
-    store.create(tmp_path / "empty.zarr", {})
+    import clipstore
+    clipstore.create(tmp_path / "empty.zarr", {})
     with pytest.raises(UserError, match="has no complete clips"):
         train(_cfg(*_args(tmp_path / "empty.zarr", tmp_path / "a")))
     with pytest.raises(UserError, match="longer than the longest clip"):
@@ -108,8 +123,8 @@ def test_lora_regime_saves_adapters_resumes_and_merges(tiny_store, tmp_path):
     assert (out / "base" / "unet").is_dir()
     result = train(_cfg(*common, "train.steps=3"))  # resumes from step 2 with the adapter, ends merged
     assert result["resumed_from"] == 2
-    final = GVMModel.from_pretrained(result["final"])
-    base = GVMModel.from_pretrained(out / "base")
+    final = GVMPipeline.from_pretrained(result["final"]).model
+    base = GVMPipeline.from_pretrained(out / "base").model
     assert not any("lora" in k for k in final.unet.state_dict())
     # Training the adapter changed the merged attention weights and nothing outside them.
     changed = {k for k, v in final.unet.state_dict().items() if not torch.equal(v, base.unet.state_dict()[k])}

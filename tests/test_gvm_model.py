@@ -9,11 +9,12 @@ from diffusers import EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler
 from diffusers.models.resnet import SpatioTemporalResBlock
 from diffusers.models.transformers.transformer_temporal import TransformerSpatioTemporalModel
 
-from gvm_train import objectives as obj
-from gvm_train.model import GVMModel, build_model
-from gvm_train.regimes import (apply_regime, classify_parameters, has_lora, load_lora, merge_lora,
+from gvm_train.pipeline import GVMPipeline
+from gvm_train.model import objectives as obj
+from gvm_train.model import build_model
+from gvm_train.model.regimes import (apply_regime, classify_parameters, has_lora, load_lora, merge_lora,
                                save_lora, temporal_modules)
-from pipelines.cli import compose, to_container
+from core.cli import compose, to_container
 
 H = 64  # pixels; 8x8 latents
 
@@ -94,20 +95,20 @@ def test_bad_settings_name_the_key(conf):
 def test_save_load_round_trip_identical(conf, tmp_path):
     m = build_model(conf("model.seed=3", "model.gvm.objective=one_step"))
     rgb, _ = clip(frames=4)
-    m.save_pretrained(tmp_path / "m")
+    GVMPipeline.from_model(m).save_pretrained(tmp_path / "m")
     for sub in ("unet/config.json", "vae/config.json", "scheduler/scheduler_config.json", "model_index.json"):
         assert (tmp_path / "m" / sub).is_file()
     index = json.loads((tmp_path / "m/model_index.json").read_text())
     assert index["_class_name"] == "GVMPipeline" and index["gvm"]["objective"] == "one_step"
     assert index["unet"] == ["diffusers", "UNetSpatioTemporalConditionModel"]
-    back = GVMModel.from_pretrained(tmp_path / "m")
+    back = GVMPipeline.from_pretrained(tmp_path / "m").model
     assert back.config.objective == "one_step" and back.config.added_time_ids == m.config.added_time_ids
     torch.testing.assert_close(unet_out(back, rgb), unet_out(m, rgb), rtol=0, atol=0)
     torch.testing.assert_close(obj.predict_alpha(back, rgb), obj.predict_alpha(m, rgb), rtol=0, atol=0)
     with pytest.raises(FileNotFoundError, match="model_index.json"):
-        GVMModel.from_pretrained(tmp_path / "m" / "unet")
+        GVMPipeline.from_pretrained(tmp_path / "m" / "unet").model
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        GVMModel.from_pretrained(tmp_path / "nowhere")
+        GVMPipeline.from_pretrained(tmp_path / "nowhere").model
 
 
 def _svd_folder(conf, root):
@@ -275,7 +276,7 @@ def test_lora_save_load_merge_identical(conf, tmp_path):
     save_lora(m.unet, tmp_path / "lora")
     assert sorted(p.name for p in (tmp_path / "lora").iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
     with pytest.raises(ValueError, match="LoRA"):
-        m.save_pretrained(tmp_path / "refused")
+        GVMPipeline.from_model(m).save_pretrained(tmp_path / "refused")
 
     fresh = build_model(cfg)
     load_lora(fresh.unet, tmp_path / "lora")
@@ -285,8 +286,8 @@ def test_lora_save_load_merge_identical(conf, tmp_path):
     assert not has_lora(fresh.unet)
     assert set(dict(fresh.unet.named_parameters())) == set(dict(build_model(cfg).unet.named_parameters()))
     torch.testing.assert_close(unet_out(fresh, rgb), adapted, rtol=1e-5, atol=1e-5)
-    fresh.save_pretrained(tmp_path / "merged")
-    exported = GVMModel.from_pretrained(tmp_path / "merged")
+    GVMPipeline.from_model(fresh).save_pretrained(tmp_path / "merged")
+    exported = GVMPipeline.from_pretrained(tmp_path / "merged").model
     torch.testing.assert_close(unet_out(exported, rgb), unet_out(fresh, rgb), rtol=0, atol=0)
     with pytest.raises(FileNotFoundError, match="has no adapter_config.json"):
         load_lora(build_model(cfg).unet, tmp_path / "merged")

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from gvm_train.model import build_model
-from gvm_train.objectives import sample_clean_latents
+from gvm_train.model.objectives import sample_clean_latents
 from gvm_train.pipeline import Geometry, GVMPipeline, crossfade_weights, window_starts
-from pipelines.cli import compose, to_container
+from core.cli import compose, to_container
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -22,7 +22,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     folder = tmp_path_factory.mktemp("model") / "m"
-    build_model(to_container(compose("finetune", ["model.seed=4"]))["model"]).save_pretrained(folder)
+    GVMPipeline.from_model(build_model(to_container(compose("finetune", ["model.seed=4"]))["model"])).save_pretrained(folder)
     return folder
 
 

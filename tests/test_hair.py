@@ -4,6 +4,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from assets import hair
+from core.conf import load as load_conf
 
 AXES = np.array([0.075, 0.11, 0.095])    # head ellipsoid semi-axes (x, y, z), metres
 CENTER = np.array([0.0, 1.6, 0.0])
@@ -154,7 +155,7 @@ def test_bad_input_is_named(head):
 
 
 def test_sample_params_resolves_every_style(head):
-    cfg = hair.default_config()
+    cfg = load_conf("hair/default")
     seen = set()
     for seed in range(40):
         p = hair.sample_params(seed, cfg)
@@ -176,11 +177,11 @@ def test_sample_params_resolves_every_style(head):
 
 
 def test_sample_params_rejects_bad_config():
-    cfg = hair.default_config()
+    cfg = load_conf("hair/default")
     cfg["style_weights"] = {"mohawk": 1.0}
     with pytest.raises(ValueError, match="mohawk"):
         hair.sample_params(0, cfg)
-    cfg = hair.default_config()
+    cfg = load_conf("hair/default")
     cfg["styles"]["bob"]["length"] = [0.3, 0.1]
     cfg["style_weights"] = {"bob": 1.0}
     with pytest.raises(ValueError, match="bob.length"):

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from gvm_train.infer import main
+from gvm_train.pipeline import GVMPipeline
 from gvm_train.model import build_model
-from gvm_train.video import sample_video
-from pipelines.cli import UserError, compose, to_container
+from matting.video import sample_video
+from core.cli import UserError, compose, to_container
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     folder = tmp_path_factory.mktemp("infer") / "model"
-    build_model(to_container(compose("finetune", []))["model"]).save_pretrained(folder)
+    GVMPipeline.from_model(build_model(to_container(compose("finetune", []))["model"])).save_pretrained(folder)
     return folder
 
 

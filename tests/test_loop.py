@@ -2,8 +2,8 @@
 pymatting, metrics), then a rerun that finds everything done."""
 import json
 
-from gvm_train import loop
-from pipelines.cli import compose, to_container
+from pipelines import loop
+from core.cli import compose, to_container
 from tests.conftest import SMALL
 
 

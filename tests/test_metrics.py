@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from gvm_train import metrics as M
+from matting import metrics as M
 
 H, W = 32, 48
 YY, XX = np.mgrid[:H, :W].astype(np.float32)
@@ -99,7 +99,10 @@ def test_grad_of_a_one_pixel_shift_is_the_same_left_or_right():
         assert a > 0 and a == pytest.approx(b, rel=1e-5)
 
 
-def test_lr_normalisation_changes_grad_of_a_low_contrast_pair_only():
+def test_lr_grad_normalises_the_alpha_maps_as_rvm_does():
+    """RVM's evaluate_lr.py min-max normalises the two ALPHA maps, then takes their gradients; the
+    values below hold by construction under that convention and not under normalising the
+    gradient-magnitude maps instead."""
     step = np.zeros((H, W), np.float32)
     step[:, W // 2:] = 1
     shifted = np.roll(step, 2, axis=1)
@@ -108,13 +111,26 @@ def test_lr_normalisation_changes_grad_of_a_low_contrast_pair_only():
     def grad(p, g, protocol):
         return M.clip_metrics(p[None], g[None], protocol=protocol)["pha_grad"][0]
 
-    # Low contrast: lr sees the same normalised maps as at full contrast; hr sees errors 0.3x as large.
+    # Both maps already span [0, 1]: normalising the alphas changes nothing, so lr equals hr.
+    # (Normalising the gradient maps would divide each by its peak, about 0.2 here, and differ.)
+    assert grad(shifted, step, "lr") > 0
+    assert grad(shifted, step, "lr") == pytest.approx(grad(shifted, step, "hr"), rel=1e-6)
+    # A prediction that is an affine copy of the truth normalises to the truth: lr Grad is 0.
+    assert grad(0.25 + 0.5 * step, step, "lr") == pytest.approx(0.0, abs=1e-9)
+    assert grad(0.25 + 0.5 * step, step, "hr") > 0.01
+    # Low contrast or an offset leaves lr unchanged; hr sees errors 0.3x as large.
     low = 0.3
-    assert grad(low * shifted, low * step, "lr") == pytest.approx(grad(shifted, step, "lr"), rel=1e-5)
+    assert grad(low * shifted + 0.5, low * step, "lr") == pytest.approx(grad(shifted, step, "lr"), rel=1e-5)
     assert grad(low * shifted, low * step, "hr") == pytest.approx(low ** 2 * grad(shifted, step, "hr"), rel=1e-4)
-    # A pair whose gradient maps already span [0, 1]: normalising changes nothing.
-    peak = M.gradient_magnitude(step, 1.4, 0.01, normalise=False).max()
-    assert grad(shifted / peak, step / peak, "lr") == pytest.approx(grad(shifted / peak, step / peak, "hr"), rel=1e-4)
+    # The same number as RVM's recipe written out: normalise, Gaussian-derivative filter, squared sum / 1000.
+    kx, ky = M.gauss_kernels(1.4, 0.01)
+    pred = 0.1 + 0.7 * shifted + 0.05 * np.sin(np.arange(W, dtype=np.float32))[None, :]
+
+    def mag(a):
+        n = cv2.normalize(a, None, 1.0, 0.0, cv2.NORM_MINMAX)
+        return np.sqrt(cv2.filter2D(n, -1, kx, borderType=cv2.BORDER_REPLICATE) ** 2
+                       + cv2.filter2D(n, -1, ky, borderType=cv2.BORDER_REPLICATE) ** 2).astype(np.float32)
+    assert grad(pred, step, "lr") == pytest.approx(((mag(step) - mag(pred)) ** 2).sum() / 1000, rel=1e-6)
 
 
 def test_conn_uses_float32_thresholds_like_the_reference():

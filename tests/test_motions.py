@@ -3,6 +3,7 @@ import pytest
 from scipy.spatial.transform import Rotation, Slerp
 
 from assets import motions
+from core.conf import load as load_conf
 
 NAMES = sorted(motions.PROCEDURAL)
 J = {name: i for i, name in enumerate(motions.BODY_JOINTS)}   # index into body_pose / 3
@@ -10,7 +11,7 @@ ARM_CHAIN = ("spine1", "spine2", "spine3", "{}_collar", "{}_shoulder")
 
 
 def params(name, seed=0, **over):
-    p = motions.sample_params(name, np.random.default_rng(seed), motions.default_ranges())
+    p = motions.sample_params(name, np.random.default_rng(seed), load_conf("motion/procedural")["ranges"])
     p.update(over)
     return p
 
@@ -142,9 +143,16 @@ def test_head_turn_and_nod_axes():
 
 
 def test_sample_params_and_spec_errors():
-    ranges = motions.default_ranges()
+    ranges = load_conf("motion/procedural")["ranges"]
     p = motions.sample_params("wave", 3, ranges)
-    assert p == motions.sample_params("wave", 3, ranges["wave"])
+    assert p == motions.sample_params("wave", 3, ranges) and sorted(p) == sorted(motions.PARAMS["wave"])
+    # A motion's own entry overrides `common`; a parameter missing or unknown is named.
+    assert motions.sample_params("wave", 3, {**ranges, "wave": {**ranges["wave"], "arm_down": 70.0}})["arm_down"] == 70.0
+    common = {k: v for k, v in ranges["common"].items() if k != "elbow_bend"}
+    with pytest.raises(ValueError, match="missing \\['elbow_bend'\\]"):
+        motions.sample_params("nod", 0, {**ranges, "common": common})
+    with pytest.raises(ValueError, match="unknown \\['wiggle'\\]"):
+        motions.sample_params("nod", 0, {**ranges, "nod": {**ranges["nod"], "wiggle": 1.0}})
     assert p["arm"] in (0, 1) and isinstance(p["seed"], int)
     lo, hi = ranges["wave"]["wave_freq"]
     assert lo <= p["wave_freq"] <= hi

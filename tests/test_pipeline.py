@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import zarr
 
-from pipelines import store
+import clipstore
 from pipelines.render import main as render_main
 from tests.conftest import SMALL
 
@@ -21,7 +21,7 @@ def _files(path: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def two_clip_store(tmp_path_factory, cache_dir):
-    from pipelines.cli import compose, to_container
+    from core.cli import compose, to_container
     path = tmp_path_factory.mktemp("ray") / "store.zarr"
     cfg = to_container(compose("render", [*SMALL, "n_clips=2", f"store.path={path}", f"body.cache_dir={cache_dir}",
                                           "cluster.clips_per_worker=1"]))
@@ -41,7 +41,7 @@ def test_ray_run_writes_complete_clips(two_clip_store):
         assert c["fgr"].shape == (4, 64, 64, 3) and c["alpha"].shape == (4, 64, 64)
         assert c.attrs["spec"]["clip_id"] == cid and c.attrs["spec"]["body"]["model"]["kind"] == "standin"
         assert c.attrs["render"]["device"] == "CPU" and "bpy" in c.attrs["software"]["packages"]
-        assert c.attrs["checksums"]["alpha"] == store.checksum(c["alpha"][:])
+        assert c.attrs["checksums"]["alpha"] == clipstore.checksum(c["alpha"][:])
     assert Path(str(path).removesuffix(".zarr") + ".contact_sheet.png").stat().st_size > 1000
 
 
@@ -49,8 +49,8 @@ def test_rerun_renders_only_missing(two_clip_store, cache_dir):
     path, cfg = two_clip_store
     before = _files(path / "clips")
     assert render_main.task({**cfg, "n_clips": 3}) == 0
-    root = store.open_store(path)
-    assert store.complete_ids(root) == ["clip000000", "clip000001", "clip000002"]
+    root = clipstore.open_store(path)
+    assert clipstore.complete_ids(root) == ["clip000000", "clip000001", "clip000002"]
     after = _files(path / "clips")
     assert {k: after[k] for k in before} == before  # earlier clips byte-for-byte unchanged
 

@@ -2,8 +2,9 @@ import json
 
 import pytest
 
-from pipelines import plan, seeds
-from pipelines.cli import UserError
+from core import seeds
+from pipelines import plan
+from core.cli import UserError
 
 MODEL = {"kind": "standin", "path": "/x", "gender": "neutral", "sha256": "0" * 64}
 

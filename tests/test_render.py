@@ -14,7 +14,7 @@ from render.frames import to_store
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory, cache_dir):
-    from pipelines.cli import compose, to_container
+    from core.cli import compose, to_container
     from tests.conftest import SMALL
     cfg = to_container(compose("render", [*SMALL, f"body.cache_dir={cache_dir}", "n_clips=1"]))
     spec = plan.plan(cfg, resolve_model(cfg))[0]

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import zarr
 
-from pipelines import store
+import clipstore
+
+SRC = {"source": "synthetic", "fps": 24.0}
 
 
 def _arrays(t=3, h=8, w=6, seed=0):
@@ -14,9 +16,9 @@ def _arrays(t=3, h=8, w=6, seed=0):
 
 
 def test_round_trip_readable_with_plain_zarr(tmp_path):
-    root = store.create(tmp_path / "s.zarr", {"note": "test"})
+    root = clipstore.create(tmp_path / "s.zarr", {"note": "test"})
     a = _arrays()
-    sums = store.write_clip(root, "clip000000", a, {"source": "synthetic", "fps": 24.0, "spec": {"x": 1}})
+    sums = clipstore.write_clip(root, "clip000000", a, {"source": "synthetic", "fps": 24.0, "spec": {"x": 1}})
     # A reader that knows only zarr and the contract.
     g = zarr.open_group(tmp_path / "s.zarr", mode="r")
     assert g.attrs["format"] == "gvm-synth.clips" and g.attrs["format_version"] == 1
@@ -27,56 +29,65 @@ def test_round_trip_readable_with_plain_zarr(tmp_path):
     assert c["fgr"].dtype == np.uint8 and c["alpha"].dtype == np.uint16
     assert c["alpha"].metadata.dimension_names == ("t", "y", "x")
     assert c["fgr"].chunks == (1, 8, 6, 3)  # one frame per chunk
-    assert sums["alpha"] == store.checksum(a["alpha"]) == c.attrs["checksums"]["alpha"]
+    assert sums["alpha"] == clipstore.checksum(a["alpha"]) == c.attrs["checksums"]["alpha"]
     # One shard per array: a single chunk file each.
     shard_files = [p for p in (tmp_path / "s.zarr/clips/clip000000/alpha").rglob("*") if p.is_file() and p.name != "zarr.json"]
     assert len(shard_files) == 1
 
 
 def test_clip_without_complete_is_invisible(tmp_path):
-    root = store.create(tmp_path / "s.zarr", {})
-    store.write_clip(root, "a", _arrays(), {})
-    store.write_clip(root, "b", _arrays(), {})
+    root = clipstore.create(tmp_path / "s.zarr", {})
+    clipstore.write_clip(root, "a", _arrays(), SRC)
+    clipstore.write_clip(root, "b", _arrays(), SRC)
     # A writer that died before its last step leaves complete=False.
     root["clips/b"].attrs["complete"] = False
-    assert store.complete_ids(root) == ["a"]
-    assert store.incomplete_ids(root) == ["b"]
-    with pytest.raises(store.StoreError, match="b is not a complete clip"):
-        store.read_clip(root, "b")
+    assert clipstore.complete_ids(root) == ["a"]
+    assert clipstore.incomplete_ids(root) == ["b"]
+    with pytest.raises(clipstore.StoreError, match="b is not a complete clip"):
+        clipstore.read_clip(root, "b")
     # A rerun replaces the leftover.
-    store.write_clip(root, "b", _arrays(seed=1), {})
-    assert store.complete_ids(root) == ["a", "b"]
-    np.testing.assert_array_equal(store.read_clip(root, "b")["alpha"][:], _arrays(seed=1)["alpha"])
+    clipstore.write_clip(root, "b", _arrays(seed=1), SRC)
+    assert clipstore.complete_ids(root) == ["a", "b"]
+    np.testing.assert_array_equal(clipstore.read_clip(root, "b")["alpha"][:], _arrays(seed=1)["alpha"])
 
 
 def test_complete_clip_is_never_overwritten(tmp_path):
-    root = store.create(tmp_path / "s.zarr", {})
-    store.write_clip(root, "a", _arrays(), {})
+    root = clipstore.create(tmp_path / "s.zarr", {})
+    clipstore.write_clip(root, "a", _arrays(), SRC)
     before = (tmp_path / "s.zarr/clips/a/alpha/c/0/0/0").read_bytes()
-    with pytest.raises(store.StoreError, match="already complete"):
-        store.write_clip(root, "a", _arrays(seed=5), {})
+    with pytest.raises(clipstore.StoreError, match="already complete"):
+        clipstore.write_clip(root, "a", _arrays(seed=5), SRC)
     assert (tmp_path / "s.zarr/clips/a/alpha/c/0/0/0").read_bytes() == before
 
 
 def test_bad_arrays_and_paths(tmp_path):
-    root = store.create(tmp_path / "s.zarr", {})
+    root = clipstore.create(tmp_path / "s.zarr", {})
     bad = _arrays()
     bad["alpha"] = bad["alpha"].astype(np.float32)
-    with pytest.raises(store.StoreError, match="alpha must be uint16"):
-        store.write_clip(root, "a", bad, {})
-    assert store.complete_ids(root) == []
+    with pytest.raises(clipstore.StoreError, match="alpha must be uint16"):
+        clipstore.write_clip(root, "a", bad, SRC)
+    assert clipstore.complete_ids(root) == []
     f = tmp_path / "file.zarr"
     f.write_text("not a store")
-    with pytest.raises(store.StoreError, match="is a file"):
-        store.create(f, {})
+    with pytest.raises(clipstore.StoreError, match="is a file"):
+        clipstore.create(f, {})
     other = tmp_path / "other"
     zarr.open_group(other, mode="w").attrs["format"] = "something-else"
-    with pytest.raises(store.StoreError, match="not a gvm-synth.clips store"):
-        store.open_store(other)
+    with pytest.raises(clipstore.StoreError, match="not a gvm-synth.clips store"):
+        clipstore.open_store(other)
 
 
 def test_existing_store_keeps_its_attrs(tmp_path):
-    store.create(tmp_path / "s.zarr", {"dataset": {"hash": "one"}})
-    root = store.create(tmp_path / "s.zarr", {"dataset": {"hash": "two"}})
+    clipstore.create(tmp_path / "s.zarr", {"dataset": {"hash": "one"}})
+    root = clipstore.create(tmp_path / "s.zarr", {"dataset": {"hash": "two"}})
     assert root.attrs["dataset"] == {"hash": "one"}
     assert json.loads((tmp_path / "s.zarr/zarr.json").read_text())["attributes"]["dataset"]["hash"] == "one"
+
+
+def test_write_refuses_a_source_outside_the_contract(tmp_path):
+    root = clipstore.create(tmp_path / "s.zarr", {})
+    with pytest.raises(clipstore.StoreError, match="source 'scraped' is not one of synthetic, pseudo, segmentation"):
+        clipstore.write_clip(root, "a", _arrays(), {"source": "scraped", "fps": 24.0})
+    assert clipstore.all_ids(root) == []
+    clipstore.write_clip(root, "a", _arrays(), {"source": "segmentation", "fps": 24.0})
+    assert clipstore.complete_ids(root) == ["a"]

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import zarr
 
-from pipelines import store, validate
+import clipstore
+from pipelines import validate
 from tests.conftest import write_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,10 +27,10 @@ def base(tmp_path_factory) -> Path:
     """Three valid clips, finalized; clip000000 carries a spec whose frame count and size match."""
     path = tmp_path_factory.mktemp("base") / "store.zarr"
     write_store(path, 3, t=T, h=H, w=W, bgr=True)
-    root = store.open_store(path, mode="r+")
-    for cid in store.complete_ids(root):
+    root = clipstore.open_store(path, mode="r+")
+    for cid in clipstore.complete_ids(root):
         root[f"clips/{cid}"].attrs["spec"] = {"n_frames": T, "cycles": {"width": W, "height": H}}
-    store.finalize(path)
+    clipstore.finalize(path)
     return path
 
 
@@ -76,7 +77,7 @@ def _delete_shard(path: Path) -> None:
 
 def _float_alpha(path: Path, frame: int, value: float) -> None:
     g = _clip(path)
-    alpha = g["alpha"][:].astype(np.float32) / store.ALPHA_MAX
+    alpha = g["alpha"][:].astype(np.float32) / clipstore.ALPHA_MAX
     alpha[frame, 3, 4] = value
     del g["alpha"]
     g.create_array("alpha", data=alpha, chunks=(1, H, W), dimension_names=("t", "y", "x"))
@@ -180,21 +181,21 @@ def test_prune_removes_only_incomplete_clips(base, tmp_path):
 
 def test_finalize_manifest_and_consolidated_metadata(tmp_path):
     path = tmp_path / "s.zarr"
-    root = store.create(path, {})
+    root = clipstore.create(path, {})
     rng = np.random.default_rng(3)
     made = {}
     for cid, t in (("a", 3), ("b", 5)):
         made[cid] = {"fgr": rng.integers(0, 256, (t, 8, 10, 3), dtype=np.uint8),
                      "alpha": rng.integers(0, 65536, (t, 8, 10), dtype=np.uint16)}
-        store.write_clip(root, cid, made[cid], {"source": "pseudo", "fps": 30.0})
-    store.write_clip(root, "c", made["a"], {"source": "synthetic", "fps": 30.0})
+        clipstore.write_clip(root, cid, made[cid], {"source": "pseudo", "fps": 30.0})
+    clipstore.write_clip(root, "c", made["a"], {"source": "synthetic", "fps": 30.0})
     root["clips/c"].attrs["complete"] = False  # an unfinished writer: not in the manifest
-    m = store.finalize(path)
+    m = clipstore.finalize(path)
     assert m["n_clips"] == 2 and m["frames"] == 8 and sorted(m["clips"]) == ["a", "b"]
     b = m["clips"]["b"]
     assert (b["frames"], b["height"], b["width"], b["source"], b["fps"]) == (5, 8, 10, "pseudo", 30.0)
-    assert b["arrays"]["alpha"] == {"dtype": "uint16", "shape": [5, 8, 10], "checksum": store.checksum(made["b"]["alpha"])}
-    assert b["arrays"]["fgr"]["checksum"] == store.checksum(made["b"]["fgr"]) and b["bytes"] > 0
+    assert b["arrays"]["alpha"] == {"dtype": "uint16", "shape": [5, 8, 10], "checksum": clipstore.checksum(made["b"]["alpha"])}
+    assert b["arrays"]["fgr"]["checksum"] == clipstore.checksum(made["b"]["fgr"]) and b["bytes"] > 0
     assert m["bytes"] == m["clips"]["a"]["bytes"] + b["bytes"]
     # A plain-zarr reader (default open: the consolidated view) lists the clips and reads the manifest.
     plain = zarr.open_group(path, mode="r")
@@ -204,28 +205,28 @@ def test_finalize_manifest_and_consolidated_metadata(tmp_path):
     np.testing.assert_array_equal(plain["clips/b/alpha"][:], made["b"]["alpha"])
     # Finalizing an unchanged store writes the same bytes.
     before = (path / "zarr.json").read_bytes()
-    store.finalize(path)
+    clipstore.finalize(path)
     assert (path / "zarr.json").read_bytes() == before
 
     # A clip added after finalize: writers never see the snapshot, readers of it do not see the clip.
-    store.write_clip(store.open_store(path, mode="r+"), "d", made["a"], {"source": "pseudo", "fps": 30.0})
+    clipstore.write_clip(clipstore.open_store(path, mode="r+"), "d", made["a"], {"source": "pseudo", "fps": 30.0})
     assert "d" not in zarr.open_group(path, mode="r")["clips"].group_keys()
-    assert "d" in store.complete_ids(store.open_store(path))
-    root = store.open_store(path)
-    check = store.check_clip(root, "d", store.manifest(root))
+    assert "d" in clipstore.complete_ids(clipstore.open_store(path))
+    root = clipstore.open_store(path)
+    check = clipstore.check_clip(root, "d", clipstore.read_manifest(root))
     assert check.ok and any(n.startswith("not in manifest") for n in check.notes)
-    store.finalize(path)
+    clipstore.finalize(path)
     assert "d" in zarr.open_group(path, mode="r")["clips"].group_keys()
-    assert store.manifest(store.open_store(path))["n_clips"] == 3
+    assert clipstore.read_manifest(clipstore.open_store(path))["n_clips"] == 3
 
 
 def test_manifest_disagreements(base, tmp_path):
     path = _copy(base, tmp_path)
     shutil.rmtree(path / "clips" / "clip000002")  # lost since finalize
-    root = store.open_store(path, mode="r+")  # a clip replaced since finalize: its checksums moved
+    root = clipstore.open_store(path, mode="r+")  # a clip replaced since finalize: its checksums moved
     new = {"fgr": np.full((T, H, W, 3), 9, np.uint8), "alpha": np.full((T, H, W), 7, np.uint16)}
-    store.write_clip(root, FAULTY, new, {"source": "synthetic", "fps": 24.0}, overwrite=True)
-    store.write_clip(root, "clip000009", new, {"source": "synthetic", "fps": 24.0})  # new, not finalized
+    clipstore.write_clip(root, FAULTY, new, {"source": "synthetic", "fps": 24.0}, overwrite=True)
+    clipstore.write_clip(root, "clip000009", new, {"source": "synthetic", "fps": 24.0})  # new, not finalized
     code, report, _ = _run(path, tmp_path)
     rows = _rows(report)
     assert code == 1 and report["invalid"] == [FAULTY, "clip000002"]
@@ -237,12 +238,12 @@ def test_manifest_disagreements(base, tmp_path):
 
 def test_finalize_flag_only_when_valid(tmp_path):
     path = Path(write_store(tmp_path / "s.zarr", 2, t=3, h=8, w=8))
-    assert store.manifest(store.open_store(path)) is None
+    assert clipstore.read_manifest(clipstore.open_store(path)) is None
     _clip(path).attrs["complete"] = False
     code, report, _ = _run(path, tmp_path, "--finalize")
-    assert code == 1 and store.manifest(store.open_store(path)) is None and "not finalized" in report["notes"][-1]
+    assert code == 1 and clipstore.read_manifest(clipstore.open_store(path)) is None and "not finalized" in report["notes"][-1]
     code, report, _ = _run(path, tmp_path, "--prune-incomplete", "--finalize")
-    assert code == 0 and store.manifest(store.open_store(path))["n_clips"] == 1
+    assert code == 0 and clipstore.read_manifest(clipstore.open_store(path))["n_clips"] == 1
 
 
 def test_real_render_is_valid_and_finalized(tmp_path, small_cfg):
@@ -286,3 +287,19 @@ def test_cli_exit_codes(base, tmp_path):
     _truncate(path)
     r = _cli(str(path))
     assert r.returncode == 1 and f"{FAULTY}" in r.stdout and "alpha: unreadable" in r.stdout
+
+
+@pytest.mark.parametrize("source", clipstore.SOURCES)
+def test_every_source_of_the_contract_is_valid(tmp_path, source):
+    """synthetic, pseudo and segmentation clips (binary masks as alpha) all meet the contract."""
+    path = write_store(tmp_path / "s.zarr", 1, source=source)
+    code, report, _ = _run(path, tmp_path)
+    assert code == 0 and report["clips"][0]["status"] in ("ok", "ok*"), report
+
+
+def test_a_clip_of_another_source_is_invalid(base, tmp_path):
+    path = _copy(base, tmp_path)
+    _clip(path).attrs["source"] = "scraped"
+    code, report, _ = _run(path, tmp_path)
+    assert code == validate.EXIT_INVALID
+    assert any("source is 'scraped'" in p for p in _rows(report)[FAULTY]["problems"])

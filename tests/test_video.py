@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from gvm_train.video import MatteWriter, VideoError, open_input, sample_video, wants_foreground
-from pipelines.cli import compose, to_container
+from matting.video import MatteWriter, VideoError, open_input, sample_video, wants_foreground
+from core.cli import compose, to_container
 
 CARPHONE = sample_video("carphone_pristine.mp4")
 

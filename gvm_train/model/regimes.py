@@ -24,8 +24,8 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .config import require_keys
-from .model import GVMModel
+from core.checks import require_keys
+from gvm_train.model.gvm import GVMModel
 
 REGIMES = ("full", "spatial", "lora")
 # The numbers live in conf/model/<preset>.yaml (`regime.lora:`).

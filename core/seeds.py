@@ -19,3 +19,8 @@ def derive(*keys: int | str) -> int:
 
 def rng(*keys: int | str) -> np.random.Generator:
     return np.random.default_rng(derive(*keys))
+
+
+def unit(*keys: int | str) -> float:
+    """A number in [0, 1) from a path of keys: a stable coin for choices such as a clip's split."""
+    return derive(*keys) / 2**63

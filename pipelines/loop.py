@@ -1,4 +1,4 @@
-"""`python -m gvm_train.loop` (`make loop`): the whole loop, small, in one command.
+"""`python -m pipelines.loop` (`make loop`): the whole loop, small, in one command.
 
 Renders a small store, fine-tunes the tiny model on it, composites the held-out clips into a
 benchmark set, mattes that set with the untrained model, the fine-tuned one and the classical
@@ -16,21 +16,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import cv2
 from omegaconf import DictConfig
 
-from pipelines.cli import UserError, app, compose, to_container
+from core import done
+from core.cli import UserError, app, compose, to_container
+from gvm_train import infer
+from gvm_train.finetune import train
+from matting import classical, layout, sheet
+from matting.evaluate import compare_table, evaluate, write_report as write_evaluation
+from pipelines import benchmark_set
+from pipelines import render as render_driver
 
 METHODS = ("untrained", "fine-tuned", "classical")
-DONE = ".done"
 
 
 def _cfg(name: str, overrides: list[str]) -> dict:
     return to_container(compose(name, overrides))
-
-
-def _clips(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "com").is_dir())
 
 
 class Stages:
@@ -53,85 +55,69 @@ class Stages:
         return self.out / "synth.zarr"
 
     def render(self) -> None:
-        from pipelines import render
-        code = render.main.task(_cfg("render", [*self.c["render"], f"store.path={self.store}"]))
+        code = render_driver.main.task(_cfg("render", [*self.c["render"], f"store.path={self.store}"]))
         if code:
             raise UserError(f"render: {code} (some clips failed; rerun make loop to retry them)")
 
     def finetune(self) -> Path:
-        from gvm_train.finetune import train
         result = train(_cfg("finetune", [*self.c["finetune"], f"data.stores=[{self.store}]",
                                          f"output_dir={self.out / 'finetune'}", "train.save_initial=true"]))
         return Path(result["final"])
 
     def benchmark(self) -> list[Path]:
-        from gvm_train import benchmark_set
         # The split keys must be finetune's, or the benchmark could hold a training clip.
         split = [o for o in self.c["finetune"] if o.startswith("data.")]
         return benchmark_set.build(_cfg("benchmark_set", [*split, *self.c["benchmark"], f"stores=[{self.store}]",
                                                           f"output_dir={self.out / 'benchmark'}"]))
 
     def predict(self, sets: list[Path]) -> None:
-        from gvm_train import classical, infer
         checkpoints = {"untrained": self.out / "finetune" / "initial", "fine-tuned": self.out / "finetune" / "final"}
         classical_cfg = _cfg("classical", self.c["classical"])
         for bench in sets:
             for method in METHODS:
                 pipe = None
-                for clip in _clips(bench):
+                for clip in layout.clips(bench, layout.COM):
                     dest = self.out / "pred" / bench.name / method / clip.name
-                    if (dest / DONE).exists():
-                        continue
-                    print(f"{method}: {bench.name}/{clip.name}", flush=True)
                     if method == "classical":
-                        classical.matte_folder(clip / "com", dest, classical_cfg)
-                    else:
-                        ic = _cfg("infer", [*self.c["infer"], f"input={clip / 'com'}",
-                                            f"checkpoint={checkpoints[method]}", f"output_dir={dest}"])
+                        cc = {**classical_cfg, "input": str(clip / layout.COM), "output_dir": str(dest)}
+                        if not done.is_done(dest, classical.settings(cc)):
+                            print(f"{method}: {bench.name}/{clip.name}", flush=True)
+                            classical.matte_folder(cc["input"], dest, classical_cfg)
+                        continue
+                    ic = _cfg("infer", [*self.c["infer"], f"input={clip / layout.COM}",
+                                        f"checkpoint={checkpoints[method]}", f"output_dir={dest}"])
+                    if not done.is_done(dest, infer.settings(ic)):
+                        print(f"{method}: {bench.name}/{clip.name}", flush=True)
                         if pipe is None:
                             pipe = infer.load_pipeline(ic["checkpoint"], *infer.device_and_dtype(ic))
                         infer.matte(ic, pipe)
-                    (dest / DONE).write_text("")
 
     def evaluate(self, sets: list[Path]) -> dict[str, dict[str, Any]]:
-        from gvm_train.evaluate import evaluate, write_report
         ec = _cfg("evaluate", self.c["evaluate"])
         results: dict[str, dict[str, Any]] = {}
         for bench in sets:
             results[bench.name] = {}
             for method in METHODS:
                 r = evaluate(self.out / "pred" / bench.name / method, bench, ec["protocol"], ec["metrics"], ec["workers"])
-                write_report(r, self.out / "eval" / bench.name / f"{method}.json")
+                write_evaluation(r, self.out / "eval" / bench.name / f"{method}.json")
                 results[bench.name][method] = r
         return results
 
 
 def prediction_sheet(bench: Path, pred_root: Path, path: Path, cell: int, max_clips: int) -> Path:
     """Per clip (row): the composite, the true alpha and each method's alpha at the middle frame."""
-    import cv2
-    from PIL import Image, ImageDraw
     rows = []
-    for clip in _clips(bench)[:max_clips]:
-        frames = sorted((clip / "pha").glob("*.png"))
-        name = frames[len(frames) // 2].name
-        tiles = [cv2.cvtColor(cv2.imread(str(clip / "com" / name)), cv2.COLOR_BGR2RGB),
-                 cv2.imread(str(clip / "pha" / name))]
-        tiles += [cv2.imread(str(pred_root / m / clip.name / "pha" / name)) for m in METHODS]
-        h, w = tiles[0].shape[:2]
-        scale = cell / h
-        rows.append(np.concatenate([cv2.resize(t, (round(w * scale), cell), interpolation=cv2.INTER_AREA)
-                                    for t in tiles], axis=1))
-    sheet = np.concatenate(rows, axis=0)
-    header = Image.new("RGB", (sheet.shape[1], 16), "white")
+    for clip in layout.clips(bench, layout.COM)[:max_clips]:
+        name = layout.frames(clip, layout.PHA)[len(layout.frames(clip, layout.PHA)) // 2].name
+        images = [cv2.cvtColor(cv2.imread(str(clip / layout.COM / name)), cv2.COLOR_BGR2RGB),
+                  cv2.imread(str(clip / layout.PHA / name), cv2.IMREAD_GRAYSCALE)]
+        images += [cv2.imread(str(pred_root / m / clip.name / layout.PHA / name), cv2.IMREAD_GRAYSCALE) for m in METHODS]
+        rows.append(sheet.row([sheet.tile(i, height=cell) for i in images]))
     labels = ("composite", "truth", *METHODS)
-    for i, label in enumerate(labels):
-        ImageDraw.Draw(header).text((i * sheet.shape[1] // len(labels) + 4, 2), label, fill="black")
-    Image.fromarray(np.concatenate([np.asarray(header), sheet], axis=0)).save(path)
-    return path
+    return sheet.write(path, sheet.grid(rows, columns=labels, column_width=rows[0].shape[1] // len(labels)))
 
 
 def write_report(out: Path, results: dict[str, dict[str, Any]], seconds: dict[str, float], c: dict) -> Path:
-    from gvm_train.evaluate import compare_table
     lines = ["# gvm-synth loop report", "",
              "Render a small store, fine-tune the tiny model, matte its held-out clips composited onto still and "
              "moving backgrounds, and score the untrained model (the step-0 weights), the fine-tuned one and the "
@@ -140,9 +126,9 @@ def write_report(out: Path, results: dict[str, dict[str, Any]], seconds: dict[st
              + f" (total {sum(seconds.values()):.0f} s)", ""]
     for bench, by_method in results.items():
         lines += [f"## {bench}", "", compare_table(by_method), ""]
-        sheet = prediction_sheet(out / "benchmark" / bench, out / "pred" / bench, out / f"predictions_{bench}.png",
-                                 c["report"]["cell"], c["report"]["clips"])
-        lines += [f"![predictions]({sheet.name})", ""]
+        picture = prediction_sheet(out / "benchmark" / bench, out / "pred" / bench, out / f"predictions_{bench}.png",
+                                   c["report"]["cell"], c["report"]["clips"])
+        lines += [f"![predictions]({picture.name})", ""]
         lines += [f"Per-frame metrics: [{m}](eval/{bench}/{m}.png)" for m in METHODS] + [""]
     lines += ["## Training", "", "![loss](finetune/loss.png)", ""]
     report = out / "report.md"

@@ -28,13 +28,15 @@ import cv2
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
-from gvm_train.config import require_keys
+from core.checks import require_keys
+from core.conf import load as load_conf
+from matting import layout
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 OUTPUT_KEYS = ("pha", "fgr", "digits", "png_compression", "alpha_video", "prores", "ffv1", "preview",
                "folder_fps", "foreground")
 ALPHA_VIDEOS = {"prores": ("prores_ks", "matte.mov"), "ffv1": ("ffv1", "matte.mkv")}
-_FRAME_NAME = re.compile(r"^\d+\.png(\.part)?$")
 _BT709 = 1  # AVCOL_PRI / AVCOL_TRC / AVCOL_SPC value for BT.709, the tags written on YUV outputs
 
 
@@ -57,9 +59,7 @@ def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
 
 
 def _default_folder_fps() -> float:
-    from omegaconf import OmegaConf
-    conf = Path(__file__).resolve().parent.parent / "conf" / "writer" / "default.yaml"
-    return float(OmegaConf.load(conf)["folder_fps"])
+    return float(load_conf("writer/default")["folder_fps"])
 
 
 class VideoInput:
@@ -327,7 +327,7 @@ class MatteWriter:
         self.width, self.height = width, height
         self.digits = max(self.cfg["digits"], len(str(max(n_frames - 1, 0))) if n_frames else 0)
         self.n = 0
-        self._written: dict[str, set[str]] = {"pha": set(), "fgr": set()}
+        self._written: dict[str, set[str]] = {layout.PHA: set(), layout.FGR: set()}
         self._closed = False
         self._colour = np.asarray(self.cfg["preview"]["colour"], np.float32)
         self._sinks: dict[str, _VideoSink] = {}
@@ -352,9 +352,9 @@ class MatteWriter:
         """Where each enabled output goes (fgr/ only fills when foregrounds are given)."""
         c, out = self.cfg, {}
         if c["pha"]:
-            out["pha"] = self.out_dir / "pha"
+            out["pha"] = self.out_dir / layout.PHA
         if c["fgr"]:
-            out["fgr"] = self.out_dir / "fgr"
+            out["fgr"] = self.out_dir / layout.FGR
         if c["alpha_video"] != "none":
             out["alpha_video"] = self.out_dir / ALPHA_VIDEOS[c["alpha_video"]][1]
         if c["preview"]["enabled"]:
@@ -379,7 +379,7 @@ class MatteWriter:
     def _png(self, kind: str, image: np.ndarray) -> None:
         folder = self.out_dir / kind
         folder.mkdir(exist_ok=True)
-        name = f"{self.n:0{self.digits}d}.png"
+        name = layout.frame_name(self.n, self.digits)
         ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, int(self.cfg["png_compression"])])
         if not ok:
             raise RuntimeError(f"PNG encoding failed for {folder / name}")
@@ -400,9 +400,9 @@ class MatteWriter:
         a = np.clip(alpha.astype(np.float32), 0.0, 1.0)
         colour = frame_rgb if fgr is None else fgr
         if self.cfg["pha"]:
-            self._png("pha", np.rint(a * 255).astype(np.uint8))
+            self._png(layout.PHA, np.rint(a * 255).astype(np.uint8))
         if self.cfg["fgr"] and fgr is not None:
-            self._png("fgr", cv2.cvtColor(fgr, cv2.COLOR_RGB2BGR))
+            self._png(layout.FGR, cv2.cvtColor(fgr, cv2.COLOR_RGB2BGR))
         if "alpha" in self._sinks:
             rgba = np.dstack([colour.astype(np.uint16) * 257, np.rint(a * 65535).astype(np.uint16)])
             self._sinks["alpha"].add(rgba, "rgba64le")
@@ -430,5 +430,5 @@ class MatteWriter:
             folder = self.out_dir / kind
             if names:
                 for p in folder.iterdir():
-                    if _FRAME_NAME.match(p.name) and p.name not in names:
+                    if layout.FRAME_NAME.match(p.name) and p.name not in names:
                         p.unlink()

@@ -12,7 +12,7 @@ PACKAGES = ("gvm-synth", "bpy", "numpy", "zarr", "smplx", "torch", "ray", "openc
 
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str | None:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parent.parent  # the checkout: core/ sits at its top
     try:
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],

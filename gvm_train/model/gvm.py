@@ -9,16 +9,14 @@ Two presets, both built from a plain config dict (conf/model/<preset>.yaml):
 - `tiny`: randomly initialised, seeded, small enough to train on CPU (tests and demos);
 - `svd`:  `unet/` and `vae/` (and `scheduler/` when it holds a flow-matching one) of a local
           Stable Video Diffusion snapshot folder, `model.path`.
-A model is saved as a diffusers pipeline folder (unet/, vae/, scheduler/ and model_index.json,
-which names gvm_train.pipeline.GVMPipeline and holds, under `gvm`, the settings inference needs to
-use the model the way it was trained).
+The model holds the modules and what GVM does with them (encode, decode, one UNet call); it
+knows nothing of folders. gvm_train.pipeline.GVMPipeline owns the saved form, a diffusers
+pipeline folder, and gvm_train.model.presets builds models from config.
 """
 from __future__ import annotations
 
 import copy
-import json
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -28,11 +26,6 @@ from torch import nn
 
 PRESETS = ("tiny", "svd")
 OBJECTIVES = ("flow_matching", "one_step")
-INDEX = "model_index.json"
-PIPELINE_CLASS = "GVMPipeline"
-# diffusers writes one of these per model folder (plain, sharded, or as a dtype variant).
-_WEIGHT_STEMS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin",
-                 "diffusion_pytorch_model.safetensors.index.json", "diffusion_pytorch_model.bin.index.json")
 
 
 class GVMModel(nn.Module, ConfigMixin):
@@ -42,7 +35,7 @@ class GVMModel(nn.Module, ConfigMixin):
     `alpha` has C=1. Latents are scaled by the VAE's scaling factor.
     """
 
-    config_name = "gvm_settings.json"  # ConfigMixin needs a name; folders keep settings in model_index.json
+    config_name = "gvm_settings.json"  # ConfigMixin needs a name; pipeline folders keep settings in model_index.json
 
     def __init__(self, unet: UNetSpatioTemporalConditionModel, vae: AutoencoderKLTemporalDecoder,
                  scheduler: FlowMatchEulerDiscreteScheduler, *, preset: str = "tiny",
@@ -158,46 +151,6 @@ class GVMModel(nn.Module, ConfigMixin):
         """The GVM settings (constructor keywords besides the three components)."""
         return {k: copy.deepcopy(v) for k, v in self.config.items() if not k.startswith("_")}
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """The diffusers pipeline folder: unet/, vae/, scheduler/ and model_index.json."""
-        from .pipeline import GVMPipeline
-        from .regimes import has_lora  # regimes imports this module
-        if has_lora(self.unet):
-            raise ValueError("save_pretrained: the UNet has LoRA adapters injected; save them with "
-                             "gvm_train.regimes.save_lora or merge them with merge_lora first")
-        directory = Path(directory)
-        GVMPipeline(self.unet, self.vae, self.scheduler, gvm=self.settings()).save_pretrained(directory)
-        return directory
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path, **overrides: Any) -> "GVMModel":
-        """Load a folder written by save_pretrained; `overrides` replace saved settings
-        (e.g. decode_chunk_size for a smaller GPU)."""
-        root = Path(directory).expanduser()
-        if not root.is_dir():
-            raise FileNotFoundError(f"model folder {root} does not exist")
-        index_file = root / INDEX
-        if not index_file.is_file():
-            raise FileNotFoundError(f"model folder {root} has no {INDEX}: not a GVM model folder "
-                                    "(a Stable Video Diffusion snapshot loads with model=svd model.path=...)")
-        try:
-            index = json.loads(index_file.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{index_file}: not valid JSON ({e})") from None
-        if index.get("_class_name") != PIPELINE_CLASS or not isinstance(index.get("gvm"), dict):
-            raise ValueError(f"{index_file}: written for {index.get('_class_name')!r}, not a {PIPELINE_CLASS} "
-                             "with gvm settings")
-        settings = {**index["gvm"], **overrides}
-        unet, vae = _load_unet_vae(root, label="model folder")
-        sched_dir = root / "scheduler"
-        if not (sched_dir / "scheduler_config.json").is_file():
-            raise FileNotFoundError(f"model folder {root} has no scheduler/scheduler_config.json")
-        scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(root, subfolder="scheduler")
-        try:
-            return cls(unet, vae, scheduler, **settings)
-        except TypeError as e:
-            raise ValueError(f"{index_file}: unknown setting ({e})") from None
-
 
 def _check_settings(model: GVMModel) -> None:
     """Fail at build time, with the key named, rather than deep inside the first forward pass."""
@@ -209,7 +162,7 @@ def _check_settings(model: GVMModel) -> None:
     if not 1 <= c.num_steps <= 1000:
         raise ValueError(f"model.gvm.num_steps: must be at least 1, got {c.num_steps}")
     if c.sigmas is not None:
-        _check_sigmas(c.sigmas, "model.gvm.sigmas")
+        check_sigmas(c.sigmas, "model.gvm.sigmas")
         if len(c.sigmas) != c.num_steps:
             raise ValueError(f"model.gvm.sigmas: {len(c.sigmas)} values for num_steps={c.num_steps}")
     if not 0 <= c.one_step_timestep < model.num_train_timesteps:
@@ -228,120 +181,6 @@ def _check_settings(model: GVMModel) -> None:
         raise ValueError(f"model.gvm.added_time_ids: {len(c.added_time_ids)} values, the UNet takes {expected}")
 
 
-def _check_sigmas(sigmas: Sequence[float], name: str) -> None:
+def check_sigmas(sigmas: Sequence[float], name: str) -> None:
     if not sigmas or any(not 0 < s <= 1 for s in sigmas) or any(a <= b for a, b in zip(sigmas, sigmas[1:])):
         raise ValueError(f"{name}: must be strictly decreasing values in (0, 1], got {list(sigmas)}")
-
-
-# -- building ---------------------------------------------------------------------------------------
-def build_model(cfg: Mapping[str, Any]) -> GVMModel:
-    """The model a `model:` config section describes (conf/model/<preset>.yaml, as a plain dict or
-    an OmegaConf node)."""
-    cfg = _plain(cfg)
-    preset = cfg.get("preset")
-    if preset == "tiny":
-        unet, vae = _tiny_unet_vae(cfg)
-    elif preset == "svd":
-        unet, vae = _svd_unet_vae(cfg)
-    else:
-        raise ValueError(f"model.preset: unknown preset {preset!r} (known: {', '.join(PRESETS)})")
-    scheduler = _scheduler(cfg)
-    return GVMModel(unet, vae, scheduler, preset=preset, **cfg.get("gvm", {}))
-
-
-def _plain(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    try:
-        from omegaconf import DictConfig, OmegaConf
-        if isinstance(cfg, DictConfig):
-            return OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:  # plain dicts need no OmegaConf
-        pass
-    return copy.deepcopy(dict(cfg))
-
-
-def _tiny_unet_vae(cfg: dict[str, Any]) -> tuple[UNetSpatioTemporalConditionModel, AutoencoderKLTemporalDecoder]:
-    for key in ("unet", "vae"):
-        if not isinstance(cfg.get(key), dict):
-            raise ValueError(f"model.{key}: the tiny preset needs a {key} section of constructor settings")
-    # Seed the initial weights without disturbing the caller's global RNG stream.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(cfg.get("seed", 0)))
-        try:
-            unet = UNetSpatioTemporalConditionModel(**cfg["unet"])
-            vae = AutoencoderKLTemporalDecoder(**cfg["vae"])
-        except TypeError as e:
-            raise ValueError(f"model.unet / model.vae: {e}") from None
-    return unet, vae
-
-
-def _svd_unet_vae(cfg: dict[str, Any]) -> tuple[UNetSpatioTemporalConditionModel, AutoencoderKLTemporalDecoder]:
-    path = cfg.get("path")
-    if not path:
-        raise ValueError("model.path is not set: model=svd needs model.path=<local Stable Video Diffusion folder>")
-    root = Path(str(path)).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(f"model.path: {root} does not exist or is not a folder")
-    return _load_unet_vae(root, label="model.path")
-
-
-def _load_unet_vae(root: Path, label: str) -> tuple[UNetSpatioTemporalConditionModel, AutoencoderKLTemporalDecoder]:
-    loaded = []
-    for sub, cls in (("unet", UNetSpatioTemporalConditionModel), ("vae", AutoencoderKLTemporalDecoder)):
-        folder = root / sub
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{label}: {root} has no {sub}/ subfolder (expected unet/, vae/, scheduler/)")
-        config = folder / "config.json"
-        if not config.is_file():
-            raise FileNotFoundError(f"{label}: {config} is missing")
-        try:
-            class_name = json.loads(config.read_text()).get("_class_name")
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{label}: {config} is not valid JSON ({e})") from None
-        if class_name != cls.__name__:
-            raise ValueError(f"{label}: {config} describes a {class_name}, not a {cls.__name__}")
-        variant = _weights_variant(folder, label)
-        # float32 whatever the file holds (snapshots often ship fp16): mixed precision is the
-        # training loop's choice (autocast), not the checkpoint's.
-        model = cls.from_pretrained(root, subfolder=sub, variant=variant, local_files_only=True, torch_dtype=torch.float32)
-        loaded.append(_own_memory(model))
-    return loaded[0], loaded[1]
-
-
-@torch.no_grad()
-def _own_memory(module: nn.Module) -> nn.Module:
-    """Copy every tensor into a fresh allocation. Weights loaded from safetensors sit at
-    arbitrary byte offsets; CPU kernels then take unaligned code paths whose float sums differ
-    in the last bits, so a reloaded model would not reproduce its own outputs exactly."""
-    for t in (*module.parameters(), *module.buffers()):
-        t.data = t.data.clone()
-    return module
-
-
-def _weights_variant(folder: Path, label: str) -> str | None:
-    """None for plain weight files; else the dtype variant (a snapshot may ship only `*.fp16.*`)."""
-    if any((folder / stem).is_file() for stem in _WEIGHT_STEMS):
-        return None
-    for stem in _WEIGHT_STEMS:
-        head, _, tail = stem.partition(".")
-        for f in sorted(folder.glob(f"{head}.*.{tail}")):
-            return f.name[len(head) + 1:-len(tail) - 1]
-    raise FileNotFoundError(f"{label}: {folder} has no weights (diffusion_pytorch_model[.<variant>].safetensors or .bin)")
-
-
-def _scheduler(cfg: dict[str, Any]) -> FlowMatchEulerDiscreteScheduler:
-    """The flow-matching scheduler. A snapshot's own scheduler/ is kept only when it is one:
-    stock SVD ships an EDM Euler scheduler, which GVM's flow-matching objective replaces."""
-    if cfg.get("preset") == "svd" and cfg.get("path"):
-        sched = Path(str(cfg["path"])).expanduser() / "scheduler" / "scheduler_config.json"
-        if sched.is_file():
-            try:
-                class_name = json.loads(sched.read_text()).get("_class_name")
-            except json.JSONDecodeError as e:
-                raise ValueError(f"model.path: {sched} is not valid JSON ({e})") from None
-            if class_name == FlowMatchEulerDiscreteScheduler.__name__:
-                return FlowMatchEulerDiscreteScheduler.from_pretrained(sched.parent.parent, subfolder="scheduler")
-    try:
-        return FlowMatchEulerDiscreteScheduler(**cfg.get("scheduler", {}))
-    except TypeError as e:
-        raise ValueError(f"model.scheduler: {e}") from None
-

@@ -5,8 +5,9 @@ Alpha, foreground and spatial-gradient errors follow the Robust Video Matting ev
 
 - `pha_mad`  1e3 * mean |p - g|;  `pha_mse` 1e3 * mean (p - g)^2.
 - `pha_grad` 1e-3 * sum (|grad g| - |grad p|)^2 with Gaussian-derivative gradients (sigma 1.4, a 9x9
-  kernel of unit L2 norm, replicated border). Protocol `lr` min-max normalises each magnitude map
-  first; protocol `hr` does not.
+  kernel of unit L2 norm, replicated border). Protocol `lr` min-max normalises each alpha map (pred
+  and true, each on its own) to [0, 1] before taking its gradient, as RVM's evaluate_lr.py does;
+  protocol `hr` does not normalise.
 - `pha_conn` (lr only) 1e-3 * sum |phi(g) - phi(p)|, Rhemann et al.'s connectivity error with 4-connected
   components at thresholds 0, 0.1, ..., 1.
 - `pha_dtssd` 1e2 * sqrt(sum(((p_t - p_t-1) - (g_t - g_t-1))^2) / N); frame 0 scores 0.
@@ -34,15 +35,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from gvm_train.config import require_keys
-
-CONF = Path(__file__).resolve().parent.parent / "conf" / "evaluate.yaml"
+from core.checks import require_keys
+from core.conf import load as load_conf
+from matting.image import disc
 PROTOCOLS = ("lr", "hr")
 ALPHA = ("pha_mad", "pha_mse", "pha_grad", "pha_conn", "pha_dtssd", "pha_messddt")
 FGR = ("fgr_mad", "fgr_mse")
@@ -55,8 +55,7 @@ DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DI
 
 def default_config() -> dict[str, Any]:
     """The `metrics` block of conf/evaluate.yaml, read without Hydra so any caller can use it."""
-    from omegaconf import OmegaConf
-    return OmegaConf.to_container(OmegaConf.load(CONF).metrics, resolve=True)
+    return load_conf("evaluate")["metrics"]
 
 
 def check_config(cfg: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -111,12 +110,14 @@ def gauss_kernels(sigma: float, eps: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def gradient_magnitude(alpha: np.ndarray, sigma: float, eps: float, normalise: bool) -> np.ndarray:
-    """|grad alpha| as float32; min-max normalised to [0, 1] for the lr protocol."""
+    """|grad alpha| as float32; for the lr protocol (`normalise`) of the alpha min-max normalised to
+    [0, 1] first (cv2.normalize, as RVM: a constant map becomes all zeros)."""
     kx, ky = gauss_kernels(sigma, eps)
+    if normalise:
+        alpha = cv2.normalize(alpha, None, 1.0, 0.0, cv2.NORM_MINMAX)
     gx = cv2.filter2D(alpha, -1, kx, borderType=cv2.BORDER_REPLICATE)
     gy = cv2.filter2D(alpha, -1, ky, borderType=cv2.BORDER_REPLICATE)
-    mag = np.sqrt(gx * gx + gy * gy).astype(np.float32)
-    return cv2.normalize(mag, None, 1.0, 0.0, cv2.NORM_MINMAX) if normalise else mag
+    return np.sqrt(gx * gx + gy * gy).astype(np.float32)
 
 
 def connectivity(pred: np.ndarray, true: np.ndarray, step: float, theta: float) -> float:
@@ -179,8 +180,8 @@ class ClipScorer:
             raise ValueError(f"protocol must be lr or hr, not {protocol!r}")
         self.protocol, self.cfg = protocol, check_config(cfg)
         self._prev: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
-        self._unknown_kernel = _disc(self.cfg["messddt"]["unknown_dilation"])
-        self._hair_kernel = _disc(self.cfg["hair"]["dilation"])
+        self._unknown_kernel = disc(self.cfg["messddt"]["unknown_dilation"])
+        self._hair_kernel = disc(self.cfg["hair"]["dilation"])
 
     def add(self, pred_pha: np.ndarray, true_pha: np.ndarray, pred_fgr: np.ndarray | None = None,
             true_fgr: np.ndarray | None = None, true_hair: np.ndarray | None = None) -> dict[str, float]:
@@ -262,6 +263,3 @@ def _nanmean(v: np.ndarray) -> float:
 def _f32(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
 
-
-def _disc(radius: int) -> np.ndarray:
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))

@@ -29,3 +29,11 @@ def draw(spec: Any, rng: np.random.Generator, where: str) -> Any:
             raise ValueError(f"{where}: range [{lo}, {hi}] has its low end above its high end")
         return float(rng.uniform(lo, hi))
     raise ValueError(f"{where}: {spec!r} is not a number, [lo, hi], {{int: [lo, hi]}} or {{choice: [...]}}")
+
+
+def number(spec: Any, rng: np.random.Generator, where: str) -> float:
+    """A range drawn as a float (a {choice: [...]} of numbers included)."""
+    value = draw(spec, rng, where)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where}: {value!r} is not a number")
+    return float(value)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import sys
-from pathlib import Path
 from typing import Callable
 
 import hydra
@@ -16,12 +15,10 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+from core.conf import CONF_DIR
+from core.errors import UserError
+
 EXIT_BAD_INPUT = 2
-
-
-class UserError(Exception):
-    """Bad input: the message, one line, names the input and what is wrong."""
 
 
 def fail(message: str) -> None:

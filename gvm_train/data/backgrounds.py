@@ -10,10 +10,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from assets.ranges import draw
-
-IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
-VIDEO_EXT = {".mp4", ".mov", ".mkv", ".webm", ".avi"}
+from core.ranges import draw
+from matting.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, open_input
 
 
 def _pan(canvas: np.ndarray, t: int, size: int, rng: np.random.Generator, pan_px: float) -> np.ndarray:
@@ -67,7 +65,7 @@ class Backgrounds:
         if cfg["kind"] == "folder":
             if not cfg.get("folder") or not Path(cfg["folder"]).is_dir():
                 raise ValueError(f"data.backgrounds.folder {cfg.get('folder')!r} is not a folder")
-            self.files = sorted(p for p in Path(cfg["folder"]).rglob("*") if p.suffix.lower() in IMAGE_EXT | VIDEO_EXT)
+            self.files = sorted(p for p in Path(cfg["folder"]).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
             if not self.files:
                 raise ValueError(f"data.backgrounds.folder {cfg['folder']} holds no images or videos")
         elif cfg["kind"] != "procedural":
@@ -79,7 +77,7 @@ class Backgrounds:
             canvas = procedural_canvas(int(size * 1.5), rng, self.cfg["procedural"])
             return _pan(canvas, t, size, rng, pan)
         path = self.files[int(rng.integers(len(self.files)))]
-        if path.suffix.lower() in IMAGE_EXT:
+        if path.suffix.lower() in IMAGE_SUFFIXES:
             img = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if img is None:
                 raise ValueError(f"background {path} is not a readable image")
@@ -92,7 +90,6 @@ class Backgrounds:
 
 
 def _video(path: Path, t: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    from gvm_train.video import open_input
     try:
         video = open_input(path)
     except ValueError as e:

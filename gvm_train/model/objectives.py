@@ -25,8 +25,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .config import require_keys
-from .model import GVMModel, _check_sigmas
+from core.checks import require_keys
+from gvm_train.model.gvm import GVMModel, check_sigmas
 
 # The numbers live in conf/model/<preset>.yaml (`loss:`); code only knows which keys there are.
 LOSS_KEYS = ("latent", "l1", "laplacian", "laplacian_levels", "gradient", "t_sampling", "t_logit_mean", "t_logit_std")
@@ -118,7 +118,7 @@ def sample_flow_matching(model: GVMModel, rgb_latents: torch.Tensor, sigmas: Seq
     """Euler integration of the predicted velocity from sigmas[0] down to 0; returns clean latents.
 
     Plain torch, so it is differentiable when called with gradients enabled."""
-    _check_sigmas(list(sigmas), "sigmas")
+    check_sigmas(list(sigmas), "sigmas")
     if noise is None:
         noise = torch.randn(rgb_latents.shape, generator=generator, device=rgb_latents.device, dtype=rgb_latents.dtype)
     # Starting below sigma=1 means starting from a noised zero-alpha prior rather than pure noise.

@@ -1,6 +1,6 @@
-"""`python -m gvm_train.classical`: the classical matting baseline, a reference row for evaluations.
+"""`python -m matting.classical`: the classical matting baseline, a reference row for evaluations.
 
-    python -m gvm_train.classical input=clip.mp4 output_dir=runs/classical/clip
+    python -m matting.classical input=clip.mp4 output_dir=runs/classical/clip
 
 Per frame: mediapipe person segmentation (selfie, or pose for small full-body figures) gives a
 coarse person probability; eroding its confident inside and outside leaves an unknown band, a
@@ -8,7 +8,8 @@ trimap; closed-form matting (Levin et al., pymatting) solves the band for a soft
 multi-level foreground estimation (Germer et al., pymatting) the foreground colour. Segmentation
 and matting run at most at `max_size` (the closed-form system grows with the pixel count); alpha
 is resized back and the foreground estimated at full size, so the colour keeps full detail.
-Output: the `writer:` group's layout (gvm_train.video.MatteWriter).
+Output: the `writer:` group's layout (matting.video.MatteWriter) and `run.json` last (core.done):
+a rerun with the same settings finds it and does nothing.
 """
 from __future__ import annotations
 
@@ -19,29 +20,17 @@ from typing import Any, Mapping
 import cv2
 import numpy as np
 
-from gvm_train.config import require_keys
-from gvm_train.video import MatteWriter, VideoError, VideoInput, check_output_config, open_input, wants_foreground
-from pipelines.cli import UserError, app, to_container
+from core import done
+from core.checks import require_keys
+from core.cli import UserError, app, to_container
+from matting.foreground import estimate_foreground
+from matting.image import disc
+from matting.segment import SEGMENTERS, Segmenter
+from matting.video import MatteWriter, VideoError, VideoInput, check_output_config, open_input, wants_foreground
 
 CONFIG_KEYS = ("input", "output_dir", "segmenter", "selfie", "pose", "max_size", "trimap", "closed_form", "writer")
 TRIMAP_KEYS = ("fg_threshold", "bg_threshold", "fg_erode", "bg_dilate")
 CLOSED_FORM_KEYS = ("epsilon", "radius", "cg_rtol", "cg_maxiter")
-SEGMENTERS = ("selfie", "pose")
-
-
-def estimate_foreground(frame_rgb: np.ndarray, alpha: np.ndarray, cfg: Mapping[str, Any] | None = None) -> np.ndarray:
-    """uint8 foreground colour for a frame and its matte; extends colour into alpha=0 (no dark fringes).
-
-    `cfg` is the `writer.foreground` block (estimate_foreground_ml's settings); None: pymatting's defaults.
-    """
-    from pymatting import estimate_foreground_ml
-    fg = estimate_foreground_ml(frame_rgb.astype(np.float64) / 255.0, np.clip(alpha, 0, 1).astype(np.float64),
-                                **dict(cfg or {}))
-    return np.clip(np.rint(fg * 255.0), 0, 255).astype(np.uint8)
-
-
-def _disc(radius: int) -> np.ndarray:
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
 
 def make_trimap(prob: np.ndarray, cfg: Mapping[str, Any]) -> np.ndarray:
@@ -51,9 +40,9 @@ def make_trimap(prob: np.ndarray, cfg: Mapping[str, Any]) -> np.ndarray:
     """
     c = require_keys(cfg, TRIMAP_KEYS, "trimap")
     side = min(prob.shape)
-    fg = cv2.erode((prob > c["fg_threshold"]).astype(np.uint8), _disc(round(c["fg_erode"] * side)))
+    fg = cv2.erode((prob > c["fg_threshold"]).astype(np.uint8), disc(round(c["fg_erode"] * side)))
     # Dilating the person by r is eroding the background by r; erode's border keeps edge pixels as they are.
-    bg = cv2.erode((prob < c["bg_threshold"]).astype(np.uint8), _disc(round(c["bg_dilate"] * side)))
+    bg = cv2.erode((prob < c["bg_threshold"]).astype(np.uint8), disc(round(c["bg_dilate"] * side)))
     trimap = np.full(prob.shape, 0.5)
     trimap[fg.astype(bool)] = 1.0
     trimap[bg.astype(bool)] = 0.0
@@ -77,25 +66,6 @@ def closed_form_alpha(frame_rgb: np.ndarray, trimap: np.ndarray, cfg: Mapping[st
     return alpha.astype(np.float32)
 
 
-class _Segmenter:
-    """A mediapipe solution as `frame -> person probability`; models ship in the wheel, no network."""
-
-    def __init__(self, kind: str, cfg: Mapping[str, Any]):
-        import mediapipe as mp
-        if kind == "selfie":
-            self._graph = mp.solutions.selfie_segmentation.SelfieSegmentation(**cfg)
-        else:
-            self._graph = mp.solutions.pose.Pose(enable_segmentation=True, **cfg)
-
-    def __call__(self, frame_rgb: np.ndarray) -> np.ndarray:
-        mask = self._graph.process(frame_rgb).segmentation_mask
-        # The pose model gives no mask when it finds nobody; then nothing is foreground.
-        return np.zeros(frame_rgb.shape[:2], np.float32) if mask is None else mask
-
-    def close(self) -> None:
-        self._graph.close()
-
-
 class ClassicalMatting:
     """Segmentation -> trimap -> closed-form alpha -> foreground, one frame at a time."""
 
@@ -108,7 +78,7 @@ class ClassicalMatting:
         require_keys(c["trimap"], TRIMAP_KEYS, "trimap")
         require_keys(c["closed_form"], CLOSED_FORM_KEYS, "closed_form")
         self.cfg = c
-        self._segment = _Segmenter(c["segmenter"], c[c["segmenter"]])
+        self._segment = Segmenter(c["segmenter"], c[c["segmenter"]])
 
     def __enter__(self) -> ClassicalMatting:
         return self
@@ -135,17 +105,26 @@ class ClassicalMatting:
         return alpha, estimate_foreground(frame_rgb, alpha, self.cfg["writer"]["foreground"])
 
 
-def _run(video: VideoInput, matting: ClassicalMatting, out: MatteWriter) -> dict[str, Any]:
+def settings(c: Mapping[str, Any]) -> dict[str, Any]:
+    """What decides a run's output: a finished run with the same settings (run.json) is not redone."""
+    return {"method": "classical", **{k: c[k] for k in CONFIG_KEYS if k != "output_dir"}, "input": str(c["input"])}
+
+
+def _run(video: VideoInput, matting: ClassicalMatting, out: MatteWriter, record: dict[str, Any]) -> dict[str, Any]:
     from tqdm import tqdm
     want_fgr = wants_foreground(out.cfg)
     t0 = time.perf_counter()
+    done.clear(out.out_dir)
     with out:
         for frame in tqdm(video.frames(), total=video.n_frames, desc="classical matting", unit="frame"):
             if want_fgr:
                 out.write(frame, *matting(frame))
             else:
                 out.write(frame, matting.alpha(frame))
-    return {"frames": out.n, "seconds": time.perf_counter() - t0, "output_dir": str(out.out_dir), "paths": out.paths}
+    record = {**record, "frames": out.n, "fps": video.fps, "width": video.width, "height": video.height,
+              "seconds": round(time.perf_counter() - t0, 3)}
+    done.mark(out.out_dir, record)
+    return record
 
 
 def _writer(video: VideoInput, output_dir: str | Path, out_cfg: Mapping[str, Any]) -> MatteWriter:
@@ -153,10 +132,14 @@ def _writer(video: VideoInput, output_dir: str | Path, out_cfg: Mapping[str, Any
 
 
 def matte_folder(input: str | Path, output_dir: str | Path, cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Matte a whole video or frame folder into output_dir; returns frames, seconds and output paths."""
+    """Matte a whole video or frame folder into output_dir (unless run.json says it already holds
+    this run); returns the run record (settings, frames, seconds)."""
+    record = settings({**cfg, "input": input})
+    if done.is_done(output_dir, record):
+        return done.read(output_dir)
     video = open_input(input, fps=check_output_config(cfg["writer"])["folder_fps"])
     with ClassicalMatting(cfg) as matting:
-        return _run(video, matting, _writer(video, output_dir, cfg["writer"]))
+        return _run(video, matting, _writer(video, output_dir, cfg["writer"]), record)
 
 
 @app("classical")
@@ -167,6 +150,10 @@ def main(cfg) -> int:
     out = Path(c["output_dir"])
     if out.exists() and not out.is_dir():
         raise UserError(f"output_dir {out} is a file, not a folder")
+    record = settings(c)
+    if done.is_done(out, record):
+        print(f"{out}: already matted with these settings (run.json); nothing to do")
+        return 0
     try:  # everything the user gave is checked before the first frame is matted
         video = open_input(c["input"], fps=check_output_config(c["writer"])["folder_fps"])
         matting = ClassicalMatting(c)
@@ -178,7 +165,7 @@ def main(cfg) -> int:
         except ValueError as e:  # codec settings FFmpeg refuses
             raise UserError(f"writer: {e}") from None
         try:
-            r = _run(video, matting, writer)
+            r = _run(video, matting, writer, record)
         except VideoError as e:  # a frame of a folder that fails to decode mid-way
             raise UserError(str(e)) from None
     print(f"{r['frames']} frames of {video.path} ({video.width}x{video.height}) matted in {r['seconds']:.1f} s "

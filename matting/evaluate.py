@@ -1,6 +1,6 @@
-"""`python -m gvm_train.evaluate pred=<folder> gt=<folder> output=<file.json>`: score predicted mattes.
+"""`python -m matting.evaluate pred=<folder> gt=<folder> output=<file.json>`: score predicted mattes.
 
-    python -m gvm_train.evaluate pred=runs/a/pred gt=data/videomatte_512x288 protocol=lr
+    python -m matting.evaluate pred=runs/a/pred gt=data/videomatte_512x288 protocol=lr
 
 Both folders use the RVM / VideoMatte240K layout, `<clip>/pha/0000.png ...` with optional
 `<clip>/fgr/` (RGB) and, in gt only, `<clip>/hair/` (hair alpha, for the hair-region metrics). Frames
@@ -8,7 +8,7 @@ pair by position in file-name order. Writes the JSON summary `output` and beside
 per-frame CSV (`_frames.csv`), a per-clip CSV (`_clips.csv`), a Markdown table (`.md`) and a plot of
 every alpha metric over the frames (`.png`); prints the table. Clip values are means over frames and
 dataset values means over clips (each clip weighs the same), as RVM's spreadsheets average them.
-The metric definitions are in `gvm_train.metrics`.
+The metric definitions are in `matting.metrics`; the folder layout in `matting.layout`.
 
 Every input problem is found before the first metric is computed: missing folders or clips, frame
 counts and frame sizes that do not match (read from the PNG headers).
@@ -28,15 +28,16 @@ import cv2
 import numpy as np
 from omegaconf import DictConfig
 
-from gvm_train import metrics as M
-from pipelines.cli import UserError, app, to_container
+from core.cli import UserError, app, to_container
+from matting import layout
+from matting import metrics as M
 
 LABELS = {"pha_mad": "MAD", "pha_mse": "MSE", "pha_grad": "Grad", "pha_conn": "Conn", "pha_dtssd": "dtSSD",
           "pha_messddt": "MESSDdt", "fgr_mad": "fgr MAD", "fgr_mse": "fgr MSE", "hair_mad": "hair MAD",
           "hair_mse": "hair MSE", "hair_grad": "hair Grad"}
 NOTES = ("Alphas and foregrounds are 8-bit PNGs read as float32/255. MAD = 1e3*mean|p-g|, MSE = 1e3*mean (p-g)^2; "
-         "Grad = 1e-3*sum of squared differences of Gaussian-derivative gradient magnitudes (lr: each map min-max "
-         "normalised first); Conn = 1e-3*sum|phi(g)-phi(p)| (lr only); Grad and Conn are sums, so they grow with "
+         "Grad = 1e-3*sum of squared differences of Gaussian-derivative gradient magnitudes (lr: each alpha map "
+         "min-max normalised before its gradient); Conn = 1e-3*sum|phi(g)-phi(p)| (lr only); Grad and Conn are sums, so they grow with "
          "resolution. dtSSD = 1e2*sqrt(sum of squared temporal-difference errors / pixels); MESSDdt = 1e3*mean "
          "|E_t-1(x) - E_t(x+flow)| with E the squared error and flow from the ground truth; both are 0 at frame 0 "
          "and that frame counts in the mean. fgr metrics cover pixels with true alpha > 0; hair metrics the "
@@ -69,10 +70,6 @@ def png_size(path: Path) -> tuple[int, int]:
         raise UserError(f"{path}: cannot be read ({e.strerror or e})") from None
 
 
-def _frames(folder: Path) -> list[Path] | None:
-    return sorted(folder.glob("*.png")) if folder.is_dir() else None
-
-
 def _folder(path: str | Path, role: str) -> Path:
     path = Path(path)
     if not path.exists():
@@ -85,25 +82,24 @@ def _folder(path: str | Path, role: str) -> Path:
 def find_clips(pred_dir: str | Path, gt_dir: str | Path) -> list[Clip]:
     """The gt clips (visible sub-folders with pha/) and their predictions, checked for count and size agreement."""
     pred_dir, gt_dir = _folder(pred_dir, "pred"), _folder(gt_dir, "gt")
-    # Hidden folders are clips still being written (gvm_train.benchmark_set renames them when whole).
-    names = sorted(p.name for p in gt_dir.iterdir() if (p / "pha").is_dir() and not p.name.startswith("."))
+    names = [p.name for p in layout.clips(gt_dir)]
     if not names:
         raise UserError(f"gt folder {gt_dir} has no clips (sub-folders with pha/*.png)")
     clips = []
     for name in names:
-        true_pha = _frames(gt_dir / name / "pha")
+        true_pha = layout.frames(gt_dir / name, layout.PHA)
         if not true_pha:
             raise UserError(f"gt clip {name} has no frames in {gt_dir / name / 'pha'}")
-        pred_pha = _frames(pred_dir / name / "pha")
+        pred_pha = layout.frames(pred_dir / name, layout.PHA)
         if pred_pha is None:
             raise UserError(f"pred folder {pred_dir} has no clip {name} (expected {pred_dir / name / 'pha'}/*.png)")
         _same_count(name, "pred pha/", pred_pha, len(true_pha))
         seqs = {"pred_pha": pred_pha, "true_pha": true_pha}
-        pred_fgr, true_fgr = _frames(pred_dir / name / "fgr"), _frames(gt_dir / name / "fgr")
+        pred_fgr, true_fgr = layout.frames(pred_dir / name, layout.FGR), layout.frames(gt_dir / name, layout.FGR)
         if pred_fgr is not None and true_fgr is not None:
             seqs["true_fgr"] = _same_count(name, "gt fgr/", true_fgr, len(true_pha))
             seqs["pred_fgr"] = _same_count(name, "pred fgr/", pred_fgr, len(true_pha))
-        hair = _frames(gt_dir / name / "hair")
+        hair = layout.frames(gt_dir / name, layout.HAIR)
         if hair is not None:
             seqs["true_hair"] = _same_count(name, "gt hair/", hair, len(true_pha))
         size = png_size(true_pha[0])

@@ -10,24 +10,25 @@ they are used as they are instead of being composited.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
-from assets.ranges import draw
-from gvm_train.backgrounds import Backgrounds
-from pipelines import store
-from render.frames import linear_to_srgb, srgb_to_linear
+import clipstore
+from clipstore.location import name as store_name
+from core import seeds
+from core.colour import alpha_float, linear_to_srgb, srgb_to_linear
+from core.ranges import draw
+from gvm_train.data.backgrounds import Backgrounds
+from matting.image import disc
 
 
 @dataclass(frozen=True)
 class ClipRef:
-    store: str          # resolved store path
+    store: str          # the store's absolute path or URL
     store_index: int
     clip_id: str
     source: str
@@ -43,26 +44,21 @@ def index_stores(paths: list[str]) -> list[ClipRef]:
         raise ValueError("data.stores is empty: give at least one store path")
     refs = []
     for i, p in enumerate(paths):
-        root = store.open_store(p)
-        ids = store.complete_ids(root)
+        root = clipstore.open_store(p)
+        ids = clipstore.complete_ids(root)
         if not ids:
             raise ValueError(f"store {p} has no complete clips")
         for cid in ids:
-            clip = store.read_clip(root, cid)
+            clip = clipstore.read_clip(root, cid)
             t, h, w = clip["alpha"].shape
-            refs.append(ClipRef(str(Path(p).resolve()), i, cid, clip.attrs.get("source", "synthetic"), t, h, w,
+            refs.append(ClipRef(clipstore.absolute(p), i, cid, clip.attrs.get("source", "synthetic"), t, h, w,
                                 "bgr" in clip.arrays))
     return refs
 
 
-def _unit_hash(*keys: str) -> float:
-    digest = hashlib.blake2b("/".join(keys).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") / 2**64
-
-
 def split(refs: list[ClipRef], val_fraction: float, val_min_clips: int) -> tuple[list[ClipRef], list[ClipRef]]:
     """Held-out clips by a stable hash of (store name, clip id): adding clips never moves others."""
-    score = {(r.store, r.clip_id): _unit_hash(Path(r.store).name, r.clip_id) for r in refs}
+    score = {(r.store, r.clip_id): seeds.unit("split", store_name(r.store), r.clip_id) for r in refs}
     ranked = sorted(refs, key=lambda r: score[(r.store, r.clip_id)])
     n_val = sum(v < val_fraction for v in score.values())
     n_val = min(max(n_val, val_min_clips if len(refs) > 1 else 0), len(refs) - 1)
@@ -87,7 +83,7 @@ def mask_weight(mask: np.ndarray, band_px: int) -> np.ndarray:
     mask says nothing about the true (fractional) alpha, 1 elsewhere."""
     if band_px <= 0:
         return np.ones_like(mask, dtype=np.float32)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band_px + 1, 2 * band_px + 1))
+    kernel = disc(band_px)
     out = np.empty(mask.shape, np.float32)
     for t, m in enumerate(mask >= 0.5):
         m = m.astype(np.uint8)
@@ -103,7 +99,7 @@ class WindowDataset(torch.utils.data.Dataset):
             raise ValueError("no clips to sample windows from")
         self.refs, self.cfg, self.seed, self.length = refs, cfg, seed, length
         self.backgrounds = Backgrounds(cfg["backgrounds"])
-        self._clips: dict[tuple[str, str], store.Clip] = {}
+        self._clips: dict[tuple[str, str], clipstore.Clip] = {}
         stride_max = max(cfg["stride"]["int"]) if isinstance(cfg["stride"], dict) else int(cfg["stride"])
         span = (cfg["frames"] - 1) * stride_max + 1
         longest = max(r.n_frames for r in refs)
@@ -130,11 +126,11 @@ class WindowDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def _clip(self, ref: ClipRef) -> store.Clip:
+    def _clip(self, ref: ClipRef) -> clipstore.Clip:
         """Opened lazily, once per clip per loader worker (handles do not cross process forks)."""
         key = (ref.store, ref.clip_id)
         if key not in self._clips:
-            self._clips[key] = store.read_clip(store.open_store(ref.store), ref.clip_id)
+            self._clips[key] = clipstore.read_clip(clipstore.open_store(ref.store), ref.clip_id)
         return self._clips[key]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
@@ -154,7 +150,7 @@ class WindowDataset(torch.utils.data.Dataset):
         size = cfg["size"]
         resize = lambda a: np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in a])  # noqa: E731
         fgr = resize(clip["fgr"][crop].astype(np.float32) / 255)
-        alpha = resize(clip["alpha"][crop].astype(np.float32) / store.ALPHA_MAX)
+        alpha = resize(alpha_float(clip["alpha"][crop]))
         bg_cfg = cfg["backgrounds"]
         if ref.has_bgr and rng.uniform() < bg_cfg["plate_probability"]:
             bg = resize(clip["bgr"][crop].astype(np.float32) / 255)
@@ -178,4 +174,4 @@ class WindowDataset(torch.utils.data.Dataset):
             raise ValueError(f"data.composite_space must be srgb or linear, got {cfg['composite_space']!r}")
         to_t = lambda x: torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).permute(0, 3, 1, 2)  # noqa: E731
         return {"rgb": to_t(rgb), "alpha": to_t(a), "fgr": to_t(fgr), "bg": to_t(bg), "weight": to_t(weight[..., None]),
-                "clip": f"{Path(ref.store).name}/{ref.clip_id}", "start": start, "stride": stride, "index": i}
+                "clip": f"{store_name(ref.store)}/{ref.clip_id}", "start": start, "stride": stride, "index": i}

@@ -1,16 +1,17 @@
-"""`python -m gvm_train.benchmark_set`: held-out store clips as matting benchmark sets.
+"""`python -m pipelines.benchmark_set`: held-out store clips as matting benchmark sets.
 
-    python -m gvm_train.benchmark_set stores=[data/synth.zarr] resolutions=[512x288,1920x1080]
+    python -m pipelines.benchmark_set stores=[data/synth.zarr] resolutions=[512x288,1920x1080]
 
 Writes `<output_dir>/<name>_<W>x<H>/<store>-<clip id>-<kind>/{com,fgr,pha,bgr}/0000.png` (and
-`hair/` when the store clip has `alpha_hair`), the RVM / VideoMatte240K evaluation layout, plus a
-`manifest.json` and a `contact_sheet.png` per resolution folder.
+`hair/` when the store clip has `alpha_hair`), the RVM / VideoMatte240K evaluation layout
+(matting.layout), plus a `manifest.json` and a `contact_sheet.png` per resolution folder.
 
 By default only the clips `gvm_train.finetune` holds out are used (`data.split` over the same
 stores and split keys), so a benchmark never scores a model on a clip it trained on. Every clip is
 a pure function of (seed, store name, clip id, kind) and the settings, so a rerun writes the same
 bytes: complete clips are skipped, interrupted ones redone. A clip is written into a hidden temp
-folder, marked complete and renamed, so a folder under its final name is always whole.
+folder, given its `run.json` (core.done) last and renamed, so a folder under its final name is
+always whole.
 """
 from __future__ import annotations
 
@@ -27,23 +28,24 @@ from typing import Any
 import cv2
 import numpy as np
 from omegaconf import DictConfig
-from PIL import Image, ImageDraw
 
-from assets.ranges import draw
+import clipstore
+from clipstore.location import name as store_name
+from core import done, seeds
+from core.cli import UserError, app, to_container
+from core.colour import alpha_float
+from core.ranges import draw
 from gvm_train import data
-from gvm_train.backgrounds import IMAGE_EXT, VIDEO_EXT, procedural_canvas
-from gvm_train.video import VideoError, VideoInput, open_input, sample_folder
-from pipelines import seeds, store
-from pipelines.cli import UserError, app, to_container
+from gvm_train.data.backgrounds import procedural_canvas
+from matting import layout, sheet
+from matting.image import resize
+from matting.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoError, VideoInput, open_input, sample_folder
 
 KINDS = ("still", "motion")
-LAYERS = ("com", "fgr", "pha", "bgr")
-MARKER = ".complete"
 MANIFEST = "manifest.json"
 SHEET = "contact_sheet.png"
 FORMAT = "gvm-synth.benchmark"
 UPSCALE = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
-LABEL_H = 14
 
 
 # --- configuration -------------------------------------------------------------------------------
@@ -71,7 +73,7 @@ def _check(c: dict) -> None:
 
 
 def store_label(path: str) -> str:
-    return Path(path).name.removesuffix(".zarr")
+    return store_name(path).removesuffix(".zarr")
 
 
 def select_clips(c: dict) -> list[data.ClipRef]:
@@ -120,9 +122,9 @@ def still_images(cfg: dict) -> list[Path]:
     if cfg["folder"] is None:
         return []
     folder = _folder(cfg["folder"], "backgrounds.still.folder")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXT and cv2.haveImageReader(str(p)))
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and cv2.haveImageReader(str(p)))
     if not files:
-        raise UserError(f"backgrounds.still.folder {folder} holds no readable images ({', '.join(sorted(IMAGE_EXT))})")
+        raise UserError(f"backgrounds.still.folder {folder} holds no readable images ({', '.join(IMAGE_SUFFIXES)})")
     return files
 
 
@@ -137,23 +139,15 @@ def motion_videos(cfg: dict) -> list[VideoInput]:
         key = "backgrounds.motion.sample_files"
     else:
         folder = _folder(cfg["folder"], "backgrounds.motion.folder")
-        candidates = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_EXT)
+        candidates = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
         key = "backgrounds.motion.folder"
     videos = [v for p in candidates if p.is_file() and (v := _probe_video(p)) is not None]
     if not videos:
-        raise UserError(f"{key}: {folder} holds no decodable videos ({', '.join(sorted(VIDEO_EXT))})")
+        raise UserError(f"{key}: {folder} holds no decodable videos ({', '.join(VIDEO_SUFFIXES)})")
     return videos
 
 
 # --- pixels --------------------------------------------------------------------------------------
-
-def _resize(img: np.ndarray, size: tuple[int, int], upscale: int) -> np.ndarray:
-    """Area averaging when shrinking (no aliasing), `upscale` when enlarging."""
-    if (img.shape[1], img.shape[0]) == size:
-        return img
-    shrink = size[0] <= img.shape[1] and size[1] <= img.shape[0]
-    return cv2.resize(img, size, interpolation=cv2.INTER_AREA if shrink else upscale)
-
 
 def _place(src: np.ndarray, x0: int, y0: int, w: int, h: int, edge: bool) -> np.ndarray:
     """`src` at (x0, y0) on a w x h frame, cut where it overhangs; outside it the edge is
@@ -166,7 +160,7 @@ def _place(src: np.ndarray, x0: int, y0: int, w: int, h: int, edge: bool) -> np.
 
 def _cover(img: np.ndarray, w: int, h: int, zoom: float, upscale: int) -> np.ndarray:
     s = zoom * max(w / img.shape[1], h / img.shape[0])
-    return _resize(img, (max(w, round(img.shape[1] * s)), max(h, round(img.shape[0] * s))), upscale)
+    return resize(img, (max(w, round(img.shape[1] * s)), max(h, round(img.shape[0] * s))), upscale)
 
 
 def _drift(canvas: np.ndarray, t: int, w: int, h: int, start: np.ndarray, angle: float,
@@ -201,10 +195,10 @@ def _video_frames(video: VideoInput, start: int, t: int, frac: np.ndarray, w: in
     x0, y0 = np.round(frac * [video.width - cw, video.height - ch]).astype(int)
     box = (slice(y0, y0 + round(ch)), slice(x0, x0 + round(cw)))
     if video.n_frames < start + t:  # only then are all frames kept: a long clip at 1080p streams through
-        kept = [_resize(f[box], (w, h), upscale) for f in video.frames()]
+        kept = [resize(f[box], (w, h), upscale) for f in video.frames()]
         yield from (kept[i] for i in _bounce(video.n_frames, t))
     else:
-        yield from (_resize(f[box], (w, h), upscale) for f in video.frames(start, start + t))
+        yield from (resize(f[box], (w, h), upscale) for f in video.frames(start, start + t))
 
 
 @dataclass(frozen=True)
@@ -268,7 +262,7 @@ def plan_jobs(refs: list[data.ClipRef], kinds: list[str], images: list[Path], vi
     jobs = []
     for r in refs:
         label = store_label(r.store)
-        clip = store.read_clip(store.open_store(r.store), r.clip_id)
+        clip = clipstore.read_clip(clipstore.open_store(r.store), r.clip_id)
         # Drawn from the store clip alone, so its still and motion versions differ only by background.
         rng = seeds.rng(c["seed"], "benchmark", label, r.clip_id, "placement")
         x = float(draw(c["placement"]["x"], rng, "placement.x"))
@@ -297,16 +291,6 @@ def clip_settings(job: Job, w: int, h: int, c: dict) -> dict:
     return json.loads(json.dumps(out))
 
 
-def is_complete(folder: Path, settings: dict | None = None) -> bool:
-    marker = folder / MARKER
-    if not marker.is_file():
-        return False
-    try:
-        return settings is None or json.loads(marker.read_text()) == settings
-    except json.JSONDecodeError:
-        return False
-
-
 def _png(path: Path, img: np.ndarray, level: int) -> None:
     if img.ndim == 3:
         img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
@@ -319,32 +303,33 @@ def write_clip(folder: Path, job: Job, w: int, h: int, c: dict, pool: ThreadPool
     """Composite one benchmark clip at w x h into a temp folder, mark it complete, rename it into place."""
     upscale, level = UPSCALE[c["resize_up"]], c["png_compression"]
     x0, y0, fw, fh = figure_box(job, w, h, c["placement"]["height"])
-    clip = store.read_clip(store.open_store(job.ref.store), job.ref.clip_id)
+    clip = clipstore.read_clip(clipstore.open_store(job.ref.store), job.ref.clip_id)
     fgr_src, alpha, hair = (clip[a][:job.n_frames] if a in clip.arrays else None
                             for a in ("fgr", "alpha", "alpha_hair"))
     final, tmp = folder / job.name, folder / f".{job.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    for name in LAYERS + (("hair",) if job.hair else ()):
+    for name in layout.LAYERS + ((layout.HAIR,) if job.hair else ()):
         (tmp / name).mkdir(parents=True)
 
     def place(img: np.ndarray, edge: bool) -> np.ndarray:
-        return _place(_resize(img, (fw, fh), upscale), x0, y0, w, h, edge)
+        return _place(resize(img, (fw, fh), upscale), x0, y0, w, h, edge)
 
     def coverage(a16: np.ndarray) -> np.ndarray:
-        return np.round(np.clip(place(a16.astype(np.float32) / store.ALPHA_MAX, False), 0, 1) * 255).astype(np.uint8)
+        return np.round(np.clip(place(alpha_float(a16), False), 0, 1) * 255).astype(np.uint8)
 
     for i, bgr in enumerate(job.background.frames(job.n_frames, w, h)):
         fgr = np.round(np.clip(place(fgr_src[i].astype(np.float32), True), 0, 255)).astype(np.uint8)
         pha = coverage(alpha[i])
         # From the 8-bit layers as written, so com is fgr*a + bgr*(1-a) of the very files beside it.
         a = pha[..., None].astype(np.float32) / 255
-        frame = {"com": np.round(fgr * a + bgr * (1 - a)).astype(np.uint8), "fgr": fgr, "pha": pha, "bgr": bgr}
+        frame = {layout.COM: np.round(fgr * a + bgr * (1 - a)).astype(np.uint8), layout.FGR: fgr, layout.PHA: pha,
+                 layout.BGR: bgr}
         if hair is not None:
-            frame["hair"] = coverage(hair[i])
+            frame[layout.HAIR] = coverage(hair[i])
         # PNG encoding is most of the time at 1080p; cv2 lets go of the GIL while it encodes.
-        list(pool.map(lambda item: _png(tmp / item[0] / f"{i:04d}.png", item[1], level), frame.items()))
+        list(pool.map(lambda item: _png(tmp / item[0] / layout.frame_name(i), item[1], level), frame.items()))
         tick()
-    (tmp / MARKER).write_text(json.dumps(clip_settings(job, w, h, c)))  # last: the clip is whole
+    done.mark(tmp, clip_settings(job, w, h, c))  # last: the clip is whole
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
 
@@ -361,22 +346,14 @@ def contact_sheet(folder: Path, names: list[str], cfg: dict) -> Path:
         names = [names[i] for i in np.linspace(0, len(names) - 1, cfg["clips"]).round().astype(int)]
     rows = []
     for name in names:
-        files = sorted((folder / name / "com").glob("*.png"))
+        files = layout.frames(folder / name, layout.COM)
         tiles = []
         for i in np.unique(np.linspace(0, len(files) - 1, cfg["frames"]).round().astype(int)):
-            com = cv2.imread(str(files[i]), cv2.IMREAD_COLOR)
-            pha = cv2.imread(str(folder / name / "pha" / files[i].name), cv2.IMREAD_COLOR)
-            pair = np.concatenate([com, pha], axis=1)
-            size = (max(1, round(pair.shape[1] * cfg["cell"] / pair.shape[0])), cfg["cell"])
-            tiles.append(_resize(pair, size, cv2.INTER_LINEAR))
-        row = cv2.cvtColor(np.concatenate(tiles, axis=1), cv2.COLOR_BGR2RGB)
-        head = Image.new("RGB", (row.shape[1], LABEL_H), "white")
-        ImageDraw.Draw(head).text((4, 1), f"{name}  frames={len(files)}", fill="black")
-        rows.append(np.concatenate([np.asarray(head), row]))
-    width = max(r.shape[1] for r in rows)
-    sheet = np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows])
-    Image.fromarray(sheet).save(folder / SHEET)
-    return folder / SHEET
+            com = cv2.cvtColor(cv2.imread(str(files[i]), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            pha = cv2.imread(str(folder / name / layout.PHA / files[i].name), cv2.IMREAD_GRAYSCALE)
+            tiles.append(sheet.tile(np.concatenate([com, sheet.rgb8(pha)], axis=1), height=cfg["cell"]))
+        rows.append(sheet.row(tiles, f"{name}  frames={len(files)}"))
+    return sheet.write(folder / SHEET, sheet.grid(rows))
 
 
 # --- the build -----------------------------------------------------------------------------------
@@ -387,7 +364,7 @@ def _tidy(folder: Path, keep: set[str]) -> list[str]:
     for p in sorted(folder.iterdir()) if folder.is_dir() else []:
         if p.is_dir() and p.name.startswith(".") and p.name.endswith(".tmp"):
             shutil.rmtree(p)
-        elif p.is_dir() and p.name not in keep and is_complete(p):
+        elif p.is_dir() and p.name not in keep and done.is_done(p):
             shutil.rmtree(p)  # e.g. a clip the split no longer holds out: it may be a training clip now
             removed.append(p.name)
     return removed
@@ -410,7 +387,7 @@ def build(cfg: dict) -> list[Path]:
     folders = [Path(c["output_dir"]) / f"{c['name']}_{w}x{h}" for w, h in sizes]
     removed = {f: _tidy(f, {j.name for j in jobs}) for f in folders}
     todo = [(f, w, h, j) for f, (w, h) in zip(folders, sizes) for j in jobs
-            if not is_complete(f / j.name, clip_settings(j, w, h, c))]
+            if not done.is_done(f / j.name, clip_settings(j, w, h, c))]
     for f in folders:
         f.mkdir(parents=True, exist_ok=True)
     with (tqdm(total=sum(j.n_frames for *_, j in todo), desc="benchmark", unit="frame") as bar,

@@ -1,0 +1,47 @@
+"""Checks of config values: the numbers live in conf/, the code only knows which keys exist and
+what a value must be. Every failure is a UserError naming the key."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from core.errors import UserError
+
+
+def require_keys(cfg: Mapping[str, Any] | None, keys: Sequence[str], section: str) -> dict[str, Any]:
+    """The section as a dict; an unknown or a missing key is an error naming it, never a default."""
+    out = dict(cfg or {})
+    unknown = sorted(set(out) - set(keys))
+    if unknown:
+        raise UserError(f"{section}: unknown key(s) {', '.join(unknown)} (known: {', '.join(keys)})")
+    missing = [k for k in keys if k not in out]
+    if missing:
+        raise UserError(f"{section}: missing key(s) {', '.join(missing)}")
+    return out
+
+
+def at(cfg: Mapping[str, Any], key: str) -> Any:
+    """The value at a dotted key ("cycles.width")."""
+    node: Any = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def is_number(v: Any) -> bool:
+    """A real number; booleans are not numbers here."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def integer(value: Any, key: str, minimum: int = 0) -> int:
+    """`value` if it is an integer of at least `minimum` (booleans are not integers here)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
+        raise UserError(f"{key} must be {kind}, got {value!r}")
+    return value
+
+
+def one_of(value: Any, allowed: Sequence[Any], key: str) -> Any:
+    if value not in allowed:
+        raise UserError(f"{key} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+    return value

@@ -1,0 +1,26 @@
+"""Colour transfer functions and the 16-bit alpha encoding, shared by the renderer, the store,
+training and evaluation."""
+from __future__ import annotations
+
+import numpy as np
+
+ALPHA_MAX = 65535  # uint16 alpha: linear coverage 0..1 as 0..65535
+
+
+def linear_to_srgb(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+
+
+def srgb_to_linear(x: np.ndarray) -> np.ndarray:
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def quantise_alpha(coverage: np.ndarray) -> np.ndarray:
+    """Linear coverage in [0, 1] (clipped) -> uint16 alpha."""
+    return np.round(np.clip(coverage, 0.0, 1.0) * ALPHA_MAX).astype(np.uint16)
+
+
+def alpha_float(alpha16: np.ndarray) -> np.ndarray:
+    """uint16 alpha -> float32 coverage in [0, 1]."""
+    return np.asarray(alpha16).astype(np.float32) / ALPHA_MAX

@@ -1,0 +1,7 @@
+"""The matting floor: method-agnostic pieces that the model side and pseudo-labelling share.
+
+Video in and mattes out (`video`), the VideoMatte240K folder layout (`layout`), person
+segmentation (`segment`), the classical chain (`classical`: trimap -> closed-form alpha) and
+foreground estimation (`foreground`), the field's metrics (`metrics`) and their evaluation
+(`evaluate`), and contact sheets (`sheet`). It imports neither gvm_train nor pipelines, nor bpy.
+"""
