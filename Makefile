@@ -9,7 +9,7 @@ N      ?= 4
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv render sheet test bench bench-render loop clean
+.PHONY: venv render sheet test test-fast bench bench-render loop clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,10 @@ sheet: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# No Blender, no Ray, nothing slow: quick feedback on a change (the import-layer check included).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not blender and not ray and not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m gvm_train.bench $(ARGS)

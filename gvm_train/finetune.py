@@ -174,8 +174,8 @@ def train(c: dict) -> dict[str, Any]:
         raise UserError(str(e)) from None
     out.mkdir(parents=True, exist_ok=True)
     model.to(accelerator.device)
-    warm = c["model"].get("vae_warmup", {})
-    if ckpt is None and warm.get("steps", 0) > 0:
+    warm = c["model"]["vae_warmup"]
+    if ckpt is None and warm["steps"] > 0:
         print(f"VAE warm-up: {warm['steps']} steps, reconstruction L1 {warm_up_vae(model, train_set, warm, seed):.3f}")
     lora = c["model"]["regime"]["name"] == "lora"
     if lora and ckpt is None:

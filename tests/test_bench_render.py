@@ -41,6 +41,7 @@ def test_blender_stats_time(line, seconds):
     assert bench_render.stats_seconds(line) == (None if seconds is None else pytest.approx(seconds))
 
 
+@pytest.mark.slow
 def test_store_write_rates_and_the_written_clip(tmp_path):
     rng = np.random.default_rng(0)
     arrays = {"fgr": rng.integers(0, 256, (3, 32, 32, 3), np.uint8),
@@ -52,6 +53,9 @@ def test_store_write_rates_and_the_written_clip(tmp_path):
     assert np.array_equal(np.load(tmp_path / "plain1" / "fgr.npy"), arrays["fgr"])
 
 
+@pytest.mark.blender
+@pytest.mark.ray
+@pytest.mark.slow
 def test_bare_loop_and_pipeline_run_measure_the_same_frames(small_cfg, tmp_path):
     cfg = small_cfg("n_clips=1")
     specs = plan.plan(cfg, resolve_model(cfg))
@@ -66,6 +70,7 @@ def test_bare_loop_and_pipeline_run_measure_the_same_frames(small_cfg, tmp_path)
     assert r["pipeline_overhead"] > 1 and math.isfinite(r["one_worker_over_bare_blender"])
 
 
+@pytest.mark.slow
 def test_bad_cpus_one_line_exit_2(cache_dir):
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     r = subprocess.run([sys.executable, "-m", "pipelines.bench_render", *SMALL, f"body.cache_dir={cache_dir}",

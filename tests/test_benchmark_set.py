@@ -17,6 +17,8 @@ import clipstore
 from core.cli import UserError, compose, to_container
 from tests.conftest import write_store
 
+pytestmark = [pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parent.parent
 SIDE, T = 36, 6  # store clips are SIDE x SIDE, T frames; 64x36 places them unscaled
 SMALL = ["resolutions=[64x36,96x54]", "frames=4", "contact_sheet.cell=24", "workers=2"]
@@ -67,6 +69,7 @@ def built(stores, tmp_path_factory):
     return cfg, build(cfg)
 
 
+@pytest.mark.slow
 def test_layout_holds_out_exactly_the_finetune_split(stores, built):
     cfg, folders = built
     out = Path(cfg["output_dir"])
@@ -184,6 +187,7 @@ def test_short_video_folder_plays_back_and_forth(stores, tmp_path):
         assert np.allclose(levels, [40, 120, 200, 120, 40], atol=3), levels
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_one_line_and_write_nothing(stores, tmp_path):
     out = tmp_path / "out"
     clipstore.create(tmp_path / "empty.zarr", {})

@@ -5,6 +5,8 @@ import pytest
 
 from assets import body, standin
 
+pytestmark = [pytest.mark.slow]
+
 V, NJ = 10475, 55
 
 
@@ -28,6 +30,7 @@ def _random_motion(T, seed, scale=0.3):
             for k, w in body.MOTION_WIDTHS.items()}
 
 
+@pytest.mark.slow
 def test_build_is_deterministic_and_well_formed(built):
     standin._layout.cache_clear()       # rebuild everything, topology included
     again = standin.build_standin()
@@ -80,6 +83,7 @@ def test_skinning_and_regressor_rows(built):
             assert xs[0] < xs[1] < xs[2] < s * v[tip, 0], (side, finger)
 
 
+@pytest.mark.slow
 def test_cache_written_once_and_byte_identical(tmp_path, record):
     folder = standin.ensure_standin(tmp_path)
     npz = folder / "smplx" / "SMPLX_NEUTRAL.npz"

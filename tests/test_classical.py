@@ -43,6 +43,7 @@ def disc():
     return image, alpha, fg
 
 
+@pytest.mark.slow
 def test_person_in_carphone_is_found(carphone_frames):
     cfg = _cfg()
     with ClassicalMatting(cfg) as matting:
@@ -58,6 +59,7 @@ def test_person_in_carphone_is_found(carphone_frames):
             assert np.abs(fgr[solid].astype(int) - frame[solid]).mean() < 2
 
 
+@pytest.mark.slow
 def test_pose_segmenter_and_processing_size(carphone_frames):
     frame = carphone_frames[0]
     with ClassicalMatting(_cfg("segmenter=pose")) as pose, ClassicalMatting(_cfg("max_size=88")) as small:
@@ -68,6 +70,7 @@ def test_pose_segmenter_and_processing_size(carphone_frames):
         assert pose.alpha(np.full((144, 176, 3), 128, np.uint8)).max() == 0  # nobody there: no mask, no matte
 
 
+@pytest.mark.slow
 def test_trimap_and_closed_form_beat_the_thresholded_mask(disc):
     image, truth, _ = disc
     # A coarse segmentation: the matte seen at 1/8 resolution, upsampled and 2 px off.
@@ -109,6 +112,7 @@ def test_estimated_foreground_removes_the_background_from_the_edge(disc):
     assert np.abs(fgr - fg)[band].mean() < 0.3 * np.abs(image - fg)[band].mean()
 
 
+@pytest.mark.slow
 def test_app_mattes_a_frame_folder_into_the_output_layout(carphone_frames, tmp_path):
     frames_dir = tmp_path / "frames"
     frames_dir.mkdir()
@@ -139,6 +143,7 @@ def test_bad_config_and_input_are_user_errors(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_cli_unreadable_video_exits_2_with_one_error_line(tmp_path):
     bad = tmp_path / "clip.mp4"
     bad.write_bytes(np.random.default_rng(0).integers(0, 256, 2048, np.uint8).tobytes())

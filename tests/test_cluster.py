@@ -53,6 +53,7 @@ def test_store_behind_a_url(tmp_path, scheme):
         clipstore.open_store(url.replace("s.zarr", "missing.zarr"))
 
 
+@pytest.mark.slow
 def test_unknown_url_scheme_is_one_line(tmp_path, cache_dir):
     r = subprocess.run([sys.executable, "-m", "pipelines.render", *SMALL, f"body.cache_dir={cache_dir}",
                         "store.path=nosuch://bucket/s.zarr"], cwd=Path(__file__).parent.parent, capture_output=True,
@@ -116,6 +117,9 @@ def two_nodes(ray_tmp):
         psutil.wait_procs(procs, timeout=30)
 
 
+@pytest.mark.blender
+@pytest.mark.ray
+@pytest.mark.slow
 def test_render_on_a_two_node_cluster(two_nodes, tmp_path, ray_tmp, cache_dir):
     address, nodes = two_nodes
     path = tmp_path / "store.zarr"

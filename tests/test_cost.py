@@ -18,6 +18,7 @@ def test_estimate_is_setup_plus_frames_in_waves_of_workers():
     assert cost.estimate(p, n_clips=4, n_frames=72, workers=4).wall_s == pytest.approx(e.clip_s)
 
 
+@pytest.mark.blender
 def test_dry_run_probes_one_frame_and_writes_nothing(small_cfg, capsys, tmp_path):
     cfg = small_cfg("dry_run=true", "n_clips=3")
     assert render_main.task(cfg) == 0
@@ -33,6 +34,7 @@ def test_dry_run_probes_one_frame_and_writes_nothing(small_cfg, capsys, tmp_path
     assert not (tmp_path / "store.zarr").exists()
 
 
+@pytest.mark.slow
 def test_dry_run_plan_lists_without_probing(small_cfg, capsys, tmp_path):
     assert render_main.task(small_cfg("dry_run=plan", "n_clips=2")) == 0
     out = capsys.readouterr().out

@@ -30,6 +30,7 @@ def test_window_shapes_ranges_and_determinism(tmp_path):
     assert not torch.equal(s["alpha"][0], s["alpha"][-1])
 
 
+@pytest.mark.slow
 def test_split_is_by_clip_and_stable(tmp_path):
     refs = data.index_stores([_write(tmp_path / "a.zarr", 10)])
     train, val = data.split(refs, 0.2, 1)
@@ -44,6 +45,7 @@ def test_split_is_by_clip_and_stable(tmp_path):
     assert {r.clip_id for r in train} <= {r.clip_id for r in train2}
 
 
+@pytest.mark.slow
 def test_mixture_weights(tmp_path):
     a = _write(tmp_path / "a.zarr", 2, value=10)
     b = _write(tmp_path / "b.zarr", 6, source="pseudo", value=250)

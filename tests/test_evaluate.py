@@ -52,6 +52,7 @@ def _cfg(*overrides: str) -> dict:
     return to_container(compose("evaluate", list(overrides)))
 
 
+@pytest.mark.slow
 def test_writes_json_csvs_markdown_and_plot_with_known_values(folders, tmp_path, capsys):
     pred, gt = folders
     out = tmp_path / "report" / "m.json"
@@ -148,6 +149,7 @@ def test_missing_folders_and_settings_are_named(folders, tmp_path):
         evaluate(pred, gt, "4k")
 
 
+@pytest.mark.slow
 def test_cli_missing_clip_exits_2_with_one_error_line(folders, tmp_path):
     pred, gt = folders
     for f in (pred / "b" / "pha").iterdir():

@@ -27,6 +27,8 @@ from core.cli import compose, to_container
 from pipelines.render import resolve_model
 from tests.conftest import SMALL
 
+pytestmark = [pytest.mark.blender, pytest.mark.ray, pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = "ray::render_and_store"  # the process title Ray gives a worker while it runs a clip
 

@@ -16,6 +16,8 @@ from gvm_train.pipeline import GVMPipeline
 from core.cli import UserError, compose, to_container
 from tests.conftest import write_store
 
+pytestmark = [pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["data.size=32", "data.frames=4", "model.unet.num_frames=4", "model.vae_warmup.steps=2",
          "train.val_windows=2", "train.threads=1"]
@@ -139,7 +141,7 @@ def test_latent_cache_replays_the_same_windows_and_is_reused(tiny_store, tmp_pat
     cache = ["train.latent_cache.windows=3", f"train.latent_cache.dir={tmp_path / 'latents'}", *common]
     train(_cfg(*_args(tiny_store, cached, *cache)))
     pools = list((tmp_path / "latents").iterdir())
-    assert len(pools) == 1 and (pools[0] / "pool.json").is_file()
+    assert len(pools) == 1 and (pools[0] / "run.json").is_file()
     assert {p.name for p in pools[0].glob("*.npy")} == {"rgb_latents.npy", "alpha_latents.npy", "alpha.npy", "weight.npy"}
     # Pool entry i is training window i encoded once: the same losses as encoding on the fly.
     assert [float(r["loss"]) for r in _rows(cached / "log.csv")] == pytest.approx(

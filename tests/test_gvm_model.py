@@ -56,6 +56,7 @@ def unet_out(model, rgb, t=500.0):
 
 
 # -- model --------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_tiny_forward_shapes_and_gvm_conditioning(conf):
     m = build_model(conf())
     rgb, alpha = clip(frames=4)
@@ -92,6 +93,7 @@ def test_bad_settings_name_the_key(conf):
         obj.loss_settings({"l2": 1.0})
 
 
+@pytest.mark.slow
 def test_save_load_round_trip_identical(conf, tmp_path):
     m = build_model(conf("model.seed=3", "model.gvm.objective=one_step"))
     rgb, _ = clip(frames=4)
@@ -122,6 +124,7 @@ def _svd_folder(conf, root):
     return m
 
 
+@pytest.mark.slow
 def test_svd_layout_folder_loads_through_preset_and_trains_a_step(conf, tmp_path):
     root = tmp_path / "svd"
     src = _svd_folder(conf, root)
@@ -161,6 +164,7 @@ def test_svd_missing_or_incomplete_folder_names_it(conf, tmp_path):
 
 
 # -- objectives -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_flow_matching_sampler_steps_and_scheduler_agreement(conf):
     m = build_model(conf())
     rgb, _ = clip(frames=4)
@@ -262,6 +266,7 @@ def test_spatial_regime_freezes_exactly_the_temporal_parameters(conf):
         apply_regime(m, "temporal")
 
 
+@pytest.mark.slow
 def test_lora_save_load_merge_identical(conf, tmp_path):
     cfg = conf()
     rgb, _ = clip(frames=4)
@@ -293,6 +298,7 @@ def test_lora_save_load_merge_identical(conf, tmp_path):
         load_lora(build_model(cfg).unet, tmp_path / "merged")
 
 
+@pytest.mark.slow
 def test_overfits_a_fixed_batch(conf):
     """30 steps on one batch, fixed flow time and noise, reduce the loss clearly and every term."""
     cfg = conf()

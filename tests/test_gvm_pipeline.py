@@ -72,6 +72,7 @@ def test_geometry_resizes_pads_and_restores():
         g.to_model(np.zeros((40, 70, 3), np.uint8))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [3, 8, 19])
 def test_any_length_gives_one_alpha_per_frame_at_input_size(saved, n):
     pipe = quiet(GVMPipeline.from_pretrained(saved))
@@ -125,6 +126,7 @@ def test_overlap_frames_are_latent_crossfades(saved):
     assert np.abs(got[4:6] - first_only[4:6]).max() > 1e-4
 
 
+@pytest.mark.slow
 def test_pipeline_folder_round_trip(saved, tmp_path):
     pipe = quiet(GVMPipeline.from_pretrained(saved))
     pipe.save_pretrained(tmp_path / "again")

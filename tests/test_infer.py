@@ -16,6 +16,8 @@ from gvm_train.model import build_model
 from matting.video import sample_video
 from core.cli import UserError, compose, to_container
 
+pytestmark = [pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -1,3 +1,4 @@
+import pytest
 """make loop's module at toy sizes: every stage for real (Cycles, Ray, training, inference, mediapipe,
 pymatting, metrics), then a rerun that finds everything done."""
 import json
@@ -5,6 +6,8 @@ import json
 from pipelines import loop
 from core.cli import compose, to_container
 from tests.conftest import SMALL
+
+pytestmark = [pytest.mark.blender, pytest.mark.ray, pytest.mark.slow]
 
 
 def test_loop_writes_the_report_and_resumes(tmp_path, cache_dir):

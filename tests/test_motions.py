@@ -70,6 +70,7 @@ def test_deterministic_and_params_matter(name):
     assert np.abs(a["body_pose"] - c["body_pose"]).max() > 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_smooth_and_moving(name):
     for seed in range(5):

@@ -12,6 +12,8 @@ import clipstore
 from pipelines.render import main as render_main
 from tests.conftest import SMALL
 
+pytestmark = [pytest.mark.blender, pytest.mark.ray, pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -36,6 +36,7 @@ def test_components_draw_from_independent_streams(small_cfg):
     assert plan.plan(small_cfg("n_clips=5"), MODEL)[1] == base[1]
 
 
+@pytest.mark.slow
 def test_cycles_seed_fixed_or_derived(small_cfg):
     derived = plan.plan(small_cfg("n_clips=2"), MODEL)
     assert derived[0].cycles["seed"] != derived[1].cycles["seed"]
@@ -49,11 +50,13 @@ def test_cycles_seed_fixed_or_derived(small_cfg):
     ("cycles.device=tpu", "cycles.device must be one of"),
     ("camera.focal_mm=[90,40]", "camera.focal_mm: range"),
 ])
+@pytest.mark.slow
 def test_bad_values_name_the_key(small_cfg, override, message):
     with pytest.raises(UserError, match=message):
         plan.plan(small_cfg(override), MODEL)
 
 
+@pytest.mark.slow
 def test_definition_ignores_execution_settings(small_cfg):
     d = lambda *o: plan.definition_hash(plan.definition(small_cfg(*o), MODEL))  # noqa: E731
     assert d("n_clips=2") == d("n_clips=9", "cluster.workers=3", "cycles.device=cpu", "cycles.threads=1")

@@ -11,6 +11,8 @@ from render import clip as clip_mod
 from render.scene import build_and_render
 from render.frames import to_store
 
+pytestmark = [pytest.mark.blender]
+
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory, cache_dir):

@@ -137,6 +137,7 @@ def test_clean_store_is_valid(base, tmp_path):
     assert _hashes(base) == before  # validating writes nothing
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", FAULTS)
 def test_each_fault_is_found_and_named(base, tmp_path, fault):
     path = _copy(base, tmp_path)
@@ -246,6 +247,9 @@ def test_finalize_flag_only_when_valid(tmp_path):
     assert code == 0 and clipstore.read_manifest(clipstore.open_store(path))["n_clips"] == 1
 
 
+@pytest.mark.blender
+@pytest.mark.ray
+@pytest.mark.slow
 def test_real_render_is_valid_and_finalized(tmp_path, small_cfg):
     """A real 64 px 4-frame render: the driver finalizes; validate passes it, then finds a truncated shard."""
     from pipelines.render import main as render_main
@@ -271,6 +275,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_exit_codes(base, tmp_path):
     a_file = tmp_path / "file.zarr"
     a_file.write_text("x")

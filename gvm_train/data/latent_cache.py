@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core import done
 from gvm_train.model import GVMModel
 
 # rgb/alpha latents feed the UNet; alpha pixels and weight feed the pixel losses.
@@ -44,7 +45,7 @@ def build(dataset: Any, model: GVMModel, windows: int, root: Path, batch_size: i
     """The pool folder for (dataset, model), encoding it first when it does not exist yet."""
     from tqdm import tqdm
     folder = root / cache_key(dataset, model, windows)
-    if (folder / "pool.json").is_file():
+    if done.is_done(folder):
         return folder
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -64,7 +65,7 @@ def build(dataset: Any, model: GVMModel, windows: int, root: Path, batch_size: i
                 out[name][start:start + len(v)] = v
     for a in out.values():
         a.flush()
-    (tmp / "pool.json").write_text(json.dumps({"windows": windows}))
+    done.mark(tmp, {"windows": windows})  # last, then renamed: a pool exists whole or not at all
     os.replace(tmp, folder)
     return folder
 
@@ -74,7 +75,7 @@ class CachedWindows(torch.utils.data.Dataset):
 
     def __init__(self, folder: Path, length: int):
         self.folder, self.length = folder, length
-        self.windows = json.loads((folder / "pool.json").read_text())["windows"]
+        self.windows = done.read(folder)["windows"]
         self._arrays: dict[str, np.ndarray] | None = None
 
     def __len__(self) -> int:

@@ -170,7 +170,7 @@ def pixel_losses(pred: torch.Tensor, target: torch.Tensor, cfg: Mapping[str, Any
     if cfg.get("l1"):
         out["l1"] = weighted_mean((p - g).abs(), w)
     if cfg.get("laplacian"):
-        out["laplacian"] = laplacian_pyramid_loss(p, g, int(cfg.get("laplacian_levels", 3)), w)
+        out["laplacian"] = laplacian_pyramid_loss(p, g, int(cfg["laplacian_levels"]), w)
     if cfg.get("gradient"):
         out["gradient"] = sobel_gradient_loss(p, g, w)
     return out

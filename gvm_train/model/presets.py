@@ -52,7 +52,7 @@ def _tiny_unet_vae(cfg: dict[str, Any]) -> tuple[UNetSpatioTemporalConditionMode
             raise ValueError(f"model.{key}: the tiny preset needs a {key} section of constructor settings")
     # Seed the initial weights without disturbing the caller's global RNG stream.
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(cfg.get("seed", 0)))
+        torch.manual_seed(int(cfg["seed"]))
         try:
             unet = UNetSpatioTemporalConditionModel(**cfg["unet"])
             vae = AutoencoderKLTemporalDecoder(**cfg["vae"])
