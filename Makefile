@@ -9,7 +9,7 @@ N      ?= 4
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv render sheet test test-fast bench bench-render loop clean
+.PHONY: venv render sheet test test-fast bench bench-render bench-fidelity loop clean
 
 venv: $(STAMP)
 
@@ -37,6 +37,9 @@ bench: $(STAMP)
 
 bench-render: $(STAMP)
 	$(BIN)/python -m pipelines.bench_render $(ARGS)
+
+bench-fidelity: $(STAMP)
+	$(BIN)/python -m pipelines.bench_fidelity $(ARGS)
 
 loop: $(STAMP)
 	$(BIN)/python -m pipelines.loop $(ARGS)

@@ -137,6 +137,8 @@ class PosedBody:
     vertices: np.ndarray         # (T,V,3) float32, posed, translated
     joints: np.ndarray           # (T,55,3) float32
     rest_vertices: np.ndarray    # (V,3) float32: shaped, zero pose, no translation
+    rest_joints: np.ndarray      # (55,3) float32: their joints
+    parents: np.ndarray          # (55,) int64: each joint's parent (-1 at the root)
     head_transform: np.ndarray   # (T,4,4) float32: rest (shaped) -> posed, for head-rigid things
     scalp: np.ndarray            # (V,) bool
     head: np.ndarray             # (V,) bool: the whole head (face, scalp, ears, eyes)
@@ -232,6 +234,8 @@ def pose_body(model: dict, betas, motion) -> PosedBody:
         vertices=out.vertices.numpy().astype(np.float32),
         joints=out.joints[:, :NUM_JOINTS].numpy().astype(np.float32),
         rest_vertices=v_shaped[0].numpy().astype(np.float32),
+        rest_joints=rest_joints[0, :NUM_JOINTS].numpy().astype(np.float32),
+        parents=np.where(body.parents.numpy()[:NUM_JOINTS] >= NUM_JOINTS, -1, body.parents.numpy()[:NUM_JOINTS]).astype(np.int64),
         head_transform=head_tf.numpy().astype(np.float32),
         scalp=arrays["scalp"].copy(),
         head=arrays["head"].copy(),

@@ -29,8 +29,24 @@ def _label(clip: clipstore.Clip) -> str:
             f"body={spec.get('body', {}).get('model', {}).get('kind', '?')}  frames={clip.n_frames}")
 
 
-def write(root, out: Path, clips: int, frames: int, cell: int) -> Path | None:
-    """Write the sheet for up to `clips` complete clips; None when the store has none."""
+def edge_window(alpha: np.ndarray, hair: np.ndarray | None, size: int) -> tuple[slice, slice]:
+    """The size x size window holding the most fractional (hair, where known) alpha: where a
+    matte is hardest."""
+    import cv2
+    weight = ((alpha > 0.02) & (alpha < 0.98)).astype(np.float32)
+    if hair is not None:
+        weight *= (hair > 0.02).astype(np.float32)
+    size = min(size, *alpha.shape)
+    box = cv2.boxFilter(weight, -1, (size, size), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    cy, cx = np.unravel_index(int(np.argmax(box)), box.shape)
+    y0 = int(np.clip(cy - size // 2, 0, alpha.shape[0] - size))
+    x0 = int(np.clip(cx - size // 2, 0, alpha.shape[1] - size))
+    return slice(y0, y0 + size), slice(x0, x0 + size)
+
+
+def write(root, out: Path, clips: int, frames: int, cell: int, crop: int = 0) -> Path | None:
+    """Write the sheet for up to `clips` complete clips; None when the store has none. With
+    `crop` > 0 each row ends with a crop x crop pixel close-up of the hair edge and its alpha."""
     ids = clipstore.complete_ids(root)[:clips]
     if not ids:
         return None
@@ -42,6 +58,13 @@ def write(root, out: Path, clips: int, frames: int, cell: int) -> Path | None:
             a = alpha_float(clip["alpha"][i])
             pair = np.concatenate([sheet.over_checker(clip["fgr"][i], a), np.repeat(a[..., None], 3, 2)], axis=1)
             tiles.append(sheet.tile(pair, long_side=cell * pair.shape[1] // max(a.shape)))
+        if crop > 0:
+            hair = alpha_float(clip["alpha_hair"][i]) if "alpha_hair" in clip.arrays else None
+            ys, xs = edge_window(a, hair, crop)
+            close = np.concatenate([sheet.over_checker(clip["fgr"][i][ys, xs], a[ys, xs]),
+                                    np.repeat(a[ys, xs][..., None], 3, 2)], axis=1)
+            up = cell // close.shape[0] or 1
+            tiles.append(np.repeat(np.repeat(sheet.rgb8(close), up, 0), up, 1))
         rows.append(sheet.row(tiles, _label(clip)))
     return sheet.write(out, sheet.grid(rows))
 
@@ -54,7 +77,7 @@ def main(cfg: DictConfig) -> int:
     except clipstore.StoreError as e:
         raise UserError(str(e)) from None
     s = c["sheet"]
-    out = write(root, default_path(c), s["clips"], s["frames"], s["cell"])
+    out = write(root, default_path(c), s["clips"], s["frames"], s["cell"], s["crop"])
     if out is None:
         raise UserError(f"store {c['store']['path']} has no complete clips")
     print(out)

@@ -81,7 +81,7 @@ def clip_spec(cfg: dict, index: int, model: dict) -> ClipSpec:
         body={"model": model, **body.sample(cfg["body"], seed("betas")),
               "skin": skin.sample(cfg["body"]["skin"], seed("skin"))},
         motion=motions.sample(cfg["motion"], seed("motion")),
-        hair=hair.sample(cfg["hair"], seed("hair")),
+        hair=hair.sample(cfg["hair"], seed("hair"), index),
         camera=camera.sample(cfg["camera"], seed("camera")),
         lighting=lighting.sample(cfg["lighting"], seed("lighting")),
         cycles=cycles,

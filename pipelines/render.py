@@ -224,7 +224,7 @@ def main(cfg: DictConfig) -> int:
     done, failed = run_ray(todo, c) if todo else ([], {})
     sh = c["sheet"]
     sheet = contact_sheet.write(clipstore.open_store(c["store"]["path"]), contact_sheet.default_path(c),
-                                sh["clips"], sh["frames"], sh["cell"])
+                                sh["clips"], sh["frames"], sh["cell"], sh["crop"])
     print(summary(c, len(specs), len(specs) - len(todo), done, failed, time.perf_counter() - start, sheet))
     # Every writer is done (run_ray has shut Ray down): snapshot the store for plain-zarr readers.
     m = clipstore.finalize(c["store"]["path"])

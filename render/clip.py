@@ -31,14 +31,27 @@ def scalp_patch(posed: body.PosedBody) -> tuple[np.ndarray, np.ndarray]:
     return posed.rest_vertices[idx], remap[posed.faces[on]]
 
 
+def hair_motion(spec: ClipSpec, posed: body.PosedBody) -> tuple[hair.Motion, hair.Groom]:
+    """The clip's groom, grown in the rest pose against head and body, then moved with them."""
+    g = spec.hair["geometry"]
+    scalp_v, scalp_f = scalp_patch(posed)
+    head = hair.HeadField(posed.rest_vertices[posed.head], g["collision_bins"])
+    rest_body = hair.BodyField(posed.rest_vertices, posed.faces, ~posed.head, posed.rest_joints, posed.parents,
+                               g["body_reach"])
+    groom = hair.grow(scalp_v, scalp_f, posed.rest_vertices[posed.head], g, spec.hair["seed"], body=rest_body)
+    moving = hair.Body(posed.vertices, posed.faces, ~posed.head, posed.joints, posed.parents, g["body_reach"],
+                       g["body_margin"])
+    return hair.move(groom.points, groom.guides, groom.owner, posed.head_transform, head,
+                     g["collision_margin"], moving, spec.hair["dynamics"], spec.fps, spec.hair["motion_seed"]), groom
+
+
 def geometry(spec: ClipSpec) -> Geometry:
     motion = motions.motion_frames(spec.motion, spec.n_frames, spec.fps)
     posed = body.pose_body(spec.body["model"], spec.body["betas"], motion)
-    scalp_v, scalp_f = scalp_patch(posed)
-    points, radius = hair.grow(scalp_v, scalp_f, posed.rest_vertices[posed.head], spec.hair["geometry"],
-                               spec.hair["seed"])
+    moving, groom = hair_motion(spec, posed)
+    melanin = hair.strand_melanin(spec.hair["colour"], len(groom.points), spec.hair["seed"])
     return Geometry(posed.faces, posed.vertices, posed.joints, posed.head_transform, posed.rest_vertices,
-                    points, radius)
+                    moving, groom.radius, melanin)
 
 
 def render_clip(spec: ClipSpec, threads: int = 0) -> RenderedClip:
@@ -47,7 +60,8 @@ def render_clip(spec: ClipSpec, threads: int = 0) -> RenderedClip:
     fgr, alpha = frames.to_store(out.rgba, out.alpha, spec.cycles["fgr_min_alpha"])
     info = {"device": out.device, "cycles_seconds": sum(out.seconds.values()), "pass_seconds": out.seconds,
             "camera": out.camera,
-            "hair_strands": int(geo.hair_points.shape[0]), "body_vertices": int(geo.vertices.shape[1])}
+            "hair_seconds": out.hair_seconds,
+            "hair_strands": int(geo.hair.rest.shape[0]), "body_vertices": int(geo.vertices.shape[1])}
     arrays = {"fgr": fgr, "alpha": alpha}
     if out.hair is not None:
         arrays["alpha_hair"] = quantise_alpha(out.hair)

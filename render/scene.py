@@ -17,6 +17,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
+from assets.hair import Motion
 from render import frames as frames_io
 from render.spec import ClipSpec
 
@@ -44,8 +45,9 @@ class Geometry:
     joints: np.ndarray           # (T,55,3)
     head_transform: np.ndarray   # (T,4,4) rest -> posed, for things riding on the head
     rest_vertices: np.ndarray    # (V,3) shaped body in the rest pose
-    hair_points: np.ndarray      # (S,P,3) strands in the rest pose
+    hair: Motion                 # the strands at every frame (and in the rest pose)
     hair_radius: np.ndarray      # (S,P)
+    hair_melanin: np.ndarray     # (S,) per-strand melanin (dyed hair: a brightness factor)
 
 
 def reset() -> None:
@@ -96,44 +98,74 @@ def skin_material(p: dict) -> bpy.types.Material:
     bsdf.inputs["Subsurface Weight"].default_value = p["subsurface_weight"]
     bsdf.inputs["Subsurface Radius"].default_value = (1.0, 0.35, 0.2)
     bsdf.inputs["Subsurface Scale"].default_value = 0.01
+    _switch(mat, bsdf.outputs[0], (0.0, 1.0, 0.0))
     return mat
 
 
-def hair_material(p: dict, model: str) -> bpy.types.Material:
+def _switch(mat: bpy.types.Material, shaded_socket, rgb: tuple[float, float, float]) -> None:
+    """End a material in a mix of its shading and a flat emission: the colour pass shows the
+    shading (fac 0), the alpha pass only coverage (fac 1; Cycles folds the constant mix away, so
+    no light is sampled). Switching a shader input keeps the scene's geometry and BVH."""
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    emit = nodes.new("ShaderNodeEmission")
+    emit.inputs["Color"].default_value = (*rgb, 1.0)
+    emit.inputs["Strength"].default_value = 1.0
+    mix = nodes.new("ShaderNodeMixShader")
+    mix.name = "coverage"
+    mix.inputs["Fac"].default_value = 0.0
+    links.new(shaded_socket, mix.inputs[1])
+    links.new(emit.outputs[0], mix.inputs[2])
+    links.new(mix.outputs[0], nodes["Material Output"].inputs["Surface"])
+
+
+def hair_material(p: dict, colour: dict, model: str) -> bpy.types.Material:
     mat = bpy.data.materials.new("hair")
     nodes = mat.node_tree.nodes
     nodes.remove(nodes["Principled BSDF"])
     hair = nodes.new("ShaderNodeBsdfHairPrincipled")
     hair.model = model  # created as CHIANG whatever RNA claims: always set it
-    hair.parametrization = "MELANIN"
-    for name, key in (("Melanin", "melanin"), ("Melanin Redness", "melanin_redness"),
-                      ("Roughness", "roughness"), ("Radial Roughness", "radial_roughness"),
-                      ("Coat", "coat"), ("Random Color", "random_color"),
-                      ("Random Roughness", "random_roughness")):
+    strand = nodes.new("ShaderNodeAttribute")     # per-curve melanin (or brightness), see assets.hair.colour
+    strand.attribute_type, strand.attribute_name = "GEOMETRY", "melanin"
+    if colour["kind"] == "dyed":
+        hair.parametrization = "COLOR"
+        tint = nodes.new("ShaderNodeMix")
+        tint.data_type, tint.blend_type = "RGBA", "MULTIPLY"
+        tint.inputs["Factor"].default_value = 1.0
+        tint.inputs["A"].default_value = (*colour["color"], 1.0)
+        mat.node_tree.links.new(strand.outputs["Color"], tint.inputs["B"])
+        mat.node_tree.links.new(tint.outputs["Result"], hair.inputs["Color"])
+    else:
+        hair.parametrization = "MELANIN"
+        mat.node_tree.links.new(strand.outputs["Fac"], hair.inputs["Melanin"])
+        hair.inputs["Melanin Redness"].default_value = colour["melanin_redness"]
+        hair.inputs["Random Color"].default_value = 0.0   # the attribute varies it already
+    for name, key in (("Roughness", "roughness"), ("Radial Roughness", "radial_roughness"),
+                      ("Coat", "coat"), ("IOR", "ior"), ("Random Roughness", "random_roughness")):
         if key in p and name in hair.inputs:  # HUANG has no radial roughness or coat
             hair.inputs[name].default_value = p[key]
-    mat.node_tree.links.new(hair.outputs[0], nodes["Material Output"].inputs["Surface"])
+    _switch(mat, hair.outputs[0], (1.0, 0.0, 0.0))
     return mat
 
 
 def add_hair(geo: Geometry, material: bpy.types.Material) -> bpy.types.Object:
-    pts = to_blender(geo.hair_points.reshape(-1, 3)).astype(np.float32)
-    n_strands, n_points = geo.hair_points.shape[:2]
+    """The strands as one Curves object; positions are set per frame by `pose_hair`."""
+    n_strands, n_points = geo.hair.rest.shape[:2]
     curves = bpy.data.hair_curves.new("hair")
     curves.add_curves([n_points] * n_strands)
-    curves.position_data.foreach_set("vector", pts.ravel())
     radius = curves.attributes.new("radius", "FLOAT", "POINT")  # reads 0 unless created
     radius.data.foreach_set("value", geo.hair_radius.astype(np.float32).ravel())
+    melanin = curves.attributes.new("melanin", "FLOAT", "CURVE")
+    melanin.data.foreach_set("value", geo.hair_melanin.astype(np.float32))
     curves.materials.append(material)
     obj = bpy.data.objects.new("hair", curves)
     bpy.context.scene.collection.objects.link(obj)
-    # Hair rides rigidly on the head joint: the same transform LBS applies to the scalp.
-    obj.rotation_mode = "QUATERNION"
-    for t, m in enumerate(rigid_to_blender(geo.head_transform.astype(np.float64))):
-        obj.matrix_world = Matrix(m.tolist())
-        obj.keyframe_insert("location", frame=t + 1)
-        obj.keyframe_insert("rotation_quaternion", frame=t + 1)
     return obj
+
+
+def pose_hair(obj: bpy.types.Object, points: np.ndarray) -> None:
+    """Strand points (S,P,3) in the SMPL-X frame, posed, as the Curves' positions."""
+    obj.data.position_data.foreach_set("vector", to_blender(points.reshape(-1, 3)).astype(np.float32).ravel())
+    obj.data.update_tag()
 
 
 def _facing(joints_b: np.ndarray) -> np.ndarray:
@@ -157,7 +189,7 @@ def add_camera(geo: Geometry, cam: dict, width: int, height: int) -> dict:
     joints = to_blender(geo.joints)
     # Hair volume above the crown, measured in the rest pose (it rides rigidly on the head).
     rest_top = geo.rest_vertices[:, 1].max()
-    hair_above = max(0.0, float(geo.hair_points[..., 1].max() - rest_top))
+    hair_above = max(0.0, float(geo.hair.rest[..., 1].max() - rest_top))
     top = verts[..., 2].max() + hair_above
     head = joints[:, HEAD].mean(0)
     extent = cam["frame_height_m"]
@@ -258,47 +290,41 @@ def configure(spec: ClipSpec, threads: int) -> str:
     return select_device(c["device"])
 
 
-def use_alpha_pass() -> None:
-    """Turn the scene into one that only measures coverage: total, and the hair's share of it.
+def use_pass(name: str, c: dict) -> None:
+    """Switch the scene between the colour pass and the alpha pass, which only measures coverage:
+    total, and the hair's share of it.
 
-    Alpha depends on geometry alone, so flat emission materials, no bounces and no world give
-    the same alpha as full shading at a fraction of the cost, which buys more samples for it.
-    Hair emits pure red and the body pure green, so the premultiplied red channel is the hair's
-    own visible coverage (strands hidden behind the body count nothing) at no extra cost.
+    Alpha depends on geometry alone, so flat emission, no bounces and no denoising give the same
+    alpha as full shading at a fraction of the cost per sample, which buys many more samples;
+    adaptive sampling spends them where the estimate is still noisy, which is the fractional
+    pixels (strands, edges): covered and empty pixels converge at the minimum. Hair emits pure
+    red and the body pure green, so the premultiplied red channel is the hair's own visible
+    coverage (strands hidden behind the body count nothing) at no extra cost.
     """
     scene = bpy.context.scene
-    for obj in scene.objects:
-        if obj.type in ("MESH", "CURVES"):
-            obj.data.materials.clear()
-            obj.data.materials.append(_emission("coverage_hair" if obj.type == "CURVES" else "coverage_body",
-                                                (1.0, 0.0, 0.0) if obj.type == "CURVES" else (0.0, 1.0, 0.0)))
-    scene.world = None
-    scene.cycles.max_bounces = 0
-    scene.cycles.use_denoising = False
+    alpha = name == "alpha"
+    for mat in bpy.data.materials:
+        if "coverage" in mat.node_tree.nodes:
+            mat.node_tree.nodes["coverage"].inputs["Fac"].default_value = 1.0 if alpha else 0.0
+    cy = scene.cycles
+    cy.samples = c["alpha_samples"] if alpha else c["samples"]
+    cy.max_bounces = 0 if alpha else c["max_bounces"]
+    cy.use_denoising = False if alpha else c["denoise"]
+    cy.use_adaptive_sampling = alpha and c["alpha_adaptive_threshold"] > 0
+    if alpha:
+        cy.adaptive_threshold = c["alpha_adaptive_threshold"]
+        cy.adaptive_min_samples = c["alpha_min_samples"]
 
 
-def _emission(name: str, rgb: tuple[float, float, float]) -> bpy.types.Material:
-    mat = bpy.data.materials.new(name)
-    nodes = mat.node_tree.nodes
-    nodes.remove(nodes["Principled BSDF"])
-    emit = nodes.new("ShaderNodeEmission")
-    emit.inputs["Color"].default_value = (*rgb, 1.0)
-    emit.inputs["Strength"].default_value = 1.0
-    mat.node_tree.links.new(emit.outputs[0], nodes["Material Output"].inputs["Surface"])
-    return mat
-
-
-def _render_animation(folder: Path, n_frames: int) -> tuple[np.ndarray, float]:
-    folder.mkdir()
-    bpy.context.scene.render.filepath = str(folder / "f")
+def render_frame(path: Path) -> tuple[np.ndarray, float]:
+    bpy.context.scene.render.filepath = str(path)
     start = time.perf_counter()
     with quiet_stdout():
-        bpy.ops.render.render(animation=True)
+        bpy.ops.render.render(write_still=True)
     seconds = time.perf_counter() - start
-    files = sorted(folder.glob("f*.exr"))
-    if len(files) != n_frames:
-        raise RuntimeError(f"Cycles wrote {len(files)} of {n_frames} frames")
-    return np.stack([frames_io.read_exr(str(f)) for f in files]), seconds
+    if not path.is_file():
+        raise RuntimeError(f"Cycles wrote no frame to {path}")
+    return frames_io.read_exr(str(path)), seconds
 
 
 @dataclass(frozen=True)
@@ -307,26 +333,54 @@ class Rendered:
     alpha: np.ndarray       # (T,H,W) coverage: the alpha pass, or the colour pass's own alpha
     hair: np.ndarray | None # (T,H,W) the hair's visible share of that coverage (alpha pass only)
     seconds: dict           # Cycles' wall time per pass, all frames
+    hair_seconds: float     # posing the strands, all frames
     device: str
     camera: dict
 
 
-def build_and_render(spec: ClipSpec, geo: Geometry, threads: int = 0, workdir: str | None = None) -> Rendered:
+def build(spec: ClipSpec, geo: Geometry, threads: int = 0) -> tuple[bpy.types.Object, dict, str]:
+    """The clip's scene, hair unposed: the hair object, the resolved camera and the device."""
+    c = spec.cycles
     reset()
     device = configure(spec, threads)
+    bpy.context.scene.render.use_persistent_data = True
     add_body(geo, spec.body["skin"])
-    add_hair(geo, hair_material(spec.hair["material"], spec.cycles["hair_model"]))
-    camera = add_camera(geo, spec.camera, spec.cycles["width"], spec.cycles["height"])
+    hair_obj = add_hair(geo, hair_material(spec.hair["material"], spec.hair["colour"], c["hair_model"]))
+    camera = add_camera(geo, spec.camera, c["width"], c["height"])
     add_lights(geo, spec.lighting)
+    return hair_obj, camera, device
+
+
+def build_and_render(spec: ClipSpec, geo: Geometry, threads: int = 0, workdir: str | None = None) -> Rendered:
+    """Render every frame: the strands posed, then the colour pass and (if alpha_samples) the
+    alpha pass of that frame. Persistent data keeps the synced scene and its BVH between the two."""
+    c = spec.cycles
+    hair_obj, camera, device = build(spec, geo, threads)
+    scene = bpy.context.scene
     base = workdir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
+    T = spec.n_frames
+    rgba = np.empty((T, c["height"], c["width"], 4), np.float32)
+    alpha = hair = None
+    if c["alpha_samples"]:
+        alpha = np.empty((T, c["height"], c["width"]), np.float32)
+        hair = np.empty_like(alpha)
+    seconds = {"colour": 0.0, **({"alpha": 0.0} if alpha is not None else {})}
+    hair_s = 0.0
     with tempfile.TemporaryDirectory(prefix="gvm-render-", dir=base) as tmp:
-        rgba, colour_s = _render_animation(Path(tmp) / "colour", spec.n_frames)
-        seconds = {"colour": colour_s}
-        alpha, hair = rgba[..., 3], None
-        if spec.cycles["alpha_samples"]:
-            use_alpha_pass()
-            bpy.context.scene.cycles.samples = spec.cycles["alpha_samples"]
-            coverage, seconds["alpha"] = _render_animation(Path(tmp) / "alpha", spec.n_frames)
-            alpha, hair = coverage[..., 3], np.minimum(coverage[..., 0], coverage[..., 3])
+        for t in range(T):
+            scene.frame_set(t + 1)
+            start = time.perf_counter()
+            pose_hair(hair_obj, geo.hair.strands(t))
+            hair_s += time.perf_counter() - start
+            use_pass("colour", c)
+            rgba[t], s = render_frame(Path(tmp) / f"c{t:04d}.exr")
+            seconds["colour"] += s
+            if alpha is not None:
+                use_pass("alpha", c)
+                cov, s = render_frame(Path(tmp) / f"a{t:04d}.exr")
+                seconds["alpha"] += s
+                alpha[t], hair[t] = cov[..., 3], np.minimum(cov[..., 0], cov[..., 3])
+    if alpha is None:
+        alpha = rgba[..., 3]
     reset()
-    return Rendered(rgba, alpha, hair, seconds, device, camera)
+    return Rendered(rgba, alpha, hair, seconds, hair_s, device, camera)

@@ -11,7 +11,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 # The smallest settings that still exercise every part: 64 px, 4 frames, few samples and strands.
 SMALL = ["cycles.width=64", "cycles.height=64", "cycles.samples=8", "cycles.alpha_samples=16", "clip.fps=8", "clip.seconds=0.5",
-         "hair.common.n_strands=3000"]
+         "hair.strand_scale=0.05"]
 
 
 @pytest.fixture(scope="session")

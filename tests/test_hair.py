@@ -26,16 +26,30 @@ def head():
 
 
 def params(**over):
+    """Every grow param; the scalp maps flat, no flyaways, fringe, cut or tie unless asked."""
     p = {
         "n_strands": 3000, "points_per_strand": 16, "length": 0.25, "length_jitter": 0.1,
         "gravity": 40.0, "curl_radius": 0.0, "curl_frequency": 0.0, "curl_jitter": 0.1,
         "curl_start": 0.15, "frizz": 0.001, "clump": 0.3, "clump_shape": 1.5, "n_clumps": 200,
         "root_lift": 0.5, "comb_back": 0.8, "part_strength": 0.3, "part_x": 0.0,
-        "comb_follow": 25.0, "root_tilt": 10.0, "root_radius": 0.0004, "tip_radius": 0.0001,
-        "collision_margin": 0.003, "collision_bins": 40,
+        "comb_follow": 25.0, "root_tilt": 10.0,
+        "root_diameter_um": 70.0, "diameter_sigma": 0.2, "diameter_min_um": 30.0, "diameter_max_um": 150.0,
+        "tip_ratio": 0.3, "taper_start": 0.8,
+        "hairline_width": 0.012, "hairline_density": 1.0, "hairline_length": 1.0, "crown_density": 1.0,
+        "crown_radius": 0.03, "nape_length": 1.0, "nape_height": 0.05,
+        "flyaway_share": 0.0, "flyaway_reach": 0.03, "flyaway_length": 1.15,
+        "fringe": 0, "fringe_depth": 0.045, "fringe_length": 0.09, "cut_below": 0.0, "cut_jitter": 0.004,
+        "tie": "none", "tie_elevation": 0.0, "tie_offset": 0.008, "tail_spread": 0.08, "tail_gravity": 12.0,
+        "bun_radius": 0.03,
+        "collision_margin": 0.003, "collision_bins": 40, "body_margin": 0.004, "body_reach": 0.05,
     }
     p.update(over)
     return p
+
+
+def grow(*args, **kw):
+    g = hair.grow(*args, **kw)
+    return g.points, g.radius
 
 
 def arc_lengths(pts):
@@ -47,16 +61,16 @@ def ellipsoid_radius(pts):
 
 
 def test_shapes_and_dtypes(head):
-    pts, rad = hair.grow(*head, params(n_strands=1234, points_per_strand=9), seed=0)
+    pts, rad = grow(*head, params(n_strands=1234, points_per_strand=9), seed=0)
     assert pts.shape == (1234, 9, 3) and pts.dtype == np.float32
     assert rad.shape == (1234, 9) and rad.dtype == np.float32
     assert np.isfinite(pts).all()
 
 
 def test_deterministic_for_seed_and_seeds_differ(head):
-    a, ra = hair.grow(*head, params(), seed=0)
-    b, rb = hair.grow(*head, params(), seed=0)
-    c, _ = hair.grow(*head, params(), seed=1)
+    a, ra = grow(*head, params(), seed=0)
+    b, rb = grow(*head, params(), seed=0)
+    c, _ = grow(*head, params(), seed=1)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(ra, rb)
     assert np.abs(a - c).mean() > 1e-3
@@ -64,7 +78,7 @@ def test_deterministic_for_seed_and_seeds_differ(head):
 
 def test_roots_on_scalp(head):
     sv, sf, hv = head
-    pts, _ = hair.grow(sv, sf, hv, params(n_strands=6000), seed=2)
+    pts, _ = grow(sv, sf, hv, params(n_strands=6000), seed=2)
     roots = pts[:, 0]
     # On the scalp mesh (flat triangles lie a hair inside the curved ellipsoid).
     assert np.abs(ellipsoid_radius(roots) - 1).max() < 0.02
@@ -82,18 +96,18 @@ def test_roots_are_area_weighted(head):
     top = CENTER + [0, AXES[1] + 0.001, 0]
     sv = top + np.array([[0, 0, 0], [0.02, 0, 0], [0, 0, 0.02], [-0.04, 0, 0], [0, 0, -0.04]])
     sf = np.array([[0, 1, 2], [0, 3, 4]])
-    pts, _ = hair.grow(sv, sf, head[2], params(n_strands=5000, length=0.05), seed=9)
+    pts, _ = grow(sv, sf, head[2], params(n_strands=5000, length=0.05), seed=9)
     big = (pts[:, 0, 0] < 0) & (pts[:, 0, 2] < 0)
     assert abs(big.mean() - 0.8) < 0.03
 
 
 @pytest.mark.parametrize("length", [0.05, 0.2, 0.45])
 def test_lengths_follow_params(head, length):
-    pts, _ = hair.grow(*head, params(length=length, length_jitter=0.15), seed=3)
+    pts, _ = grow(*head, params(length=length, length_jitter=0.15), seed=3)
     arc = arc_lengths(pts)
     assert abs(arc.mean() / length - 1) < 0.05
     assert arc.std() / arc.mean() > 0.08          # jitter shows
-    exact, _ = hair.grow(*head, params(length=length, length_jitter=0.0, clump=0.0,
+    exact, _ = grow(*head, params(length=length, length_jitter=0.0, clump=0.0,
                                        frizz=0.0), seed=3)
     arc0 = arc_lengths(exact)
     # Without jitter every strand keeps its length; only collision pushes may stretch a little.
@@ -102,15 +116,15 @@ def test_lengths_follow_params(head, length):
 
 
 def test_hair_falls_under_gravity(head):
-    pts, _ = hair.grow(*head, params(length=0.4), seed=4)
+    pts, _ = grow(*head, params(length=0.4), seed=4)
     assert (pts[:, -1, 1] < pts[:, 0, 1]).mean() > 0.95
-    stiff, _ = hair.grow(*head, params(length=0.4, gravity=0.0, comb_follow=0.0), seed=4)
+    stiff, _ = grow(*head, params(length=0.4, gravity=0.0, comb_follow=0.0), seed=4)
     assert pts[:, -1, 1].mean() < stiff[:, -1, 1].mean() - 0.1
 
 
 def test_curly_strands_are_more_tortuous(head):
     def tortuosity(p):
-        pts, _ = hair.grow(*head, p, seed=5)
+        pts, _ = grow(*head, p, seed=5)
         return np.median(arc_lengths(pts) / np.linalg.norm(pts[:, -1] - pts[:, 0], axis=1))
     straight = tortuosity(params(frizz=0.0, clump=0.0, points_per_strand=24))
     curly = tortuosity(params(frizz=0.0, clump=0.0, points_per_strand=24,
@@ -122,24 +136,28 @@ def test_no_point_inside_the_head(head):
     for p in (params(), params(length=0.5, gravity=70.0, comb_back=-0.5),
               params(curl_radius=0.012, curl_frequency=12.0, points_per_strand=28, frizz=0.004),
               params(length=0.06, points_per_strand=10, gravity=10.0)):
-        pts, _ = hair.grow(*head, p, seed=6)
+        pts, _ = grow(*head, p, seed=6)
         assert ellipsoid_radius(pts[:, 1:]).min() > 1.0
 
 
 def test_clumping_draws_tips_together(head):
     def tip_spacing(clump):
         # Equal lengths: clumped strands of one length end at the same place on their guide.
-        pts, _ = hair.grow(*head, params(clump=clump, n_clumps=100, frizz=0.0,
+        pts, _ = grow(*head, params(clump=clump, n_clumps=100, frizz=0.0,
                                          length_jitter=0.0), seed=7)
         return np.median(cKDTree(pts[:, -1]).query(pts[:, -1], k=6)[0][:, 5])
     assert tip_spacing(0.9) < 0.6 * tip_spacing(0.0)
 
 
-def test_radius_tapers(head):
-    pts, rad = hair.grow(*head, params(root_radius=0.0005, tip_radius=0.0001), seed=8)
-    np.testing.assert_allclose(rad[:, 0], 0.0005, rtol=1e-6)
-    np.testing.assert_allclose(rad[:, -1], 0.0001, rtol=1e-6)
-    assert (np.diff(rad, axis=1) < 0).all()
+def test_strand_diameters_are_human_and_taper(head):
+    _, rad = grow(*head, params(root_diameter_um=70.0, diameter_sigma=0.2, tip_ratio=0.3,
+                                taper_start=0.8), seed=8)
+    dia = 2e6 * rad[:, 0]
+    assert 30.0 <= dia.min() and dia.max() <= 150.0
+    assert abs(np.mean(dia) / 70.0 - 1) < 0.03 and 0.15 < np.std(np.log(dia)) < 0.25
+    np.testing.assert_allclose(rad[:, -1] / rad[:, 0], 0.3, rtol=1e-5)
+    assert (np.diff(rad, axis=1) <= 0).all()
+    np.testing.assert_array_equal(rad[:, 0], rad[:, rad.shape[1] // 2])   # the shaft is even
 
 
 def test_bad_input_is_named(head):
@@ -147,33 +165,56 @@ def test_bad_input_is_named(head):
     bad = params()
     del bad["gravity"]
     with pytest.raises(ValueError, match="gravity"):
-        hair.grow(sv, sf, hv, bad, seed=0)
+        grow(sv, sf, hv, bad, seed=0)
+    with pytest.raises(ValueError, match="tie must be one of"):
+        grow(sv, sf, hv, params(tie="braid"), seed=0)
     with pytest.raises(ValueError, match="scalp_faces"):
-        hair.grow(sv, sf + len(sv), hv, params(), seed=0)
+        grow(sv, sf + len(sv), hv, params(), seed=0)
     with pytest.raises(ValueError, match="length"):
-        hair.grow(sv, sf, hv, params(length=-0.1), seed=0)
+        grow(sv, sf, hv, params(length=-0.1), seed=0)
 
 
 def test_sample_params_resolves_every_style(head):
     cfg = load_conf("hair/default")
     seen = set()
-    for seed in range(40):
+    for seed in range(60):
         p = hair.sample_params(seed, cfg)
         seen.add(p["style"])
-        assert set(hair.GROW_KEYS) <= set(p) and set(hair.MATERIAL_KEYS) <= set(p)
-        assert all(isinstance(v, (int, float)) for k, v in p.items() if k != "style")
-        assert all(isinstance(p[k], int) for k in ("n_strands", "points_per_strand", "n_clumps"))
-        lo, hi = cfg["material"]["melanin"]
-        assert lo <= p["melanin"] <= hi
+        assert set(hair.GROW_KEYS) <= set(p)
+        assert all(isinstance(v, (int, float)) for k, v in p.items() if k not in ("style", "tie"))
+        assert all(isinstance(p[k], int) for k in ("n_strands", "points_per_strand", "n_clumps", "fringe"))
+        assert p["tie"] in hair.TIES and (p["tie"] != "none") == (p["style"] == "tied")
     assert seen == set(cfg["styles"])
     assert hair.sample_params(3, cfg) == hair.sample_params(3, cfg)
-    # A resolved style grows.
+    # A resolved style grows; strand_scale thins every style alike.
     cfg["style_weights"] = {"curly": 1.0}
     p = hair.sample_params(0, cfg)
     assert p["style"] == "curly" and p["curl_radius"] > 0
-    p["n_strands"] = 500
-    pts, _ = hair.grow(*head, p, seed=0)
-    assert pts.shape == (500, p["points_per_strand"], 3)
+    full = p["n_strands"]
+    cfg["strand_scale"] = 0.01
+    p = hair.sample_params(0, cfg)
+    assert p["n_strands"] == round(full * 0.01)
+    pts, _ = grow(*head, p, seed=0)
+    assert pts.shape == (p["n_strands"], p["points_per_strand"], 3)
+
+
+def test_colour_shares_resemble_people():
+    cfg = load_conf("hair/default")
+    draws = [hair.sample(cfg, s)["colour"] for s in range(600)]
+    names = [d["name"] for d in draws]
+    natural = cfg["colour"]["natural"]
+    total = sum(v["share"] for v in natural.values())
+    dyed = np.mean([d["kind"] == "dyed" for d in draws])
+    assert abs(dyed - cfg["colour"]["dyed_share"]) < 0.03
+    for name in ("black", "brown", "blond"):
+        want = (1 - cfg["colour"]["dyed_share"]) * natural[name]["share"] / total
+        assert abs(names.count(name) / len(names) - want) < 0.05
+    grey = next(d for d in draws if d["name"] == "grey")
+    m = hair.strand_melanin(grey, 20000, seed=1)
+    assert abs((m == 0).mean() - grey["unpigmented_share"]) < 0.02     # salt and pepper, not flat grey
+    black = next(d for d in draws if d["name"] == "black")
+    mb = hair.strand_melanin(black, 20000, seed=1)
+    assert (mb > 0).all() and 0.02 < np.std(mb) / np.mean(mb) < 0.2
 
 
 def test_sample_params_rejects_bad_config():

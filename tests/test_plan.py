@@ -28,7 +28,7 @@ def test_seed_zero_is_a_seed(small_cfg):
 def test_components_draw_from_independent_streams(small_cfg):
     base = plan.plan(small_cfg("n_clips=2"), MODEL)
     # A different hair sampler configuration changes hair only.
-    other = plan.plan(small_cfg("n_clips=2", "hair.material.melanin=[0.96,0.99]"), MODEL)
+    other = plan.plan(small_cfg("n_clips=2", "hair.material.roughness=[0.5,0.6]"), MODEL)
     for a, b in zip(base, other):
         assert a.hair != b.hair
         assert (a.body, a.motion, a.camera, a.lighting, a.cycles) == (b.body, b.motion, b.camera, b.lighting, b.cycles)

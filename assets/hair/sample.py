@@ -1,0 +1,82 @@
+"""A clip's hair drawn from the `hair:` config (conf/hair/default.yaml): style, geometry, material,
+colour and motion. This module knows only the names of the parameters; conf/ holds the numbers."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from assets.hair import colour
+from assets.hair.groom import _INT_KEYS, GROW_KEYS
+from core import ranges, seeds
+
+MATERIAL_KEYS = ("roughness", "radial_roughness", "coat", "ior", "random_roughness")
+_DRAWN_HERE = ("fringe",)           # drawn from the style's fringe_share, not a range
+
+
+def _style(cfg: Mapping[str, Any], rng: np.random.Generator, index: int | None = None) -> str:
+    styles = cfg.get("styles") or {}
+    if not styles:
+        raise ValueError("hair config has no styles")
+    weights = dict(cfg.get("style_weights") or {s: 1.0 for s in styles})
+    unknown = sorted(set(weights) - set(styles))
+    if unknown:
+        raise ValueError(f"hair style_weights name styles that are not defined: {unknown}")
+    names = sorted(weights)
+    w = np.array([float(weights[s]) for s in names])
+    if (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"hair style_weights must be non-negative with a positive sum, got {weights}")
+    pick = int(rng.choice(len(names), p=w / w.sum()))     # drawn either way: the streams stay aligned
+    order = cfg.get("style_order", "random")
+    if order == "cycle" and index is not None:
+        on = [n for n, x in zip(names, w) if x > 0]
+        return on[index % len(on)]
+    if order not in ("random", "cycle"):
+        raise ValueError(f"hair.style_order must be random or cycle, got {order!r}")
+    return names[pick]
+
+
+def sample_params(rng: np.random.Generator | int, cfg: Mapping[str, Any], index: int | None = None) -> dict[str, Any]:
+    """Pick a style (by `style_weights`) and draw every geometry param; a flat dict plus "style".
+    Strand counts are scaled by `strand_scale` (1 for the dataset, less for quick previews).
+    With `style_order: cycle` clip `index` takes the families with a positive weight in turn."""
+    rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+    style = _style(cfg, rng, index)
+    style_ranges = {**(cfg.get("common") or {}), **cfg["styles"][style]}
+    missing = sorted((set(GROW_KEYS) - set(_DRAWN_HERE) | {"fringe_share"}) - set(style_ranges))
+    if missing:
+        raise ValueError(f"hair style {style!r} leaves params undefined: {missing}")
+    out: dict[str, Any] = {"style": style}
+    for k in sorted(style_ranges):
+        out[k] = ranges.draw(style_ranges[k], rng, f"hair.{style}.{k}")
+    out["fringe"] = int(rng.random() < float(out.pop("fringe_share")))
+    scale = float(cfg["strand_scale"])
+    if not 0 < scale <= 1:
+        raise ValueError(f"hair.strand_scale must be in (0, 1], got {scale}")
+    out["n_strands"] = max(1, int(round(out["n_strands"] * scale)))
+    out["n_clumps"] = max(1, min(int(round(out["n_clumps"])), out["n_strands"]))
+    for k in _INT_KEYS:
+        out[k] = int(round(out[k]))
+    return out
+
+
+def sample(cfg: Mapping[str, Any], seed: int, index: int | None = None) -> dict[str, Any]:
+    """A clip's hair: geometry params (with the style), BSDF params, colour, motion, and the seeds
+    the strands grow and move from."""
+    rng = np.random.default_rng(seed)
+    geometry = sample_params(rng, cfg, index)
+    material = {k: ranges.draw(cfg["material"][k], rng, f"hair.material.{k}") for k in MATERIAL_KEYS}
+    dyn = cfg["dynamics"]
+    motion = {k: ranges.draw(v, rng, f"hair.dynamics.{k}") for k, v in sorted(dyn.items())
+              if k not in ("wind",)}
+    wind_cfg = dyn["wind"]
+    wind = {k: ranges.draw(v, rng, f"hair.dynamics.wind.{k}") for k, v in sorted(wind_cfg.items())
+            if k != "off_share"}
+    if rng.random() < float(wind_cfg["off_share"]):
+        wind["speed"] = 0.0
+    wind["azimuth_deg"] = float(rng.uniform(0.0, 360.0))
+    motion["wind"] = wind
+    return {"geometry": geometry, "material": material,
+            "colour": colour.sample(cfg["colour"], np.random.default_rng(seeds.derive(seed, "colour"))),
+            "dynamics": motion,
+            "seed": seeds.derive(seed, "strands"), "motion_seed": seeds.derive(seed, "hair_motion")}
