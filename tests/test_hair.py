@@ -227,3 +227,58 @@ def test_sample_params_rejects_bad_config():
     cfg["style_weights"] = {"bob": 1.0}
     with pytest.raises(ValueError, match="bob.length"):
         hair.sample_params(0, cfg)
+
+
+def _near_rim(sv, sf, roots, within):
+    from assets.hair.scalp import boundary_vertices
+    rim = sv[boundary_vertices(sf)]
+    return cKDTree(rim).query(roots)[0] < within
+
+
+def test_scalp_maps_thin_and_shorten_the_hairline(head):
+    sv, sf, hv = head
+    flat = hair.grow(sv, sf, hv, params(n_strands=8000), seed=11)
+    mapped = hair.grow(sv, sf, hv, params(n_strands=8000, hairline_density=0.2, hairline_length=0.5,
+                                          length_jitter=0.0), seed=11)
+    rim_flat = _near_rim(sv, sf, flat.points[:, 0], 0.006).mean()
+    rim_mapped = _near_rim(sv, sf, mapped.points[:, 0], 0.006).mean()
+    assert rim_mapped < 0.6 * rim_flat, (rim_mapped, rim_flat)
+    at_rim = _near_rim(sv, sf, mapped.points[:, 0], 0.003)
+    arc = arc_lengths(mapped.points)
+    assert np.median(arc[at_rim]) < 0.8 * np.median(arc[~_near_rim(sv, sf, mapped.points[:, 0], 0.02)])
+
+
+def test_flyaways_leave_the_mass(head):
+    g = hair.grow(*head, params(n_strands=6000, flyaway_share=0.05, flyaway_reach=0.03), seed=12)
+    assert abs(g.flyaway.mean() - 0.05) < 0.015
+    r = ellipsoid_radius(g.points[:, -1])
+    assert np.median(r[g.flyaway]) > np.median(r[~g.flyaway]) + 0.1
+
+
+def test_fringe_falls_over_the_forehead(head):
+    with_fringe = hair.grow(*head, params(n_strands=6000, fringe=1, fringe_length=0.08), seed=13)
+    without = hair.grow(*head, params(n_strands=6000, fringe=0), seed=13)
+    front = (with_fringe.points[:, 0, 2] > CENTER[2] + 0.4 * AXES[2]) & (with_fringe.points[:, 0, 1] > CENTER[1])
+    assert front.sum() > 50
+    tips, tips0 = with_fringe.points[front, -1], without.points[front, -1]
+    assert np.median(tips[:, 2]) > CENTER[2] + 0.6 * AXES[2] > np.median(tips0[:, 2])
+    assert np.median(tips[:, 1] - with_fringe.points[front, 0, 1]) < -0.02   # it falls
+
+
+@pytest.mark.parametrize("tie", ["ponytail", "bun"])
+def test_tied_hair_gathers_at_the_tie(head, tie):
+    loose = hair.grow(*head, params(n_strands=4000, length=0.35, points_per_strand=28), seed=14)
+    tied = hair.grow(*head, params(n_strands=4000, length=0.35, points_per_strand=28, tie=tie,
+                                   tie_elevation=0.3), seed=14)
+    spread = lambda p: np.linalg.norm(p - np.median(p, axis=0), axis=1).mean()  # noqa: E731
+    assert spread(tied.points[:, -1]) < 0.6 * spread(loose.points[:, -1])
+    assert np.median(tied.points[:, -1, 2]) < CENTER[2] - 0.8 * AXES[2]        # behind the head
+    assert ellipsoid_radius(tied.points[:, 1:]).min() > 1.0
+
+
+def test_blunt_cut_ends_strands_at_the_line(head):
+    g = hair.grow(*head, params(n_strands=4000, length=0.4, cut_below=0.06, cut_jitter=0.002,
+                                length_jitter=0.0), seed=15)
+    line = CENTER[1] - 0.06
+    assert np.percentile(g.points[:, -1, 1], 1) > line - 0.01
+    assert np.median(arc_lengths(g.points)) < 0.3

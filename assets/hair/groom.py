@@ -270,9 +270,12 @@ def grow(scalp_vertices: np.ndarray, scalp_faces: np.ndarray, head_vertices: np.
         below = pts[..., 1] < cut_y[:, None]
         crossing = below.any(axis=1) & ~flyaway & ~fringe
         if crossing.any():
-            k = np.argmax(below, axis=1)
+            k = np.maximum(np.argmax(below, axis=1), 1)                 # first point below the line
             cum = np.concatenate([np.zeros((S, 1)), np.cumsum(np.linalg.norm(np.diff(pts, axis=1), axis=-1), 1)], 1)
-            new = np.maximum(cum[np.arange(S), np.maximum(k, 1)], 2 * margin + 1e-3)
+            rows = np.arange(S)
+            y0, y1 = pts[rows, k - 1, 1], pts[rows, k, 1]
+            a = np.clip((y0 - cut_y) / np.maximum(y0 - y1, 1e-9), 0.0, 1.0)   # where the segment crosses
+            new = np.maximum(cum[rows, k - 1] + a * (cum[rows, k] - cum[rows, k - 1]), 2 * margin + 1e-3)
             idx = np.flatnonzero(crossing)
             pts[idx] = resample(pts[idx], new[idx], P)
 
