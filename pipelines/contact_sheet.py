@@ -63,8 +63,10 @@ def write(root, out: Path, clips: int, frames: int, cell: int, crop: int = 0) ->
             ys, xs = edge_window(a, hair, crop)
             close = np.concatenate([sheet.over_checker(clip["fgr"][i][ys, xs], a[ys, xs]),
                                     np.repeat(a[ys, xs][..., None], 3, 2)], axis=1)
-            up = cell // close.shape[0] or 1
-            tiles.append(np.repeat(np.repeat(sheet.rgb8(close), up, 0), up, 1))
+            h = tiles[-1].shape[0]     # as tall as the frames beside it, nearest-neighbour
+            w = h * close.shape[1] // close.shape[0]
+            rows_, cols = np.arange(h) * close.shape[0] // h, np.arange(w) * close.shape[1] // w
+            tiles.append(sheet.rgb8(close)[rows_][:, cols])
         rows.append(sheet.row(tiles, _label(clip)))
     return sheet.write(out, sheet.grid(rows))
 
