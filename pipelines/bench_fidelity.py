@@ -8,9 +8,10 @@ colour samples), the alpha pass at the default settings, and a reference alpha p
 - alpha_mae_fractional, alpha_p99_fractional: |alpha - reference| over the pixels whose
   reference alpha is fractional (the strands and edges a matte has to get right),
 - alpha_mae_hair: the same over the hair region (reference hair coverage > fidelity.hair_min),
-- fgr_mae_straight: the store's straight colour (un-premultiplied by the colour pass's own alpha,
-  as the store does) against the colour un-premultiplied by the reference alpha, where the
-  reference alpha exceeds fidelity.fgr_min_alpha, in 8-bit sRGB levels / 255,
+- fgr_mae_straight: the colour pass un-premultiplied by its own alpha (as the store does, before
+  it extends colour into pixels below cycles.fgr_min_alpha) against the same colour
+  un-premultiplied by the reference alpha, where the reference alpha exceeds
+  fidelity.fgr_min_alpha, in sRGB [0, 1],
 - cost_ratio: (colour + default alpha seconds) / colour seconds.
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ import itertools
 import numpy as np
 import pytest
 
-from assets import body
+from assets import body, motions
 from core.cli import compose, to_container
 from pipelines import plan
 from render.clip import hair_motion
@@ -31,9 +31,8 @@ def families(tmp_path_factory):
     model = body.resolve_model(None, cache_dir=cache)
     out: dict[str, list[dict]] = {}
     for spec in plan.plan(cfg, model):
-        posed = body.pose_body(model, spec.body["betas"],
-                               __import__("assets.motions", fromlist=["motion_frames"]).motion_frames(
-                                   spec.motion, spec.n_frames, spec.fps))
+        frames = motions.motion_frames(spec.motion, spec.n_frames, spec.fps)
+        posed = body.pose_body(model, spec.body["betas"], frames)
         _, groom = hair_motion(spec, posed)
         center = posed.rest_vertices[posed.head].mean(axis=0)
         out.setdefault(spec.hair["geometry"]["style"], []).append(stats(groom.points.astype(np.float64), center))

@@ -20,12 +20,14 @@ FPS, T = 24.0, 48
 def _turn(yaw_deg: float):
     """Still, then the head and neck turn by yaw_deg over a third of a second, then hold."""
     m = {k: np.zeros((T, w), np.float32) for k, w in body.MOTION_WIDTHS.items()}
-    m["body_pose"][:, 48 + 5] = np.radians(-70.0)       # arms down (left shoulder, z)
-    m["body_pose"][:, 51 + 5] = np.radians(70.0)        # right shoulder
+    # body_pose holds joints 1..21, three numbers each: joint j's z rotation is at 3 * (j - 1) + 2.
+    # The arms stay in the T-pose with the elbows (18, 19) bent by 70 degrees about z.
+    m["body_pose"][:, 3 * 17 + 2] = np.radians(-70.0)
+    m["body_pose"][:, 3 * 18 + 2] = np.radians(70.0)
     x = np.clip((np.arange(T) - 4) / 8.0, 0.0, 1.0)
     yaw = np.radians(yaw_deg) * x * x * (3 - 2 * x)
-    m["body_pose"][:, 33 + 1] = 0.4 * yaw                # neck
-    m["body_pose"][:, 42 + 1] = 0.6 * yaw                # head
+    m["body_pose"][:, 3 * 11 + 1] = 0.4 * yaw            # neck (12), about y
+    m["body_pose"][:, 3 * 14 + 1] = 0.6 * yaw            # head (15)
     return m
 
 

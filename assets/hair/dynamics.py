@@ -18,7 +18,7 @@ head's frame, to its own rest shape, then is pushed out of the head and body its
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -74,9 +74,14 @@ class Body:
     parents: np.ndarray      # (J,) the kinematic tree
     reach: float
     margin: float
+    _fields: dict = field(default_factory=dict, compare=False, repr=False)
 
     def field(self, t: int) -> BodyField:
-        return BodyField(self.vertices[t], self.faces, self.keep, self.joints[t], self.parents, self.reach)
+        """Frame t's collider, built once: the simulation and the posing of every strand share it."""
+        if t not in self._fields:
+            self._fields[t] = BodyField(self.vertices[t], self.faces, self.keep, self.joints[t], self.parents,
+                                        self.reach)
+        return self._fields[t]
 
 
 def simulate(guides: np.ndarray, head_transform: np.ndarray, head: HeadField, head_margin: float,
@@ -104,13 +109,10 @@ def simulate(guides: np.ndarray, head_transform: np.ndarray, head: HeadField, he
     out = np.empty((T, G, P, 3), np.float32)
     n_pre = int(round(float(p["preroll_s"]) * fps))
     clock = -n_pre / fps
-    bodies: dict[int, BodyField] = {}
     for frame in range(-n_pre, T):
         t = max(frame, 0)
         prev = max(frame - 1, 0)
-        if t not in bodies:
-            bodies = {t: body.field(t)}
-        bf = bodies[t]
+        bf = body.field(t)
         for s in range(n_sub):
             a = (s + 1) / n_sub
             m = (1 - a) * H[prev] + a * H[t]       # near-rigid between frames a substep apart
@@ -159,10 +161,6 @@ class Motion:
     def n_frames(self) -> int:
         return len(self.head_transform)
 
-    def guide_strands(self, t: int) -> np.ndarray:
-        m = self.head_transform[t].astype(np.float64)
-        return _apply(m, self.rest[self.guides] + self.guide_offset[t]).astype(np.float32)
-
     def strands(self, t: int) -> np.ndarray:
         """(S, P, 3) float32 posed strands at frame t."""
         local = self.rest + self.guide_offset[t][self.owner]
@@ -170,9 +168,10 @@ class Motion:
         m = self.head_transform[t].astype(np.float64)
         world = _apply(m, local)
         bf = self.body.field(t)
-        # Twice: a push out of one body part (an arm) can land in its neighbour (the chest).
-        for _ in range(2):
-            world[:, 1:] = bf.push_out(world[:, 1:], self.body.margin)[0]
+        tips = world[:, 1:]
+        tips[...], hit = bf.push_out(tips, self.body.margin)
+        # Again where pushed: a push out of one body part (an arm) can land in its neighbour (the chest).
+        tips[hit] = bf.push_out(tips[hit], self.body.margin)[0]
         return world.astype(np.float32)
 
 

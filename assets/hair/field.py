@@ -18,6 +18,7 @@ def normalize(v: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), eps)
 
 
+
 class HeadField:
     """Radial height field of a head, in the frame of the vertices it was built from."""
 
@@ -50,8 +51,11 @@ class HeadField:
         d = p - self.center
         r = np.linalg.norm(d, axis=-1)
         u = d / np.maximum(r, 1e-12)[..., None]
-        theta = np.arccos(np.clip(u[..., 1], -1.0, 1.0))      # 0 at the top of the head
-        phi = np.arctan2(u[..., 0], u[..., 2])                  # 0 towards the face
+        # Contiguous copies: numpy's SIMD arccos and arctan2 on a strided view round with the
+        # memory alignment, which made the same spec grow different strands from run to run.
+        ux, uy, uz = (np.ascontiguousarray(u[..., i]) for i in range(3))
+        theta = np.arccos(np.clip(uy, -1.0, 1.0))             # 0 at the top of the head
+        phi = np.arctan2(ux, uz)                                # 0 towards the face
         return theta, phi, r, u
 
     def _bin(self, p: np.ndarray):

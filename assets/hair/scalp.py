@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from assets.hair.field import normalize
+from assets.hair.field import normalize, vertex_normals
 
 _CROWN_DIRECTION = normalize(np.array([0.0, 0.8, -0.6]))   # up and back: where the whorl sits
 
@@ -71,13 +71,9 @@ def sample(verts: np.ndarray, faces: np.ndarray, n: int, center: np.ndarray, p: 
     area = 0.5 * np.linalg.norm(fn, axis=1)
     if not np.isfinite(area).all() or area.sum() <= 0:
         raise ValueError("scalp triangles have zero total area")
-    # Faces may be wound either way: orient each normal away from the head centre.
+    # Faces may be wound either way: wind each so its normal points away from the head centre.
     flip = ((tri.mean(axis=1) - center) * fn).sum(axis=1) < 0
-    fn[flip] *= -1
-    vn = np.zeros_like(verts)
-    for j in range(3):
-        np.add.at(vn, faces[:, j], fn)
-    vn = normalize(vn)
+    vn = vertex_normals(verts, np.where(flip[:, None], faces[:, ::-1], faces))
     density, length, front_d = maps(verts, faces, center, p)
 
     w = area * density[faces].mean(axis=1)
