@@ -19,6 +19,8 @@ from render.spec import ClipSpec
 DEVICES = ("auto", "cpu", "gpu")
 CURVE_SHAPES = ("THICK", "RIBBONS", "THICK_LINEAR")
 HAIR_MODELS = ("CHIANG", "HUANG")
+PIXEL_FILTERS = ("BLACKMAN_HARRIS", "GAUSSIAN", "BOX")
+SAMPLING_PATTERNS = ("TABULATED_SOBOL", "BLUE_NOISE")
 # Keys that say where and how a run executes, not what the dataset is.
 NOT_DEFINITION = {"n_clips", "store", "cluster", "dry_run", "sheet", "hydra"}
 EXECUTION_ONLY = {"cycles": ("device", "threads"), "body": ("cache_dir",)}
@@ -42,6 +44,8 @@ def check(cfg: dict) -> None:
     one_of(c["device"], DEVICES, "cycles.device")
     one_of(c["curve_shape"], CURVE_SHAPES, "cycles.curve_shape")
     one_of(c["hair_model"], HAIR_MODELS, "cycles.hair_model")
+    one_of(c["pixel_filter"], PIXEL_FILTERS, "cycles.pixel_filter")
+    one_of(c["sampling_pattern"], SAMPLING_PATTERNS, "cycles.sampling_pattern")
     if c["seed"] is not None and (not isinstance(c["seed"], int) or c["seed"] < 0):
         raise UserError(f"cycles.seed must be null or a non-negative integer, got {c['seed']!r}")
     if not is_number(c["fgr_min_alpha"]) or not 0 <= c["fgr_min_alpha"] < 1:

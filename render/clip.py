@@ -50,8 +50,9 @@ def geometry(spec: ClipSpec) -> Geometry:
     posed = body.pose_body(spec.body["model"], spec.body["betas"], motion)
     moving, groom = hair_motion(spec, posed)
     melanin = hair.strand_melanin(spec.hair["colour"], len(groom.points), spec.hair["seed"])
+    stats = hair.groom_stats(groom.points, groom.radius, posed.rest_vertices[posed.head].mean(axis=0))
     return Geometry(posed.faces, posed.vertices, posed.joints, posed.head_transform, posed.rest_vertices,
-                    moving, groom.radius, melanin)
+                    moving, groom.radius, melanin, {"style": spec.hair["geometry"]["style"], **stats})
 
 
 def render_clip(spec: ClipSpec, threads: int = 0) -> RenderedClip:
@@ -61,7 +62,7 @@ def render_clip(spec: ClipSpec, threads: int = 0) -> RenderedClip:
     info = {"device": out.device, "cycles_seconds": sum(out.seconds.values()), "pass_seconds": out.seconds,
             "camera": out.camera,
             "hair_seconds": out.hair_seconds,
-            "hair_strands": int(geo.hair.rest.shape[0]), "body_vertices": int(geo.vertices.shape[1])}
+            "hair": geo.hair_stats, "body_vertices": int(geo.vertices.shape[1])}
     arrays = {"fgr": fgr, "alpha": alpha}
     if out.hair is not None:
         arrays["alpha_hair"] = quantise_alpha(out.hair)

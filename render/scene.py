@@ -48,6 +48,7 @@ class Geometry:
     hair: Motion                 # the strands at every frame (and in the rest pose)
     hair_radius: np.ndarray      # (S,P)
     hair_melanin: np.ndarray     # (S,) per-strand melanin (dyed hair: a brightness factor)
+    hair_stats: dict             # the groom's measures (assets.hair.groom_stats), kept in the clip's metadata
 
 
 def reset() -> None:
@@ -280,7 +281,9 @@ def configure(spec: ClipSpec, threads: int) -> str:
     cy.use_adaptive_sampling = False  # equal samples everywhere: alpha noise is uniform and known
     cy.seed = c["seed"]
     cy.use_animated_seed = True       # per-frame noise, as a camera's would be; still deterministic
+    cy.pixel_filter_type = c["pixel_filter"]
     cy.filter_width = c["pixel_filter_width"]
+    cy.sampling_pattern = c["sampling_pattern"]
     cy.max_bounces = c["max_bounces"]
     cy.use_denoising = c["denoise"]
     cy.denoiser = "OPENIMAGEDENOISE"

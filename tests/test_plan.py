@@ -48,6 +48,8 @@ def test_cycles_seed_fixed_or_derived(small_cfg):
     ("n_clips=0", "n_clips must be a positive integer"),
     ("cycles.samples=abc", "cycles.samples must be a positive integer"),
     ("cycles.device=tpu", "cycles.device must be one of"),
+    ("cycles.pixel_filter=MITCHELL", "cycles.pixel_filter must be one of"),
+    ("cycles.sampling_pattern=SOBOL", "cycles.sampling_pattern must be one of"),
     ("camera.focal_mm=[90,40]", "camera.focal_mm: range"),
 ])
 @pytest.mark.slow

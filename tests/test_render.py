@@ -34,7 +34,7 @@ def test_shapes_and_types(rendered):
     fgr, alpha = full.arrays["fgr"], full.arrays["alpha"]
     assert fgr.shape == (4, 64, 64, 3) and fgr.dtype == np.uint8
     assert alpha.shape == (4, 64, 64) and alpha.dtype == np.uint16
-    assert full.info["device"] == "CPU" and full.info["hair_strands"] == spec.hair["geometry"]["n_strands"]
+    assert full.info["device"] == "CPU" and full.info["hair"]["strands"] == spec.hair["geometry"]["n_strands"]
 
 
 def test_body_opaque_background_clear(rendered):
