@@ -21,7 +21,7 @@ SIZE = ["cycles.width=128", "cycles.height=128", "cycles.samples=2", "cycles.alp
 
 
 def spec_for(cache_dir, style: str, **geometry):
-    cfg = to_container(compose("render", [*SIZE, f"body.cache_dir={cache_dir}", "n_clips=1", "motion.weights={idle_sway:1.0}"]))
+    cfg = to_container(compose("render", [*SIZE, f"body.cache_dir={cache_dir}", "n_clips=1"]))
     cfg["hair"]["style_weights"] = {style: 1.0}
     spec = plan.plan(cfg, resolve_model(cfg))[0]
     hair = copy.deepcopy(spec.hair)
