@@ -25,6 +25,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from core import ranges, seeds
+from core.noise import smooth_noise
 
 # --- structural facts: the SMPL-X kinematic tree -------------------------------------------
 
@@ -112,14 +113,10 @@ def sample(cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
         path = files[rng.integers(len(files))]
         return {"kind": "amass", "path": str(path),
                 "start_frame": int(rng.integers(0, amass["max_start_frame"] + 1))}
-    names = sorted(cfg["weights"])
-    unknown = [n for n in names if n not in PROCEDURAL]
+    unknown = sorted(set(cfg["weights"]) - set(PROCEDURAL))
     if unknown:
         raise ValueError(f"motion.weights name unknown motions {unknown}; known: {sorted(PROCEDURAL)}")
-    w = np.array([cfg["weights"][n] for n in names], float)
-    if (w < 0).any() or w.sum() <= 0:
-        raise ValueError(f"motion.weights must be non-negative with a positive sum, got {cfg['weights']}")
-    name = names[rng.choice(len(names), p=w / w.sum())]
+    name = ranges.weighted(cfg["weights"], rng, "motion.weights")
     return {"kind": "procedural", "name": name,
             "params": sample_params(name, seeds.rng(seed, name), cfg["ranges"])}
 
@@ -130,18 +127,6 @@ def _rot(axis: np.ndarray, deg: np.ndarray | float, n: int) -> Rotation:
     """Rotations about a fixed axis by per-frame angles in degrees."""
     ang = np.broadcast_to(np.radians(np.asarray(deg, dtype=np.float64)), (n,))
     return Rotation.from_rotvec(ang[:, None] * axis[None, :])
-
-
-def _smooth_noise(t: np.ndarray, freq: float, seed: int, stream: int, dims: int = 3) -> np.ndarray:
-    """Band-limited noise in [-1, 1]-ish: three incommensurate sinusoids per dimension."""
-    rng = np.random.default_rng([int(seed), stream])
-    ratios = np.array([1.0, 1.618, 2.414])        # incommensurate so the sum never repeats soon
-    weights = np.array([0.6, 0.3, 0.2])
-    phases = rng.uniform(0.0, 2 * np.pi, size=(dims, 3))
-    jitter = rng.uniform(0.85, 1.15, size=(dims, 3))
-    f = freq * ratios[None, :] * jitter            # (dims, 3)
-    s = np.sin(2 * np.pi * f[None] * t[:, None, None] + phases[None])
-    return (s * weights).sum(-1) / weights.sum() * 1.6
 
 
 class _Pose:
@@ -210,7 +195,7 @@ def _relaxed_base(pose: _Pose, t: np.ndarray, p: Mapping[str, float],
         if side != skip_arm:
             pose.apply_sym(side, "collar", _rot(_Z, 0.3 * breath, n))
 
-    noise = _smooth_noise(t, p["secondary_freq"], int(p["seed"]), 0, dims=9)
+    noise = smooth_noise(t, p["secondary_freq"], int(p["seed"]), 0, dims=9)
     amp = p["secondary_amp"]
     pose.apply("spine3", Rotation.from_rotvec(np.radians(0.3 * amp * noise[:, 0:3])))
     pose.apply("neck", Rotation.from_rotvec(np.radians(0.5 * amp * noise[:, 3:6])))
@@ -258,7 +243,7 @@ def idle_sway(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[st
         pose.apply(side, _rot(_Z, -roll - lean, n))
     pose.apply("spine1", _rot(_Z, -0.5 * roll, n))    # upper body stays about upright
     pose.apply("spine2", _rot(_Z, -0.3 * roll, n))
-    head = _smooth_noise(t, p["sway_freq"] * 2.0, int(p["seed"]), 1, dims=2)
+    head = smooth_noise(t, p["sway_freq"] * 2.0, int(p["seed"]), 1, dims=2)
     pose.apply("head", _rot(_Y, p["head_amp"] * head[:, 0], n))
     pose.apply("head", _rot(_X, 0.5 * p["head_amp"] * head[:, 1], n))
     return pose.motion()

@@ -37,3 +37,13 @@ def number(spec: Any, rng: np.random.Generator, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{where}: {value!r} is not a number")
     return float(value)
+
+
+def weighted(weights: Mapping[str, Any], rng: np.random.Generator, where: str) -> str:
+    """One name of a {name: weight} table, drawn in proportion to its weight (names sorted, so the
+    draw does not depend on the config's key order)."""
+    names = sorted(weights)
+    w = np.array([float(weights[n]) for n in names]) if names else np.zeros(0)
+    if not names or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"{where} must be non-negative weights with a positive sum, got {dict(weights)}")
+    return names[int(rng.choice(len(names), p=w / w.sum()))]

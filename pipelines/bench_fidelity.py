@@ -52,7 +52,7 @@ def measure(spec, frame: int, f: dict, threads: int) -> dict:
     geo = geometry(spec)
     hair_obj, _, _ = scene.build(spec, geo, threads)
     bpy.context.scene.frame_set(frame + 1)
-    scene.pose_hair(hair_obj, geo.hair.strands(frame))
+    scene.pose_hair(hair_obj, *scene.hair_at(geo.hair, frame, spec, {}))
     c = spec.cycles
     with tempfile.TemporaryDirectory(prefix="gvm-fidelity-") as tmp:
         scene.use_pass("colour", c)

@@ -17,6 +17,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
+from assets import camera
 from assets.hair import Motion
 from render import frames as frames_io
 from render.spec import ClipSpec
@@ -163,10 +164,32 @@ def add_hair(geo: Geometry, material: bpy.types.Material) -> bpy.types.Object:
     return obj
 
 
-def pose_hair(obj: bpy.types.Object, points: np.ndarray) -> None:
-    """Strand points (S,P,3) in the SMPL-X frame, posed, as the Curves' positions."""
-    obj.data.position_data.foreach_set("vector", to_blender(points.reshape(-1, 3)).astype(np.float32).ravel())
-    obj.data.update_tag()
+def pose_hair(obj: bpy.types.Object, points: np.ndarray, velocity: np.ndarray | None = None) -> None:
+    """Strand points (S,P,3) in the SMPL-X frame, posed, as the Curves' positions; `velocity`
+    (S,P,3, metres per second) is what Cycles blurs them along (the Curves carry no animation)."""
+    curves = obj.data
+    curves.position_data.foreach_set("vector", to_blender(points.reshape(-1, 3)).astype(np.float32).ravel())
+    if velocity is not None:
+        v = curves.attributes.get("velocity") or curves.attributes.new("velocity", "FLOAT_VECTOR", "POINT")
+        v.data.foreach_set("vector", to_blender(velocity.reshape(-1, 3)).astype(np.float32).ravel())
+    curves.update_tag()
+
+
+def hair_at(motion: Motion, t: int, spec: ClipSpec, posed: dict[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Frame t's strand points and, with motion blur on, their velocity: the central (at the clip's
+    ends one-sided) difference of the neighbouring frames. `posed` keeps the frames a sweep through
+    the clip needs again, so each frame is posed once."""
+    def at(i: int) -> np.ndarray:
+        if i not in posed:
+            posed[i] = motion.strands(i)
+        return posed[i]
+    for old in [i for i in posed if i < t - 1]:
+        del posed[old]
+    points = at(t)
+    if spec.camera["shutter"] <= 0 or spec.n_frames < 2:
+        return points, None
+    lo, hi = max(t - 1, 0), min(t + 1, spec.n_frames - 1)
+    return points, (at(hi) - at(lo)) * (spec.fps / (hi - lo))
 
 
 def _facing(joints_b: np.ndarray) -> np.ndarray:
@@ -184,8 +207,9 @@ def _direction(facing: np.ndarray, azimuth_deg: float, elevation_deg: float) -> 
     return math.cos(el) * horiz + np.array([0.0, 0.0, math.sin(el)])
 
 
-def add_camera(geo: Geometry, cam: dict, width: int, height: int) -> dict:
-    """Frame head and upper body over the whole clip; returns the resolved placement."""
+def add_camera(geo: Geometry, cam: dict, width: int, height: int, fps: float) -> dict:
+    """Frame head and upper body over the whole clip, then key the clip's move on it frame by
+    frame (linear keys: motion blur follows the move between frames); returns the placement."""
     verts = to_blender(geo.vertices)
     joints = to_blender(geo.joints)
     # Hair volume above the crown, measured in the rest pose (it rides rigidly on the head).
@@ -199,21 +223,40 @@ def add_camera(geo: Geometry, cam: dict, width: int, height: int) -> dict:
     half_fov = math.atan(cam["sensor_mm"] / 2 / cam["focal_mm"])
     # Vertical sensor fit; a landscape frame keeps the same vertical extent.
     distance = (extent / 2) / math.tan(half_fov)
-    position = target + distance * _direction(facing, cam["azimuth_deg"], cam["elevation_deg"])
 
     data = bpy.data.cameras.new("camera")
-    data.lens, data.sensor_fit, data.sensor_height = cam["focal_mm"], "VERTICAL", cam["sensor_mm"]
+    data.sensor_fit, data.sensor_height = "VERTICAL", cam["sensor_mm"]
     data.clip_start, data.clip_end = 0.05, 100.0
     obj = bpy.data.objects.new("camera", data)
+    obj.rotation_mode = "QUATERNION"
     bpy.context.scene.collection.objects.link(obj)
-    look = Vector((target - position).tolist())
-    rot = look.to_track_quat("-Z", "Y").to_matrix().to_4x4()
-    roll = Matrix.Rotation(math.radians(cam["roll_deg"]), 4, "Z")
-    obj.matrix_world = Matrix.Translation(Vector(position.tolist())) @ rot @ roll
     bpy.context.scene.camera = obj
-    return {"position": position.tolist(), "target": target.tolist(), "distance_m": distance,
-            "matrix_world": [list(r) for r in obj.matrix_world], "sensor_fit": "VERTICAL",
-            "lens_mm": cam["focal_mm"], "sensor_height_mm": cam["sensor_mm"], "width": width, "height": height}
+    move = camera.path(cam["move"], len(verts), fps)
+    matrices, lenses, previous = [], [], None
+    for t in range(len(verts)):
+        position = target + distance * move.distance[t] * _direction(facing, cam["azimuth_deg"] + move.azimuth_deg[t],
+                                                                     cam["elevation_deg"])
+        aim = Vector((target - position).tolist()).to_track_quat("-Z", "Y").to_matrix().to_4x4()
+        yaw, pitch, roll = np.radians(move.rotate_deg[t])
+        shake = (Matrix.Rotation(math.radians(cam["roll_deg"]) + roll, 4, "Z") @ Matrix.Rotation(yaw, 4, "Y")
+                 @ Matrix.Rotation(pitch, 4, "X"))
+        shifted = Vector(position.tolist()) + aim.to_3x3() @ Vector(move.shift_m[t].tolist())
+        obj.matrix_world = Matrix.Translation(shifted) @ aim @ shake
+        q = obj.rotation_quaternion.copy()
+        if previous is not None and q.dot(previous) < 0:   # the short way round between keys
+            q.negate()
+        obj.rotation_quaternion = previous = q
+        data.lens = cam["focal_mm"] * float(move.focal[t])
+        for path, owner in (("location", obj), ("rotation_quaternion", obj), ("lens", data)):
+            owner.keyframe_insert(path, frame=t + 1)
+        matrices.append([list(r) for r in obj.matrix_world])
+        lenses.append(data.lens)
+    bpy.context.scene.frame_set(1)
+    return {"position": (target + distance * _direction(facing, cam["azimuth_deg"], cam["elevation_deg"])).tolist(),
+            "target": target.tolist(), "distance_m": distance, "matrix_world": matrices[0], "sensor_fit": "VERTICAL",
+            "lens_mm": lenses[0], "sensor_height_mm": cam["sensor_mm"], "width": width, "height": height,
+            "move": cam["move"]["kind"], "shutter": cam["shutter"],
+            "frames": {"matrix_world": matrices, "lens_mm": lenses}}
 
 
 def add_lights(geo: Geometry, light: dict) -> None:
@@ -288,6 +331,10 @@ def configure(spec: ClipSpec, threads: int) -> str:
     cy.use_denoising = c["denoise"]
     cy.denoiser = "OPENIMAGEDENOISE"
     scene.cycles_curves.shape = c["curve_shape"]
+    # One shutter for both passes: the alpha pass measures the blurred coverage the colour shows.
+    scene.render.use_motion_blur = spec.camera["shutter"] > 0
+    scene.render.motion_blur_shutter = max(spec.camera["shutter"], 1e-3)
+    scene.render.motion_blur_position = "CENTER"
     img = scene.render.image_settings
     img.file_format, img.color_mode, img.color_depth, img.exr_codec = "OPEN_EXR", "RGBA", "32", "NONE"
     return select_device(c["device"])
@@ -349,16 +396,16 @@ def build(spec: ClipSpec, geo: Geometry, threads: int = 0) -> tuple[bpy.types.Ob
     bpy.context.scene.render.use_persistent_data = True
     add_body(geo, spec.body["skin"])
     hair_obj = add_hair(geo, hair_material(spec.hair["material"], spec.hair["colour"], c["hair_model"]))
-    camera = add_camera(geo, spec.camera, c["width"], c["height"])
+    placement = add_camera(geo, spec.camera, c["width"], c["height"], spec.fps)
     add_lights(geo, spec.lighting)
-    return hair_obj, camera, device
+    return hair_obj, placement, device
 
 
 def build_and_render(spec: ClipSpec, geo: Geometry, threads: int = 0, workdir: str | None = None) -> Rendered:
     """Render every frame: the strands posed, then the colour pass and (if alpha_samples) the
     alpha pass of that frame. Persistent data keeps the synced scene and its BVH between the two."""
     c = spec.cycles
-    hair_obj, camera, device = build(spec, geo, threads)
+    hair_obj, placement, device = build(spec, geo, threads)
     scene = bpy.context.scene
     base = workdir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
     T = spec.n_frames
@@ -370,10 +417,11 @@ def build_and_render(spec: ClipSpec, geo: Geometry, threads: int = 0, workdir: s
     seconds = {"colour": 0.0, **({"alpha": 0.0} if alpha is not None else {})}
     hair_s = 0.0
     with tempfile.TemporaryDirectory(prefix="gvm-render-", dir=base) as tmp:
+        posed: dict[int, np.ndarray] = {}
         for t in range(T):
             scene.frame_set(t + 1)
             start = time.perf_counter()
-            pose_hair(hair_obj, geo.hair.strands(t))
+            pose_hair(hair_obj, *hair_at(geo.hair, t, spec, posed))
             hair_s += time.perf_counter() - start
             use_pass("colour", c)
             rgba[t], s = render_frame(Path(tmp) / f"c{t:04d}.exr")
@@ -386,4 +434,4 @@ def build_and_render(spec: ClipSpec, geo: Geometry, threads: int = 0, workdir: s
     if alpha is None:
         alpha = rgba[..., 3]
     reset()
-    return Rendered(rgba, alpha, hair, seconds, hair_s, device, camera)
+    return Rendered(rgba, alpha, hair, seconds, hair_s, device, placement)

@@ -22,18 +22,14 @@ def _style(cfg: Mapping[str, Any], rng: np.random.Generator, index: int | None =
     unknown = sorted(set(weights) - set(styles))
     if unknown:
         raise ValueError(f"hair style_weights name styles that are not defined: {unknown}")
-    names = sorted(weights)
-    w = np.array([float(weights[s]) for s in names])
-    if (w < 0).any() or w.sum() <= 0:
-        raise ValueError(f"hair style_weights must be non-negative with a positive sum, got {weights}")
-    pick = int(rng.choice(len(names), p=w / w.sum()))     # drawn either way: the streams stay aligned
+    pick = ranges.weighted(weights, rng, "hair.style_weights")   # drawn either way: the streams stay aligned
     order = cfg.get("style_order", "random")
     if order == "cycle" and index is not None:
-        on = [n for n, x in zip(names, w) if x > 0]
+        on = [n for n in sorted(weights) if float(weights[n]) > 0]
         return on[index % len(on)]
     if order not in ("random", "cycle"):
         raise ValueError(f"hair.style_order must be random or cycle, got {order!r}")
-    return names[pick]
+    return pick
 
 
 def sample_params(rng: np.random.Generator | int, cfg: Mapping[str, Any], index: int | None = None) -> dict[str, Any]:

@@ -1,0 +1,100 @@
+"""Motion blur: one shutter for the colour and the alpha pass, so alpha is the blurred coverage the
+colour shows; the camera's move and the strands' own motion are both blurred."""
+import copy
+import dataclasses
+
+import numpy as np
+import pytest
+
+from assets import camera
+from core.cli import compose, to_container
+from pipelines import plan
+from pipelines.render import resolve_model
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+
+SIZE = ["cycles.width=64", "cycles.height=64", "cycles.samples=16", "cycles.alpha_samples=128",
+        "cycles.denoise=false", "clip.fps=8", "clip.seconds=0.5", "hair.strand_scale=0.05"]
+
+
+def only(group: str, names, keep: str) -> list[str]:
+    return [f"{group}.{n}={1.0 if n == keep else 0.0}" for n in names]
+
+
+def spec_with(cache_dir, move: str, motion: str, shutter: float, extra=(), motion_values=None, **move_values):
+    cfg = to_container(compose("render", [*SIZE, *extra, f"body.cache_dir={cache_dir}", "n_clips=1",
+                                          *only("camera.move.weights", camera.MOVES, move),
+                                          *only("motion.weights", ("head_turn", "idle_sway", "nod", "walk_in_place",
+                                                                   "wave"), motion)]))
+    spec = plan.plan(cfg, resolve_model(cfg))[0]
+    cam = copy.deepcopy(spec.camera)
+    cam["shutter"] = shutter
+    cam["move"].update(move_values)
+    moving = copy.deepcopy(spec.motion)
+    moving["params"].update(motion_values or {})
+    return dataclasses.replace(spec, camera=cam, motion=moving)
+
+
+def render(spec):
+    from render import clip as clip_mod
+    from render.scene import build_and_render
+    return build_and_render(spec, clip_mod.geometry(spec), threads=2)
+
+
+def fractional(a):
+    return (a > 0.05) & (a < 0.95)
+
+
+SHAKE = {"rotate_deg": 8.0, "shift_m": 0.0, "freq_hz": 1.0}   # a strong shake: the frame sweeps sideways
+
+
+@pytest.fixture(scope="module")
+def shaken(cache_dir):
+    bare = ["hair.strand_scale=0.005"]   # the body's edges, not the strands' own fractional pixels
+    still = render(spec_with(cache_dir, "handheld", "idle_sway", 0.0, bare, **SHAKE))
+    blurred = render(spec_with(cache_dir, "handheld", "idle_sway", 0.5, bare, **SHAKE))
+    return still, blurred
+
+
+def test_a_moving_camera_blurs_the_edges(shaken):
+    still, blurred = shaken
+    n_still, n_blur = fractional(still.alpha[1:]).sum(), fractional(blurred.alpha[1:]).sum()
+    assert n_blur > 1.5 * n_still, (n_still, n_blur)
+    assert blurred.camera["move"] == "handheld" and len(blurred.camera["frames"]["matrix_world"]) == 4
+
+
+def test_colour_and_alpha_agree_on_the_blur(shaken):
+    still, blurred = shaken
+    band = fractional(blurred.alpha) & ~fractional(still.alpha)     # made fractional by the blur
+    assert band.sum() > 30
+    own = blurred.rgba[..., 3]            # the colour pass's own coverage, same shutter, fewer samples
+    agree = np.abs(own - blurred.alpha)[band].mean()
+    blur = np.abs(still.alpha - blurred.alpha)[band].mean()
+    assert agree < 0.3 * blur, (agree, blur)
+
+
+def test_strands_blur_along_their_velocity(cache_dir, tmp_path):
+    """The strands carry no animation: Cycles blurs them along the velocity posing gives them, and
+    that velocity is the strands' own motion between the neighbouring frames."""
+    import bpy
+    from render import clip as clip_mod
+    from render import scene
+    spec = spec_with(cache_dir, "static", "head_turn", 0.5)
+    geo = clip_mod.geometry(spec)
+    obj, _, _ = scene.build(spec, geo, threads=2)
+    bpy.context.scene.frame_set(3)
+    points, velocity = scene.hair_at(geo.hair, 2, spec, {})
+    np.testing.assert_allclose(velocity, (geo.hair.strands(3) - geo.hair.strands(1)) * spec.fps / 2, atol=1e-5)
+    cover = {}
+    sideways = np.broadcast_to(np.array([2.0, 0.0, 0.0], np.float32), points.shape)   # 2 m/s: 6 cm a shutter
+    for name, v in (("still", np.zeros_like(points)), ("moving", sideways)):
+        scene.pose_hair(obj, points, v)
+        scene.use_pass("alpha", spec.cycles)
+        cov, _ = scene.render_frame(tmp_path / f"{name}.exr")
+        cover[name] = np.minimum(cov[..., 0], cov[..., 3])
+    scene.reset()
+    touched = {k: int((c > 0.003).sum()) for k, c in cover.items()}
+    assert touched["moving"] > 1.3 * touched["still"], touched
+    # Blur spreads the strands' coverage over more pixels; it does not make hair appear or vanish.
+    total = {k: float(c.sum()) for k, c in cover.items()}
+    assert abs(total["moving"] - total["still"]) < 0.2 * total["still"], total
