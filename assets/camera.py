@@ -30,6 +30,8 @@ def sample(cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
     kind = ranges.weighted(weights, rng, "camera.move.weights")
     per = cfg["move"].get(kind) or {}
     out["move"] = {"kind": kind, **{k: ranges.draw(per[k], rng, f"camera.move.{kind}.{k}") for k in sorted(per)}}
+    for k in ("exposure_target", "exposure_max_gain"):
+        out[k] = number(cfg[k], rng, f"camera.{k}")
     return out
 
 

@@ -24,3 +24,10 @@ def quantise_alpha(coverage: np.ndarray) -> np.ndarray:
 def alpha_float(alpha16: np.ndarray) -> np.ndarray:
     """uint16 alpha -> float32 coverage in [0, 1]."""
     return np.asarray(alpha16).astype(np.float32) / ALPHA_MAX
+
+
+REC709_LUMA = np.array([0.2126, 0.7152, 0.0722])   # linear Rec.709 / sRGB primaries
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    return rgb @ REC709_LUMA

@@ -7,7 +7,7 @@ os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")  # must precede the cv2 i
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from core.colour import ALPHA_MAX, linear_to_srgb, quantise_alpha  # noqa: E402
+from core.colour import ALPHA_MAX, linear_to_srgb, luminance, quantise_alpha  # noqa: E402
 
 
 def read_exr(path: str) -> np.ndarray:
@@ -42,6 +42,17 @@ def extend_colour(rgb: np.ndarray, known: np.ndarray) -> np.ndarray:
         known_colour = c / np.maximum(w, 1e-8)[..., None]
         coarse = w[..., None] * known_colour + (1.0 - w[..., None]) * up
     return coarse
+
+
+def exposure_gain(rgba: np.ndarray, target: float, limit: float) -> float:
+    """The factor on linear colour that brings the median luminance of the fully covered pixels
+    (the person, straight colour there) to `target`, as a camera exposing for its subject would;
+    at most `limit` either way."""
+    covered = rgba[..., 3] > 0.99
+    if not covered.any():
+        return 1.0
+    median = float(np.median(luminance(rgba[..., :3][covered] / rgba[..., 3][covered][:, None])))
+    return float(np.clip(target / max(median, 1e-6), 1 / limit, limit))
 
 
 def to_store(rgba: np.ndarray, coverage: np.ndarray | None = None,

@@ -259,24 +259,91 @@ def add_camera(geo: Geometry, cam: dict, width: int, height: int, fps: float) ->
             "frames": {"matrix_world": matrices, "lens_mm": lenses}}
 
 
-def add_lights(geo: Geometry, light: dict) -> None:
-    joints = to_blender(geo.joints)
-    target = joints[:, HEAD].mean(0) * 0.5 + joints[:, SPINE3].mean(0) * 0.5
-    facing = _facing(joints)
+def _light(name: str, kind: str, energy: float, temperature_k: float, pos: np.ndarray, target: np.ndarray,
+           size_m: float | None = None) -> bpy.types.Object:
+    data = bpy.data.lights.new(name, kind)
+    data.energy = energy
+    if size_m is not None:
+        data.size = size_m
+    data.use_temperature, data.temperature = True, temperature_k
+    obj = bpy.data.objects.new(name, data)
+    bpy.context.scene.collection.objects.link(obj)
+    look = Vector((target - pos).tolist())
+    obj.matrix_world = Matrix.Translation(Vector(pos.tolist())) @ look.to_track_quat("-Z", "Y").to_matrix().to_4x4()
+    return obj
+
+
+def _studio(light: dict, target: np.ndarray, facing: np.ndarray, world: bpy.types.World) -> None:
     for name in ("key", "fill", "rim"):
         p = light[name]
-        data = bpy.data.lights.new(name, "AREA")
-        data.energy, data.size = p["power_w"], p["size_m"]
-        data.use_temperature, data.temperature = True, light["color_temperature_k"]
-        obj = bpy.data.objects.new(name, data)
-        bpy.context.scene.collection.objects.link(obj)
         pos = target + p["distance_m"] * _direction(facing, p["azimuth_deg"], p["elevation_deg"])
-        look = Vector((target - pos).tolist())
-        obj.matrix_world = Matrix.Translation(Vector(pos.tolist())) @ look.to_track_quat("-Z", "Y").to_matrix().to_4x4()
-    world = bpy.data.worlds.new("world")
+        _light(name, "AREA", p["power_w"], light["color_temperature_k"], pos, target, p["size_m"])
     bg = world.node_tree.nodes["Background"]
     bg.inputs["Color"].default_value = (*light["world_color"], 1.0)
     bg.inputs["Strength"].default_value = light["world_strength"]
+
+
+def _sky(light: dict, target: np.ndarray, facing: np.ndarray, world: bpy.types.World) -> None:
+    nodes, links = world.node_tree.nodes, world.node_tree.links
+    sky = nodes.new("ShaderNodeTexSky")
+    sky.sky_type = "MULTIPLE_SCATTERING"
+    sun = _direction(facing, light["sun_azimuth_deg"], 0.0)
+    sky.sun_rotation = math.atan2(sun[0], sun[1])   # measured: rotation 0 puts the sun towards +Y, 90 deg towards +X
+    sky.sun_elevation = math.radians(light["sun_elevation_deg"])
+    sky.sun_size = math.radians(light["sun_size_deg"])
+    sky.air_density, sky.aerosol_density, sky.ozone_density = (light["air_density"], light["aerosol_density"],
+                                                               light["ozone_density"])
+    links.new(sky.outputs["Color"], nodes["Background"].inputs["Color"])
+    nodes["Background"].inputs["Strength"].default_value = light["strength"]
+
+
+def _environment(light: dict, target: np.ndarray, facing: np.ndarray, world: bpy.types.World) -> None:
+    """A graded sky over a ground (a studio HDR's large-scale light) plus a sun lamp and a window."""
+    nodes, links = world.node_tree.nodes, world.node_tree.links
+    up = nodes.new("ShaderNodeSeparateXYZ")
+    links.new(nodes.new("ShaderNodeTexCoord").outputs["Generated"], up.inputs[0])  # the world's view direction
+    colours = []
+    for key in ("horizon_temperature_k", "zenith_temperature_k"):
+        bb = nodes.new("ShaderNodeBlackbody")
+        bb.inputs["Temperature"].default_value = light[key]
+        colours.append(bb.outputs[0])
+    sky = nodes.new("ShaderNodeMix")
+    sky.data_type, sky.clamp_factor = "RGBA", True
+    links.new(up.outputs["Z"], sky.inputs["Factor"])
+    links.new(colours[0], sky.inputs["A"])
+    links.new(colours[1], sky.inputs["B"])
+    below = nodes.new("ShaderNodeMath")
+    below.operation = "LESS_THAN"
+    links.new(up.outputs["Z"], below.inputs[0])
+    below.inputs[1].default_value = 0.0
+    ground = nodes.new("ShaderNodeMix")
+    ground.data_type, ground.blend_type = "RGBA", "MULTIPLY"
+    ground.inputs["Factor"].default_value = 1.0
+    links.new(colours[0], ground.inputs["A"])
+    ground.inputs["B"].default_value = (light["ground_albedo"],) * 3 + (1.0,)
+    mix = nodes.new("ShaderNodeMix")
+    mix.data_type = "RGBA"
+    links.new(below.outputs[0], mix.inputs["Factor"])
+    links.new(sky.outputs["Result"], mix.inputs["A"])
+    links.new(ground.outputs["Result"], mix.inputs["B"])
+    links.new(mix.outputs["Result"], nodes["Background"].inputs["Color"])
+    nodes["Background"].inputs["Strength"].default_value = light["strength"]
+    sun = _light("sun", "SUN", light["sun_power"], light["sun_temperature_k"],
+                 target + _direction(facing, light["sun_azimuth_deg"], light["sun_elevation_deg"]), target)
+    sun.data.angle = math.radians(light["sun_angle_deg"])
+    pos = target + light["window_distance_m"] * _direction(facing, light["window_azimuth_deg"],
+                                                           light["window_elevation_deg"])
+    _light("window", "AREA", light["window_power_w"], light["window_temperature_k"], pos, target, light["window_size_m"])
+
+
+LIGHTS = {"studio": _studio, "sky": _sky, "environment": _environment}
+
+
+def add_lights(geo: Geometry, light: dict) -> None:
+    joints = to_blender(geo.joints)
+    target = joints[:, HEAD].mean(0) * 0.5 + joints[:, SPINE3].mean(0) * 0.5
+    world = bpy.data.worlds.new("world")
+    LIGHTS[light["kind"]](light, target, _facing(joints), world)
     bpy.context.scene.world = world
 
 
@@ -426,6 +493,10 @@ def build_and_render(spec: ClipSpec, geo: Geometry, threads: int = 0, workdir: s
             use_pass("colour", c)
             rgba[t], s = render_frame(Path(tmp) / f"c{t:04d}.exr")
             seconds["colour"] += s
+            if t == 0:
+                gain = frames_io.exposure_gain(rgba[0], spec.camera["exposure_target"], spec.camera["exposure_max_gain"])
+                placement["exposure_gain"] = gain
+            rgba[t, ..., :3] *= gain
             if alpha is not None:
                 use_pass("alpha", c)
                 cov, s = render_frame(Path(tmp) / f"a{t:04d}.exr")

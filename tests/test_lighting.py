@@ -1,0 +1,50 @@
+"""Light kinds: the sampler draws each kind and its backlit share; every kind renders a person exposed
+for the subject (first frame's median luminance at the drawn target), colour kept straight."""
+import numpy as np
+import pytest
+
+from assets import lighting
+from core.colour import luminance, srgb_to_linear
+from core.conf import load
+
+CFG = load("lighting/default")
+
+
+def test_every_kind_and_the_backlit_share():
+    draws = [lighting.sample(CFG, s) for s in range(600)]
+    assert {d["kind"] for d in draws} == set(lighting.KINDS)
+    share = np.mean([d["backlit"] for d in draws])
+    assert abs(share - CFG["backlit_share"]) < 0.05
+    lo, hi = CFG["backlit_azimuth_deg"]
+    for d in draws:
+        az = d["key"]["azimuth_deg"] if d["kind"] == "studio" else d["sun_azimuth_deg"]
+        if d["backlit"]:
+            assert lo <= az <= hi
+
+
+def test_unknown_kind_is_refused():
+    with pytest.raises(ValueError, match="lighting.weights name unknown kinds"):
+        lighting.sample({**CFG, "weights": {"candle": 1.0}}, 0)
+
+
+@pytest.mark.blender
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", lighting.KINDS)
+def test_each_kind_renders_exposed_for_the_subject(cache_dir, kind):
+    from core.cli import compose, to_container
+    from pipelines import plan
+    from pipelines.render import resolve_model
+    from render.clip import render_clip
+    weights = [f"lighting.weights.{k}={1.0 if k == kind else 0.0}" for k in lighting.KINDS]
+    cfg = to_container(compose("render", ["cycles.width=64", "cycles.height=64", "cycles.samples=16",
+                                          "cycles.alpha_samples=16", "clip.fps=8", "clip.seconds=0.25",
+                                          "hair.strand_scale=0.02", "n_clips=1", f"body.cache_dir={cache_dir}", *weights]))
+    spec = plan.plan(cfg, resolve_model(cfg))[0]
+    out = render_clip(spec, threads=2)
+    assert spec.lighting["kind"] == kind and out.info["camera"]["exposure_gain"] > 0
+    fgr, alpha = out.arrays["fgr"][0] / 255.0, out.arrays["alpha"][0] / 65535.0
+    person = alpha > 0.99
+    median = float(np.median(luminance(srgb_to_linear(fgr[person]))))
+    assert median == pytest.approx(spec.camera["exposure_target"], rel=0.25)
+    # Exposed, not blown out: most of the person is below white.
+    assert (fgr[person].max(-1) >= 0.999).mean() < 0.3
