@@ -5,6 +5,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from core.colour import individual_typology_angle
 from core.ranges import number
 
 
@@ -14,6 +15,7 @@ def sample(cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     tones = np.asarray(cfg["tones"], float)
     tone = tones[rng.integers(len(tones))] * (1.0 + rng.uniform(-cfg["jitter"], cfg["jitter"], 3))
-    return {"color": np.clip(tone, 0.0, 1.0).tolist(),
+    color = np.clip(tone, 0.0, 1.0)
+    return {"color": color.tolist(), "ita_deg": float(individual_typology_angle(color)),  # recorded, not rendered
             "roughness": number(cfg["roughness"], rng, "body.skin.roughness"),
             "subsurface_weight": number(cfg["subsurface_weight"], rng, "body.skin.subsurface_weight")}

@@ -21,7 +21,7 @@ import clipstore
 from assets import body
 from core import provenance
 from core.cli import UserError, app, to_container
-from pipelines import contact_sheet, cost, plan
+from pipelines import contact_sheet, cost, plan, report
 from render.spec import ClipSpec
 
 EXIT_CLIPS_FAILED = 1
@@ -226,6 +226,9 @@ def main(cfg: DictConfig) -> int:
     sheet = contact_sheet.write(clipstore.open_store(c["store"]["path"]), contact_sheet.default_path(c),
                                 sh["clips"], sh["frames"], sh["cell"], sh["crop"])
     print(summary(c, len(specs), len(specs) - len(todo), done, failed, time.perf_counter() - start, sheet))
+    written = report.write(clipstore.open_store(c["store"]["path"]), report.default_dir(c), c)
+    if written:
+        print(f"report: {written[0]} (parameters.png, parameters.md, contact_sheet.png)")
     # Every writer is done (run_ray has shut Ray down): snapshot the store for plain-zarr readers.
     m = clipstore.finalize(c["store"]["path"])
     print(f"manifest: {m['n_clips']} complete clips, {m['frames']} frames; consolidated metadata written")

@@ -48,3 +48,26 @@ def test_every_family_in_24_rendered_clips_and_each_distinct(store):
         > mean["long_straight"]["curvature_rad_m"]
     assert mean["coily"]["tortuosity"] > mean["long_straight"]["tortuosity"]
     print({f: {k: round(v, 3) for k, v in m.items()} for f, m in sorted(mean.items())})
+
+
+def test_the_report_covers_kinds_and_configured_ranges(store, tmp_path):
+    from pipelines import report
+    root, cfg = store
+    folder, text = report.write(root, tmp_path / "report", cfg)
+    assert (folder / "parameters.png").stat().st_size > 10_000 and (folder / "contact_sheet.png").is_file()
+    assert (folder / "parameters.md").read_text().strip() == text
+    params = {p.name: p for p in report.collect(root)[0]}
+    for name, kinds in (("camera.move.kind", {"static", "handheld", "dolly", "orbit", "zoom"}),
+                        ("lighting.kind", {"studio", "sky", "environment"}),
+                        ("hair.geometry.style", set(cfg["hair"]["styles"]))):
+        assert set(params[name].values) == kinds, name
+    assert any(params["lighting.backlit"].values)
+    # Values drawn straight from a configured range lie in it and span most of it (24 uniform draws
+    # span 92% on average).
+    for name in ("camera.focal_mm", "camera.shutter", "camera.frame_height_m", "camera.exposure_target",
+                 "body.skin.roughness", "hair.dynamics.drag"):
+        p = params[name]
+        assert p.outside == 0 and p.coverage > 0.6, (name, p.span, min(p.values), max(p.values))
+    ita = params["body.skin.ita_deg"].values
+    assert min(ita) < 10 and max(ita) > 41, ita          # brown to light skin in 24 clips
+    assert "| camera.focal_mm | 24 |" in text

@@ -45,6 +45,8 @@ def test_ray_run_writes_complete_clips(two_clip_store):
         assert c.attrs["render"]["device"] == "CPU" and "bpy" in c.attrs["software"]["packages"]
         assert c.attrs["checksums"]["alpha"] == clipstore.checksum(c["alpha"][:])
     assert Path(str(path).removesuffix(".zarr") + ".contact_sheet.png").stat().st_size > 1000
+    report = Path(str(path).removesuffix(".zarr") + ".report")    # the run's diversity report beside it
+    assert (report / "parameters.png").stat().st_size > 1000 and "| camera.focal_mm | 2 |" in (report / "parameters.md").read_text()
 
 
 def test_rerun_renders_only_missing(two_clip_store, cache_dir):

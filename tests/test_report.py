@@ -1,0 +1,29 @@
+"""The report's command line: a store given as the first argument, one clear line for a bad one."""
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import write_store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "pipelines.report", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_missing_and_empty_stores_fail_in_one_line(tmp_path):
+    r = run(str(tmp_path / "nothing.zarr"))
+    assert r.returncode != 0 and r.stderr.strip().count("\n") == 0 and "does not exist" in r.stderr
+    empty = tmp_path / "empty.zarr"
+    write_store(empty, 0)
+    r = run(f"store.path={empty}")
+    assert r.returncode != 0 and "holds no complete clips" in r.stderr
+
+
+def test_a_store_as_first_argument(tmp_path):
+    store = write_store(tmp_path / "discs.zarr", 2)
+    r = run(store, f"report.path={tmp_path / 'out'}")
+    assert r.returncode == 0, r.stderr
+    assert "2 clips" in r.stdout and (tmp_path / "out" / "parameters.png").is_file()
