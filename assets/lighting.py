@@ -45,4 +45,11 @@ def sample(cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
         group, key = MAIN[kind]
         target = out[group] if group else out
         target[key] = number(cfg["backlit_azimuth_deg"], rng, "lighting.backlit_azimuth_deg")
+    st = cfg["set"]
+    tint = st["backdrop_tint"]
+    backdrop = number(st["backdrop_albedo"], rng, "lighting.set.backdrop_albedo") * (1 + rng.uniform(-tint, tint, 3))
+    out["set"] = {"floor_albedo": number(st["floor_albedo"], rng, "lighting.set.floor_albedo"),
+                  "backdrop": kind == "studio",
+                  "backdrop_color": np.clip(backdrop, 0.0, 1.0).tolist(),
+                  "backdrop_distance_m": number(st["backdrop_distance_m"], rng, "lighting.set.backdrop_distance_m")}
     return {"kind": kind, "backlit": backlit, **out}

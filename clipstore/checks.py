@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from clipstore.clips import all_ids, list_dir, open_store
 from clipstore.manifest import consolidated_ids, finalize, finalize_root, read_manifest
-from clipstore.schema import ALPHA_MAX, CLIPS, DIMS, REQUIRED, SOURCES, is_alpha
+from clipstore.schema import ALPHA_MAX, CLIPS, COLOUR, DIMS, REQUIRED, SOURCES, TYPED, is_alpha
 
 
 @dataclass
@@ -77,14 +77,15 @@ def _check_layout(arrays: Mapping[str, zarr.Array], expected: set[str], check: C
     """Presence, dtypes and shapes; returns the clip's (T, H, W), or None when no array gives it."""
     for name in sorted(expected - arrays.keys()):
         check.problems.append(f"{name}: array missing")
-    for name, (dtype, ndim) in REQUIRED.items():
+    for name, (dtype, ndim) in TYPED.items():
         a = arrays.get(name)
         if a is not None and a.dtype != dtype:
             check.problems.append(f"{name}: dtype {a.dtype}, expected {np.dtype(dtype)}")
         if a is not None and a.ndim != ndim:
             check.problems.append(f"{name}: shape {a.shape}, expected {ndim} axes")
-    if "fgr" in arrays and arrays["fgr"].shape[-1] != 3:
-        check.problems.append(f"fgr: {arrays['fgr'].shape[-1]} channels, expected 3")
+    for name in COLOUR:
+        if name in arrays and arrays[name].ndim == 4 and arrays[name].shape[-1] != 3:
+            check.problems.append(f"{name}: {arrays[name].shape[-1]} channels, expected 3")
     lead_from = "alpha" if "alpha" in arrays else next(iter(sorted(arrays)), None)
     if lead_from is None:
         return None

@@ -17,7 +17,7 @@ import zarr
 from zarr.core.sync import sync
 
 from clipstore.location import locate
-from clipstore.schema import CLIPS, DIMS, FORMAT, FORMAT_VERSION, REQUIRED, SOURCES, Compression, StoreError
+from clipstore.schema import CLIPS, DIMS, FORMAT, FORMAT_VERSION, REQUIRED, SOURCES, TYPED, Compression, StoreError
 from core.colour import alpha_float
 
 
@@ -93,6 +93,10 @@ def _validate_arrays(clip_id: str, arrays: Mapping[str, np.ndarray]) -> None:
         if a.dtype != dtype or a.ndim != ndim:
             raise StoreError(f"clip {clip_id}: {name} must be {np.dtype(dtype)} with {ndim} axes, "
                              f"got {a.dtype} {a.shape}")
+    for name, (dtype, ndim) in TYPED.items():
+        a = arrays.get(name)
+        if a is not None and (a.dtype != dtype or a.ndim != ndim):
+            raise StoreError(f"clip {clip_id}: {name} must be {np.dtype(dtype)} with {ndim} axes, got {a.dtype} {a.shape}")
     lead = arrays["alpha"].shape
     for name, a in arrays.items():
         if a.shape[:3] != lead or a.ndim not in DIMS:

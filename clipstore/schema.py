@@ -1,7 +1,8 @@
 """The store contract (format_version 1) as constants: what a reader of the store may rely on.
 
 A zarr v3 group; under `clips/` one group per clip with `fgr` uint8 (T, H, W, 3) straight sRGB,
-`alpha` uint16 (T, H, W) linear coverage and optional arrays of the same leading (T, H, W);
+`alpha` uint16 (T, H, W) linear coverage and optional arrays of the same leading (T, H, W)
+(`alpha_hair` uint16, `bgr` uint8 (T, H, W, 3) background plate, or others);
 attrs `clip_id`, `source`, `fps`, `spec`, `software`, `checksums` and `complete: true`, written
 last. shared/DESIGN.md states the contract in prose.
 """
@@ -25,6 +26,11 @@ CLIPS = "clips"
 SOURCES = ("synthetic", "pseudo", "segmentation")
 # Arrays every clip has: dtype and number of axes.
 REQUIRED = {"fgr": (np.uint8, 4), "alpha": (np.uint16, 3)}
+# Optional arrays the contract names: the hair's share of alpha, and the background plate (the same
+# camera and light with the person removed, straight sRGB like fgr).
+OPTIONAL = {"alpha_hair": (np.uint16, 3), "bgr": (np.uint8, 4)}
+TYPED = {**REQUIRED, **OPTIONAL}
+COLOUR = ("fgr", "bgr")   # three channels
 # Leading axes shared by every per-clip array; trailing ones named by array.
 DIMS = {3: ("t", "y", "x"), 4: ("t", "y", "x", "c")}
 MANIFEST = "manifest"  # root attribute written by finalize

@@ -66,4 +66,6 @@ def render_clip(spec: ClipSpec, threads: int = 0) -> RenderedClip:
     arrays = {"fgr": fgr, "alpha": alpha}
     if out.hair is not None:
         arrays["alpha_hair"] = quantise_alpha(out.hair)
+    if out.bgr is not None:
+        arrays["bgr"] = frames.plate_to_store(out.bgr)
     return RenderedClip(arrays, info)

@@ -73,3 +73,8 @@ def to_store(rgba: np.ndarray, coverage: np.ndarray | None = None,
         filled = extend_colour(np.where(known[..., None], straight, 0.0), known)
         fgr[t] = np.round(linear_to_srgb(filled) * 255.0).astype(np.uint8)
     return fgr, alpha16
+
+
+def plate_to_store(rgb: np.ndarray) -> np.ndarray:
+    """A linear background plate (T,H,W,3), opaque, as the store's sRGB uint8."""
+    return np.round(linear_to_srgb(np.clip(rgb, 0.0, 1.0)) * 255.0).astype(np.uint8)

@@ -337,6 +337,41 @@ def _environment(light: dict, target: np.ndarray, facing: np.ndarray, world: bpy
 
 
 LIGHTS = {"studio": _studio, "sky": _sky, "environment": _environment}
+PERSON = ("body", "hair")
+SET = ("floor", "backdrop")
+
+
+def _plane(name: str, size: tuple[float, float], colour: tuple[float, float, float], matrix: Matrix) -> None:
+    mesh = bpy.data.meshes.new(name)
+    w, h = size[0] / 2, size[1] / 2
+    mesh.from_pydata([(-w, -h, 0), (w, -h, 0), (w, h, 0), (-w, h, 0)], [], [(0, 1, 2, 3)])
+    mat = bpy.data.materials.new(name)
+    bsdf = mat.node_tree.nodes["Principled BSDF"]
+    bsdf.inputs["Base Color"].default_value = (*colour, 1.0)
+    bsdf.inputs["Roughness"].default_value = 0.9
+    mesh.materials.append(mat)
+    obj = bpy.data.objects.new(name, mesh)
+    obj.matrix_world = matrix
+    obj.visible_camera = False     # seen only in the background plate (use_pass)
+    bpy.context.scene.collection.objects.link(obj)
+
+
+def add_set(geo: Geometry, st: dict, placement: dict) -> None:
+    """A floor under the feet and, for a studio, a paper backdrop behind the person facing the
+    camera: they bounce light in every pass, and only the background plate sees them."""
+    verts = to_blender(geo.vertices)
+    floor_z = float(verts[..., 2].min())
+    _plane("floor", (40.0, 40.0), (st["floor_albedo"],) * 3, Matrix.Translation((0.0, 0.0, floor_z)))
+    if not st["backdrop"]:
+        return
+    target, camera_at = np.asarray(placement["target"]), np.asarray(placement["position"])
+    away = target - camera_at
+    away[2] = 0.0
+    away /= max(np.linalg.norm(away), 1e-9)
+    centre = target + st["backdrop_distance_m"] * away
+    centre[2] = floor_z + 3.0
+    facing = Vector((-away).tolist()).to_track_quat("Z", "Y").to_matrix().to_4x4()   # its normal towards the camera
+    _plane("backdrop", (12.0, 6.0), tuple(st["backdrop_color"]), Matrix.Translation(Vector(centre.tolist())) @ facing)
 
 
 def add_lights(geo: Geometry, light: dict) -> None:
@@ -408,8 +443,9 @@ def configure(spec: ClipSpec, threads: int) -> str:
 
 
 def use_pass(name: str, c: dict) -> None:
-    """Switch the scene between the colour pass and the alpha pass, which only measures coverage:
-    total, and the hair's share of it.
+    """Switch the scene between the colour pass, the alpha pass, which only measures coverage:
+    total, and the hair's share of it, and the background plate ("bgr": the person removed, the
+    film opaque, the set seen; shaded as the colour pass).
 
     Alpha depends on geometry alone, so flat emission, no bounces and no denoising give the same
     alpha as full shading at a fraction of the cost per sample, which buys many more samples;
@@ -419,7 +455,13 @@ def use_pass(name: str, c: dict) -> None:
     coverage (strands hidden behind the body count nothing) at no extra cost.
     """
     scene = bpy.context.scene
-    alpha = name == "alpha"
+    alpha, plate = name == "alpha", name == "bgr"
+    scene.render.film_transparent = not plate
+    for obj in bpy.data.objects:
+        if obj.name in PERSON:
+            obj.hide_render = plate
+        elif obj.name in SET:
+            obj.visible_camera = plate
     for mat in bpy.data.materials:
         if "coverage" in mat.node_tree.nodes:
             mat.node_tree.nodes["coverage"].inputs["Fac"].default_value = 1.0 if alpha else 0.0
@@ -449,6 +491,7 @@ class Rendered:
     rgba: np.ndarray        # (T,H,W,4) premultiplied scene-linear colour pass
     alpha: np.ndarray       # (T,H,W) coverage: the alpha pass, or the colour pass's own alpha
     hair: np.ndarray | None # (T,H,W) the hair's visible share of that coverage (alpha pass only)
+    bgr: np.ndarray | None  # (T,H,W,3) linear background plate (cycles.bgr only)
     seconds: dict           # Cycles' wall time per pass, all frames
     hair_seconds: float     # posing the strands, all frames
     device: str
@@ -465,6 +508,7 @@ def build(spec: ClipSpec, geo: Geometry, threads: int = 0) -> tuple[bpy.types.Ob
     hair_obj = add_hair(geo, hair_material(spec.hair["material"], spec.hair["colour"], c["hair_model"]))
     placement = add_camera(geo, spec.camera, c["width"], c["height"], spec.fps)
     add_lights(geo, spec.lighting)
+    add_set(geo, spec.lighting["set"], placement)
     return hair_obj, placement, device
 
 
@@ -481,7 +525,8 @@ def build_and_render(spec: ClipSpec, geo: Geometry, threads: int = 0, workdir: s
     if c["alpha_samples"]:
         alpha = np.empty((T, c["height"], c["width"]), np.float32)
         hair = np.empty_like(alpha)
-    seconds = {"colour": 0.0, **({"alpha": 0.0} if alpha is not None else {})}
+    bgr = np.empty((T, c["height"], c["width"], 3), np.float32) if c["bgr"] else None
+    seconds = {"colour": 0.0, **({"alpha": 0.0} if alpha is not None else {}), **({"bgr": 0.0} if c["bgr"] else {})}
     hair_s = 0.0
     with tempfile.TemporaryDirectory(prefix="gvm-render-", dir=base) as tmp:
         posed: dict[int, np.ndarray] = {}
@@ -502,7 +547,12 @@ def build_and_render(spec: ClipSpec, geo: Geometry, threads: int = 0, workdir: s
                 cov, s = render_frame(Path(tmp) / f"a{t:04d}.exr")
                 seconds["alpha"] += s
                 alpha[t], hair[t] = cov[..., 3], np.minimum(cov[..., 0], cov[..., 3])
+            if bgr is not None:
+                use_pass("bgr", c)
+                plate, s = render_frame(Path(tmp) / f"b{t:04d}.exr")
+                seconds["bgr"] += s
+                bgr[t] = plate[..., :3] * gain
     if alpha is None:
         alpha = rgba[..., 3]
     reset()
-    return Rendered(rgba, alpha, hair, seconds, hair_s, device, placement)
+    return Rendered(rgba, alpha, hair, bgr, seconds, hair_s, device, placement)
