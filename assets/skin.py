@@ -18,4 +18,5 @@ def sample(cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
     color = np.clip(tone, 0.0, 1.0)
     return {"color": color.tolist(), "ita_deg": float(individual_typology_angle(color)),  # recorded, not rendered
             "roughness": number(cfg["roughness"], rng, "body.skin.roughness"),
-            "subsurface_weight": number(cfg["subsurface_weight"], rng, "body.skin.subsurface_weight")}
+            "subsurface_weight": number(cfg["subsurface_weight"], rng, "body.skin.subsurface_weight"),
+            "lips": list(cfg["lips"]), "nails": list(cfg["nails"])}

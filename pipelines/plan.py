@@ -82,7 +82,7 @@ def clip_spec(cfg: dict, index: int, model: dict) -> ClipSpec:
     return ClipSpec(
         clip_id=clip_id(index), index=index, seed=clip_seed,
         fps=float(cfg["clip"]["fps"]), n_frames=n_frames(cfg),
-        body={"model": model, **body.sample(cfg["body"], seed("betas")),
+        body={"model": model, **body.sample(cfg["body"], seed("betas"), model["kind"]),
               "skin": skin.sample(cfg["body"]["skin"], seed("skin"))},
         motion=motions.sample(cfg["motion"], seed("motion")),
         hair=hair.sample(cfg["hair"], seed("hair"), index),

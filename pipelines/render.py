@@ -89,6 +89,8 @@ def open_for(cfg: dict, model: dict, create: bool = True) -> Any:
             return None
         root = clipstore.create(cfg["store"]["path"], {
             "dataset": {"definition": defn, "hash": digest},
+            # May the clips be redistributed? Decided by the body model's licence (assets.body.LICENCES).
+            "licence": {"body_model": model["licence"], "publishable": model["publishable"]},
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "software": provenance.software()})
     except clipstore.StoreError as e:
@@ -104,7 +106,7 @@ def open_for(cfg: dict, model: dict, create: bool = True) -> Any:
 def resolve_model(cfg: dict) -> dict:
     b = cfg["body"]
     try:
-        return body.resolve_model(b["model_path"], b["gender"], Path(b["cache_dir"]).expanduser())
+        return body.resolve_model(b["model_path"], b["gender"], Path(b["cache_dir"]).expanduser(), b["model"])
     except (FileNotFoundError, ValueError) as e:
         raise UserError(f"body: {e}") from None
 
@@ -221,6 +223,10 @@ def main(cfg: DictConfig) -> int:
             print(cost.report(p, cost.estimate(p, len(todo), plan.n_frames(c), c["cluster"]["workers"])))
         return 0
     start = time.perf_counter()
+    if todo and model["kind"] == "anny":
+        from assets import anny_body
+        print("anny: loading the body model (its first build on a machine takes about 90 s) ...", flush=True)
+        print(f"anny: ready in {anny_body.ensure_built(model['path']):.0f} s", flush=True)
     done, failed = run_ray(todo, c) if todo else ([], {})
     sh = c["sheet"]
     sheet = contact_sheet.write(clipstore.open_store(c["store"]["path"]), contact_sheet.default_path(c),

