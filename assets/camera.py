@@ -12,7 +12,8 @@ from core import ranges
 from core.noise import smooth_noise
 from core.ranges import number
 
-KEYS = ("focal_mm", "sensor_mm", "frame_height_m", "top_margin", "azimuth_deg", "elevation_deg", "roll_deg")
+KEYS = ("focal_mm", "sensor_mm", "top_margin", "azimuth_deg", "elevation_deg", "roll_deg")
+FRAMINGS = ("close_up", "upper_body", "full_body")
 MOVES = ("static", "handheld", "dolly", "orbit", "zoom")
 
 
@@ -32,6 +33,14 @@ def sample(cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
     out["move"] = {"kind": kind, **{k: ranges.draw(per[k], rng, f"camera.move.{kind}.{k}") for k in sorted(per)}}
     for k in ("exposure_target", "exposure_max_gain"):
         out[k] = number(cfg[k], rng, f"camera.{k}")
+    fr = cfg["framing"]
+    unknown = sorted(set(fr["weights"]) - set(FRAMINGS))
+    if unknown:
+        raise ValueError(f"camera.framing.weights name unknown framings {unknown}; known: {', '.join(FRAMINGS)}")
+    out["framing"] = ranges.weighted(fr["weights"], rng, "camera.framing.weights")
+    out["frame_height_m"] = number(fr[out["framing"]], rng, f"camera.framing.{out['framing']}")
+    out["dof"] = bool(rng.uniform() < cfg["dof_share"])
+    out["f_stop"] = number(cfg["f_stop"], rng, "camera.f_stop")
     return out
 
 

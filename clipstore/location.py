@@ -31,6 +31,18 @@ def name(path: str | os.PathLike) -> str:
     return os.fspath(path).rstrip("/").rsplit("/", 1)[-1]
 
 
+def beside(path: str | os.PathLike, suffix: str) -> Path | None:
+    """A local file or folder next to the store, `<store name less .zarr><suffix>` (a contact sheet,
+    a report); None for a store that is not on this machine's disk (memory://, s3://, ...)."""
+    p = os.fspath(path)
+    if is_url(p):
+        if not p.startswith(("file://", "local://")):
+            return None
+        p = p.split("://", 1)[1]
+    local = Path(p).expanduser()
+    return local.with_name(local.name.removesuffix(".zarr") + suffix)
+
+
 def locate(path: str | os.PathLike) -> tuple[fsspec.AbstractFileSystem, str, str | Path, dict[str, Any]]:
     """(filesystem, path on it, what zarr opens, zarr's extra keywords) for a store path or URL."""
     s = os.fspath(path)

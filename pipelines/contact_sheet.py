@@ -15,11 +15,11 @@ from core.colour import alpha_float
 from matting import sheet
 
 
-def default_path(cfg: dict) -> Path:
+def default_path(cfg: dict) -> Path | None:
+    """sheet.path, else next to a store on this disk; None for a remote store without sheet.path."""
     if cfg["sheet"].get("path"):
         return Path(cfg["sheet"]["path"])
-    p = Path(cfg["store"]["path"])
-    return p.with_name(p.name.removesuffix(".zarr") + ".contact_sheet.png")
+    return clipstore.location.beside(cfg["store"]["path"], ".contact_sheet.png")
 
 
 def _label(clip: clipstore.Clip) -> str:
@@ -79,7 +79,10 @@ def main(cfg: DictConfig) -> int:
     except clipstore.StoreError as e:
         raise UserError(str(e)) from None
     s = c["sheet"]
-    out = write(root, default_path(c), s["clips"], s["frames"], s["cell"], s["crop"])
+    path = default_path(c)
+    if path is None:
+        raise UserError(f"store {c['store']['path']} is not on this disk: give sheet.path=<file.png>")
+    out = write(root, path, s["clips"], s["frames"], s["cell"], s["crop"])
     if out is None:
         raise UserError(f"store {c['store']['path']} has no complete clips")
     print(out)

@@ -229,10 +229,12 @@ def main(cfg: DictConfig) -> int:
         print(f"anny: ready in {anny_body.ensure_built(model['path']):.0f} s", flush=True)
     done, failed = run_ray(todo, c) if todo else ([], {})
     sh = c["sheet"]
-    sheet = contact_sheet.write(clipstore.open_store(c["store"]["path"]), contact_sheet.default_path(c),
-                                sh["clips"], sh["frames"], sh["cell"], sh["crop"])
+    sheet_path = contact_sheet.default_path(c)
+    sheet = contact_sheet.write(clipstore.open_store(c["store"]["path"]), sheet_path, sh["clips"], sh["frames"],
+                                sh["cell"], sh["crop"]) if sheet_path else None
     print(summary(c, len(specs), len(specs) - len(todo), done, failed, time.perf_counter() - start, sheet))
-    written = report.write(clipstore.open_store(c["store"]["path"]), report.default_dir(c), c)
+    folder = report.default_dir(c)
+    written = report.write(clipstore.open_store(c["store"]["path"]), folder, c) if folder else None
     if written:
         print(f"report: {written[0]} (parameters.png, parameters.md, contact_sheet.png)")
     # Every writer is done (run_ray has shut Ray down): snapshot the store for plain-zarr readers.

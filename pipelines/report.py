@@ -150,11 +150,11 @@ def plot(params: list[Parameter], out: Path, r: dict) -> Path:
     return out
 
 
-def default_dir(cfg: dict) -> Path:
+def default_dir(cfg: dict) -> Path | None:
+    """report.path, else next to a store on this disk; None for a remote store without report.path."""
     if cfg["report"].get("path"):
         return Path(cfg["report"]["path"])
-    p = Path(cfg["store"]["path"])
-    return p.with_name(p.name.removesuffix(".zarr") + ".report")
+    return clipstore.location.beside(cfg["store"]["path"], ".report")
 
 
 def write(root, folder: Path, cfg: dict) -> tuple[Path, str] | None:
@@ -183,7 +183,10 @@ def main(cfg: DictConfig) -> int:
         root = clipstore.open_store(c["store"]["path"])
     except clipstore.StoreError as e:
         raise UserError(str(e)) from None
-    out = write(root, default_dir(c), c)
+    folder = default_dir(c)
+    if folder is None:
+        raise UserError(f"store {c['store']['path']} is not on this disk: give report.path=<folder>")
+    out = write(root, folder, c)
     if out is None:
         raise UserError(f"store {c['store']['path']} holds no complete clips")
     print(out[1])

@@ -24,7 +24,7 @@ from render.spec import ClipSpec
 
 # SMPL-X (x, y, z) with Y up -> Blender (x, -z, y) with Z up; the body then faces -Y.
 Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
-HEAD, NECK, L_SHOULDER, R_SHOULDER, SPINE3 = 15, 12, 16, 17, 9
+HEAD, NECK, L_SHOULDER, R_SHOULDER, SPINE3, EYES = 15, 12, 16, 17, 9, [23, 24]
 
 
 def to_blender(points: np.ndarray) -> np.ndarray:
@@ -302,11 +302,17 @@ def add_camera(geo: Geometry, cam: dict, width: int, height: int, fps: float) ->
             owner.keyframe_insert(path, frame=t + 1)
         matrices.append([list(r) for r in obj.matrix_world])
         lenses.append(data.lens)
+        if cam["dof"]:   # focused on the eyes as they move; colour and alpha share the defocus
+            data.dof.focus_distance = float(np.linalg.norm(joints[t, EYES].mean(axis=0) - np.asarray(shifted)))
+            data.dof.keyframe_insert("focus_distance", frame=t + 1)
+    data.dof.use_dof = bool(cam["dof"])
+    data.dof.aperture_fstop = cam["f_stop"]
     bpy.context.scene.frame_set(1)
     return {"position": (target + distance * _direction(facing, cam["azimuth_deg"], cam["elevation_deg"])).tolist(),
             "target": target.tolist(), "distance_m": distance, "matrix_world": matrices[0], "sensor_fit": "VERTICAL",
             "lens_mm": lenses[0], "sensor_height_mm": cam["sensor_mm"], "width": width, "height": height,
-            "move": cam["move"]["kind"], "shutter": cam["shutter"],
+            "move": cam["move"]["kind"], "shutter": cam["shutter"], "framing": cam["framing"],
+            "dof": {"f_stop": cam["f_stop"], "focus_m": data.dof.focus_distance} if cam["dof"] else None,
             "frames": {"matrix_world": matrices, "lens_mm": lenses}}
 
 

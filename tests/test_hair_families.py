@@ -59,12 +59,13 @@ def test_the_report_covers_kinds_and_configured_ranges(store, tmp_path):
     params = {p.name: p for p in report.collect(root)[0]}
     for name, kinds in (("camera.move.kind", {"static", "handheld", "dolly", "orbit", "zoom"}),
                         ("lighting.kind", {"studio", "sky", "environment"}),
+                        ("camera.framing", {"close_up", "upper_body", "full_body"}),
                         ("hair.geometry.style", set(cfg["hair"]["styles"]))):
         assert set(params[name].values) == kinds, name
-    assert any(params["lighting.backlit"].values)
+    assert any(params["lighting.backlit"].values) and any(params["camera.dof"].values)
     # Values drawn straight from a configured range lie in it and span most of it (24 uniform draws
     # span 92% on average).
-    for name in ("camera.focal_mm", "camera.shutter", "camera.frame_height_m", "camera.exposure_target",
+    for name in ("camera.focal_mm", "camera.shutter", "camera.f_stop", "camera.exposure_target",
                  "body.skin.roughness", "hair.dynamics.drag"):
         p = params[name]
         assert p.outside == 0 and p.coverage > 0.6, (name, p.span, min(p.values), max(p.values))

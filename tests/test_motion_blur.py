@@ -98,3 +98,20 @@ def test_strands_blur_along_their_velocity(cache_dir, tmp_path):
     # Blur spreads the strands' coverage over more pixels; it does not make hair appear or vanish.
     total = {k: float(c.sum()) for k, c in cover.items()}
     assert abs(total["moving"] - total["still"]) < 0.2 * total["still"], total
+
+
+def test_depth_of_field_defocuses_colour_and_alpha_alike(cache_dir):
+    """Focused on the eyes with a wide aperture: the neck and shoulders behind go soft in both passes."""
+    def spec(dof: bool):
+        s = spec_with(cache_dir, "static", "idle_sway", 0.0, ["hair.strand_scale=0.005", "camera.framing.weights.full_body=0",
+                                                              "camera.framing.weights.upper_body=0",
+                                                              "cycles.samples=64"])   # defocus is noisy: more colour samples
+        return dataclasses.replace(s, camera={**s.camera, "dof": dof, "f_stop": 0.25})
+    sharp, soft = render(spec(False)), render(spec(True))
+    assert soft.camera["dof"]["f_stop"] == 0.25 and soft.camera["framing"] == "close_up"
+    n_sharp, n_soft = fractional(sharp.alpha).sum(), fractional(soft.alpha).sum()
+    assert n_soft > 1.3 * n_sharp, (n_sharp, n_soft)
+    band = fractional(soft.alpha) & ~fractional(sharp.alpha)
+    agree = np.abs(soft.rgba[..., 3] - soft.alpha)[band].mean()
+    change = np.abs(sharp.alpha - soft.alpha)[band].mean()
+    assert agree < 0.3 * change, (agree, change)

@@ -63,3 +63,14 @@ def test_definition_ignores_execution_settings(small_cfg):
     d = lambda *o: plan.definition_hash(plan.definition(small_cfg(*o), MODEL))  # noqa: E731
     assert d("n_clips=2") == d("n_clips=9", "cluster.workers=3", "cycles.device=cpu", "cycles.threads=1")
     assert d() != d("cycles.samples=64")
+
+
+@pytest.mark.parametrize("preset, width, seconds", [("draft", 128, 1.0), ("default", 256, 3.0), ("paper", 1920, 5.0)])
+def test_presets_set_the_cost_in_one_key(preset, width, seconds):
+    from core.cli import compose, to_container
+    cfg = to_container(compose("render", [f"preset={preset}", "n_clips=2"]))
+    assert cfg["cycles"]["width"] == width and cfg["clip"]["seconds"] == seconds
+    specs = plan.plan(cfg, MODEL)
+    assert specs[0].n_frames == round(24 * seconds) and specs[0].cycles["width"] == width
+    # A key given after the preset still wins.
+    assert to_container(compose("render", [f"preset={preset}", "cycles.width=64"]))["cycles"]["width"] == 64

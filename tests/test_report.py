@@ -27,3 +27,10 @@ def test_a_store_as_first_argument(tmp_path):
     r = run(store, f"report.path={tmp_path / 'out'}")
     assert r.returncode == 0, r.stderr
     assert "2 clips" in r.stdout and (tmp_path / "out" / "parameters.png").is_file()
+
+
+def test_outputs_beside_a_store_only_on_this_disk():
+    from clipstore.location import beside
+    assert beside("/data/synth.zarr", ".report") == Path("/data/synth.report")
+    assert beside("file:///data/synth.zarr", ".contact_sheet.png") == Path("/data/synth.contact_sheet.png")
+    assert beside("memory://bucket/synth.zarr", ".report") is None

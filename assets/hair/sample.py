@@ -47,8 +47,8 @@ def sample_params(rng: np.random.Generator | int, cfg: Mapping[str, Any], index:
         out[k] = ranges.draw(style_ranges[k], rng, f"hair.{style}.{k}")
     out["fringe"] = int(rng.random() < float(out.pop("fringe_share")))
     scale = float(cfg["strand_scale"])
-    if not 0 < scale <= 1:
-        raise ValueError(f"hair.strand_scale must be in (0, 1], got {scale}")
+    if not scale > 0:
+        raise ValueError(f"hair.strand_scale must be a positive number, got {scale}")
     out["n_strands"] = max(1, int(round(out["n_strands"] * scale)))
     out["n_clumps"] = max(1, min(int(round(out["n_clumps"])), out["n_strands"]))
     for k in _INT_KEYS:
