@@ -74,8 +74,14 @@ PARAMS = {name: COMMON_PARAMS + own for name, own in {
     "head_turn": ("turn_freq", "turn_amp", "neck_share", "tilt", "phase"),
     "wave": ("arm", "raise", "arm_forward_raised", "wave_freq", "wave_amp", "wrist_amp", "phase"),
     "nod": ("nod_freq", "nod_amp", "neck_share", "phase"),
+    "shrug": ("shrug_freq", "shrug_amp", "elbow_amp", "head_tilt", "phase"),
+    "lean": ("lean_freq", "lean_amp", "side_freq", "side_amp", "phase"),
+    "look_around": ("look_freq", "yaw_amp", "pitch_amp", "neck_share", "look_seed"),
+    "turn_around": ("turn_deg", "start", "duration", "head_lead", "step_freq", "step_flex"),
+    "talk": ("gesture_freq", "gesture_amp", "elbow_flex", "gesture_forward", "head_amp", "gesture_seed", "phase"),
+    "dance_sway": ("beat_hz", "sway_amp", "roll", "knee_bend", "arm_amp", "head_bob", "phase"),
 }.items()}
-_INT_PARAMS = ("seed", "arm")
+_INT_PARAMS = ("seed", "arm", "look_seed", "gesture_seed")
 
 
 def motion_ranges(name: str, table: Mapping[str, Any]) -> dict[str, Any]:
@@ -317,12 +323,111 @@ def nod(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[str, np.
     return pose.motion()
 
 
+def shrug(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """Shrugging now and then: shoulders up (the collars and a little of the upper arms), forearms
+    turning out, the head tilting."""
+    t, p, pose = _begin("shrug", n_frames, fps, params)
+    n = len(t)
+    up = np.clip(np.sin(2 * np.pi * p["shrug_freq"] * t + p["phase"]), 0, None) ** 2   # rests between shrugs
+    for side in ("left", "right"):
+        pose.apply_sym(side, "collar", _rot(_Z, p["shrug_amp"] * up, n))
+        pose.apply_sym(side, "shoulder", _rot(_Z, 0.3 * p["shrug_amp"] * up, n))
+        pose.apply_sym(side, "elbow", _rot(_Y, -p["elbow_amp"] * up, n))
+    pose.apply("head", _rot(_Z, p["head_tilt"] * up, n))
+    return pose.motion()
+
+
+def lean(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """Leaning slowly forward and back and to the sides, spread over the spine (+x bends forward)."""
+    t, p, pose = _begin("lean", n_frames, fps, params)
+    n = len(t)
+    pitch = p["lean_amp"] * np.sin(2 * np.pi * p["lean_freq"] * t + p["phase"])
+    roll = p["side_amp"] * np.sin(2 * np.pi * p["side_freq"] * t + 1.7 * p["phase"])
+    for joint, share in (("spine1", 0.3), ("spine2", 0.4), ("spine3", 0.3)):
+        pose.apply(joint, _rot(_X, share * pitch, n))
+        pose.apply(joint, _rot(_Z, share * roll, n))
+    pose.apply("head", _rot(_X, -0.5 * pitch, n))       # the gaze stays level
+    return pose.motion()
+
+
+def look_around(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """Looking about the room: slow, wandering yaw and pitch of head and neck."""
+    t, p, pose = _begin("look_around", n_frames, fps, params)
+    gaze = smooth_noise(t, p["look_freq"], int(p["look_seed"]), 2, dims=2)
+    _neck_and_head(pose, _Y, p["yaw_amp"] * gaze[:, 0], p["neck_share"])
+    _neck_and_head(pose, _X, p["pitch_amp"] * gaze[:, 1], p["neck_share"])
+    pose.apply("spine3", _rot(_Y, 0.15 * p["yaw_amp"] * gaze[:, 0], len(t)))
+    return pose.motion()
+
+
+def turn_around(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """Turning on the spot by `turn_deg` (its sign: the direction) over part of the clip, the head
+    leading the body, small steps while turning."""
+    t, p, pose = _begin("turn_around", n_frames, fps, params)
+    n = len(t)
+    span = max(t[-1], 1e-6)
+    u = np.clip((t / span - p["start"]) / p["duration"], 0.0, 1.0)
+    ease = u * u * (3 - 2 * u)
+    speed = 6 * u * (1 - u)                              # d ease / du: the turn's pace, 0 at both ends
+    yaw = p["turn_deg"] * ease
+    pose.apply("global_orient", _rot(_Y, yaw, n))
+    _neck_and_head(pose, _Y, p["head_lead"] * np.sign(p["turn_deg"]) * speed / 1.5, 0.4)
+    w = 2 * np.pi * p["step_freq"] * t
+    lift = {"left": np.clip(np.sin(w), 0, None) ** 1.5, "right": np.clip(-np.sin(w), 0, None) ** 1.5}
+    for side in ("left", "right"):
+        step = p["step_flex"] * lift[side] * speed / 1.5
+        pose.apply(f"{side}_hip", _rot(_X, -step, n))
+        pose.apply(f"{side}_knee", _rot(_X, 1.6 * step, n))
+    return pose.motion()
+
+
+def talk(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """Talking with the hands: forearms raised in front, gesturing in the rhythm of speech, small
+    nods and head turns."""
+    t, p, pose = _begin("talk", n_frames, fps, params)
+    n = len(t)
+    g = smooth_noise(t, p["gesture_freq"], int(p["gesture_seed"]), 3, dims=6)
+    for k, side in enumerate(("left", "right")):
+        pose.apply_sym(side, "shoulder", _rot(_X, -p["gesture_forward"] - 0.5 * p["gesture_amp"] * g[:, k], n))
+        pose.apply_sym(side, "elbow", _rot(_Y, -p["elbow_flex"] - p["gesture_amp"] * g[:, 2 + k], n))
+        pose.apply_sym(side, "wrist", _rot(_Z, p["gesture_amp"] * g[:, 4 + k], n))
+    pose.apply("head", _rot(_X, p["head_amp"] * np.sin(2 * np.pi * 2.1 * p["gesture_freq"] * t + p["phase"]), n))
+    pose.apply("head", _rot(_Y, 1.5 * p["head_amp"] * g[:, 0], n))
+    return pose.motion()
+
+
+def dance_sway(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """Swaying to a beat: hips side to side, knees dipping twice a bar, arms and head with it."""
+    t, p, pose = _begin("dance_sway", n_frames, fps, params)
+    n = len(t)
+    w = 2 * np.pi * p["beat_hz"] * t + p["phase"]
+    pose.transl[:, 0] = p["sway_amp"] * np.sin(w)
+    pose.apply("global_orient", _rot(_Z, p["roll"] * np.sin(w), n))
+    for side in ("left_hip", "right_hip"):
+        pose.apply(side, _rot(_Z, -p["roll"] * np.sin(w) - np.degrees(np.arctan2(p["sway_amp"] * np.sin(w), 0.9)), n))
+    dip = p["knee_bend"] * 0.5 * (1 - np.cos(2 * w))
+    for side in ("left", "right"):
+        pose.apply(f"{side}_hip", _rot(_X, -0.5 * dip, n))
+        pose.apply(f"{side}_knee", _rot(_X, dip, n))
+        pose.apply_sym(side, "shoulder", _rot(_Z, p["arm_amp"] * np.sin(w + (0.0 if side == "left" else np.pi)), n))
+    pose.transl[:, 1] = -0.004 * dip
+    pose.apply("spine2", _rot(_Z, -0.6 * p["roll"] * np.sin(w), n))
+    pose.apply("head", _rot(_X, p["head_bob"] * np.sin(2 * w), n))
+    return pose.motion()
+
+
 PROCEDURAL: dict[str, Callable[[int, float, Mapping[str, float]], dict[str, np.ndarray]]] = {
     "idle_sway": idle_sway,
     "walk_in_place": walk_in_place,
     "head_turn": head_turn,
     "wave": wave,
     "nod": nod,
+    "shrug": shrug,
+    "lean": lean,
+    "look_around": look_around,
+    "turn_around": turn_around,
+    "talk": talk,
+    "dance_sway": dance_sway,
 }
 
 
