@@ -58,6 +58,10 @@ TO_ANNY = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 INNER_PARTS = ("eye_back.L", "eye_back.R", "eye_cavity.L", "eye_cavity.R", "mouth_cavity", "tongue")
 EYES = ("eye_front.L", "eye_front.R")
 SKIN, EYE, INNER = 0, 1, 2   # face parts (materials)
+# Body regions garments cover (assets.clothing.REGIONS), by the bone that moves a vertex most.
+BONE_REGIONS = {"spine0": "torso", "clavicle": "torso", "shoulder01": "shoulder", "upperarm": "upper_arm",
+                "lowerarm": "lower_arm", "neck": "neck", "root": "hips", "pelvis": "hips", "upperleg": "upper_leg",
+                "lowerleg": "lower_leg"}
 
 
 def package_dir() -> Path:
@@ -157,6 +161,23 @@ def _parts(cache_path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     rigid = [m.bone_labels.index(n) for n in ("head", "eye.L", "eye.R")]
     weight = (m.vertex_bone_weights.numpy() * np.isin(m.vertex_bone_indices.numpy(), rigid)).sum(axis=1)
     return part, head, ear, weight
+
+
+@functools.lru_cache(maxsize=1)
+def regions(cache_path: str) -> dict[str, np.ndarray]:
+    """(V,) bool per body region: the vertices whose strongest bone belongs to it (skin only: not
+    the eyes or the mouth's inside)."""
+    m = model(cache_path)
+    strongest = m.vertex_bone_indices.numpy()[np.arange(m.template_vertices.shape[0]),
+                                             m.vertex_bone_weights.numpy().argmax(axis=1)]
+    part = _parts(cache_path)[0]
+    skin = np.zeros(len(strongest), bool)
+    skin[np.unique(m.faces.numpy()[part == SKIN])] = True
+    out: dict[str, np.ndarray] = {}
+    for prefix, region in BONE_REGIONS.items():
+        bones = [i for i, name in enumerate(m.bone_labels) if name.startswith(prefix)]
+        out[region] = out.get(region, np.zeros(len(strongest), bool)) | (np.isin(strongest, bones) & skin)
+    return out
 
 
 def face_uv(cache_path: str) -> np.ndarray:
@@ -278,4 +299,4 @@ def pose(record: Mapping[str, Any], body: Mapping[str, Any], rotations: np.ndarr
         parents=SMPLX_PARENTS.astype(np.int64),
         head_transform=head_tf.astype(np.float32),
         scalp=scalp, head=head.copy(),
-        face_uv=face_uv(cache), face_part=part.copy())
+        face_uv=face_uv(cache), face_part=part.copy(), regions=regions(cache))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from assets import body, camera, hair, lighting, motions, skin
+from assets import body, camera, clothing, hair, lighting, motions, skin
 from core import seeds
 from core.checks import at, integer, is_number, one_of
 from core.errors import UserError
@@ -88,6 +88,7 @@ def clip_spec(cfg: dict, index: int, model: dict) -> ClipSpec:
         hair=hair.sample(cfg["hair"], seed("hair"), index),
         camera=camera.sample(cfg["camera"], seed("camera")),
         lighting=lighting.sample(cfg["lighting"], seed("lighting")),
+        clothing=clothing.sample(cfg["clothing"], seed("clothing"), model["kind"]),
         cycles=cycles,
     )
 

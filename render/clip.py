@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from assets import body, hair, motions
+from assets import body, clothing, hair, motions
 from core.colour import quantise_alpha
 from render import frames
 from render.scene import Geometry, build_and_render
@@ -39,8 +39,9 @@ def hair_motion(spec: ClipSpec, posed: body.PosedBody) -> tuple[hair.Motion, hai
     rest_body = hair.BodyField(posed.rest_vertices, posed.faces, ~posed.head, posed.rest_joints, posed.parents,
                                g["body_reach"])
     groom = hair.grow(scalp_v, scalp_f, posed.rest_vertices[posed.head], g, spec.hair["seed"], body=rest_body)
-    moving = hair.Body(posed.vertices, posed.faces, ~posed.head, posed.joints, posed.parents, g["body_reach"],
-                       g["body_margin"])
+    top = spec.clothing.get("top") if posed.regions is not None else None
+    margin = g["body_margin"] + (top["thickness_m"] if top else 0.0)   # strands lie on the shirt, not the skin
+    moving = hair.Body(posed.vertices, posed.faces, ~posed.head, posed.joints, posed.parents, g["body_reach"], margin)
     return hair.move(groom.points, groom.guides, groom.owner, posed.head_transform, head,
                      g["collision_margin"], moving, spec.hair["dynamics"], spec.fps, spec.hair["motion_seed"]), groom
 
@@ -50,10 +51,17 @@ def geometry(spec: ClipSpec) -> Geometry:
     posed = body.pose_body(spec.body["model"], spec.body["betas"], motion, spec.body)
     moving, groom = hair_motion(spec, posed)
     melanin = hair.strand_melanin(spec.hair["colour"], len(groom.points), spec.hair["seed"])
+    garments = []
+    for part in ("top", "bottom"):
+        g = spec.clothing.get(part)
+        if g and posed.regions is not None:
+            covered = np.logical_or.reduce([posed.regions[r] for r in g["regions"]])
+            verts, faces = clothing.dress(posed.vertices, posed.faces, covered, g["thickness_m"])
+            garments.append({"name": part, "vertices": verts, "faces": faces, "fabric": g["fabric"]})
     stats = hair.groom_stats(groom.points, groom.radius, posed.rest_vertices[posed.head].mean(axis=0))
     return Geometry(posed.faces, posed.vertices, posed.joints, posed.head_transform, posed.rest_vertices,
                     moving, groom.radius, melanin, {"style": spec.hair["geometry"]["style"], **stats},
-                    posed.face_uv, posed.face_part)
+                    posed.face_uv, posed.face_part, tuple(garments))
 
 
 def render_clip(spec: ClipSpec, threads: int = 0) -> RenderedClip:

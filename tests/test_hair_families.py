@@ -18,7 +18,7 @@ MEASURES = ("length_m", "tortuosity", "curvature_rad_m", "volume_m")
 def store(tmp_path_factory, cache_dir):
     path = tmp_path_factory.mktemp("families") / "store.zarr"
     cfg = to_container(compose("render", [
-        "n_clips=24", "hair.style_order=cycle", "hair.strand_scale=0.02", f"store.path={path}",
+        "n_clips=24", "body.model=anny", "hair.style_order=cycle", "hair.strand_scale=0.02", f"store.path={path}",
         f"body.cache_dir={cache_dir}", "cycles.width=128", "cycles.height=128", "cycles.samples=2",
         "cycles.alpha_samples=8", "cycles.denoise=false", "clip.fps=8", "clip.seconds=0.25"]))
     assert render_main.task(cfg) == 0
@@ -60,6 +60,9 @@ def test_the_report_covers_kinds_and_configured_ranges(store, tmp_path):
     for name, kinds in (("camera.move.kind", {"static", "handheld", "dolly", "orbit", "zoom"}),
                         ("lighting.kind", {"studio", "sky", "environment"}),
                         ("camera.framing", {"close_up", "upper_body", "full_body"}),
+                        ("clothing.top.kind", {k for k, w in cfg["clothing"]["tops"]["weights"].items() if w > 0}),
+                        ("clothing.bottom.kind", set(cfg["clothing"]["bottoms"]["weights"])),
+                        ("clothing.top.fabric.pattern", {"solid", "stripes", "checks", "print", "knit"}),
                         ("hair.geometry.style", set(cfg["hair"]["styles"]))):
         assert set(params[name].values) == kinds, name
     assert any(params["lighting.backlit"].values) and any(params["camera.dof"].values)
@@ -69,6 +72,8 @@ def test_the_report_covers_kinds_and_configured_ranges(store, tmp_path):
                  "body.skin.roughness", "hair.dynamics.drag"):
         p = params[name]
         assert p.outside == 0 and p.coverage > 0.6, (name, p.span, min(p.values), max(p.values))
+    ages = params["body.age_years"].values
+    assert min(ages) < 30 and max(ages) > 60, ages        # young and old people
     ita = params["body.skin.ita_deg"].values
     assert min(ita) < 10 and max(ita) > 41, ita          # brown to light skin in 24 clips
     assert "| camera.focal_mm | 24 |" in text
