@@ -107,3 +107,18 @@ def test_a_rendered_anny_store_says_which_body_and_is_publishable(tmp_path, cach
     assert spec_body["model"]["kind"] == "anny" and set(spec_body["phenotype"]) == set(anny_body.PHENOTYPES)
     assert 13 <= spec_body["age_years"] <= 85
     assert clip.attrs["render"]["body_vertices"] == 13718 and (clip["alpha_hair"][:] > 0).any()
+
+
+@pytest.mark.blender
+def test_the_same_anny_spec_renders_the_same_pixels(cache_dir):
+    from core.cli import compose, to_container
+    from pipelines import plan
+    from render.clip import render_clip
+    from tests.conftest import SMALL
+    cfg = to_container(compose("render", [*SMALL, "body.model=anny", f"body.cache_dir={cache_dir}", "n_clips=1",
+                                          "cycles.width=48", "cycles.height=48"]))
+    spec = plan.plan(cfg, body.resolve_model(None, cache_dir=cache_dir, kind="anny"))[0]
+    assert spec.clothing["top"] or spec.clothing["bottom"]          # a dressed body, garments included
+    a, b = render_clip(spec, threads=2), render_clip(spec, threads=2)
+    for name in a.arrays:
+        np.testing.assert_array_equal(a.arrays[name], b.arrays[name], err_msg=name)
