@@ -26,7 +26,7 @@ sheet: $(STAMP)
 	$(BIN)/python -m pipelines.contact_sheet $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --durations=12 $(PYTEST_ARGS)
 
 # No Blender, no Ray, nothing slow: quick feedback on a change (the import-layer check included).
 test-fast: $(STAMP)

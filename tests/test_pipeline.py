@@ -76,8 +76,10 @@ def test_bad_input_one_line_and_store_untouched(two_clip_store, tmp_path):
     cases = [
         (["bogus_key=1"], "bogus_key"),
         (["n_clips=0"], "n_clips must be a positive integer"),
-        (["body.model_path=/no/such/smplx"], "/no/such/smplx"),
-        ([f"body.model_path={not_smplx}"], "SMPLX_NEUTRAL.npz"),
+        (["body.model=auto", "body.model_path=/no/such/smplx"], "/no/such/smplx"),
+        (["body.model=smplx"], "model=smplx needs model_path"),
+        (["body.model=mannequin"], "model must be one of"),
+        (["body.model=auto", f"body.model_path={not_smplx}"], "SMPLX_NEUTRAL.npz"),
         ([f"store.path={a_file}"], "is a file"),
     ]
     for args, needle in cases:
