@@ -154,7 +154,7 @@ def _parts(cache_path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     head = np.zeros(m.template_vertices.shape[0], bool)
     head[np.unique(faces[head_faces])] = True
     uv = np.zeros((len(head), 2))
-    uv[faces.ravel()] = m.texture_coordinates.numpy()[m.face_texture_coordinate_indices.numpy().ravel()]
+    uv[faces.ravel()] = face_uv(cache_path).reshape(-1, 2)   # one UV per vertex: a seam vertex keeps one
     ears = np.asarray(Image.open(texture("mpfb_ears.jpg")), np.float32) / 255.0
     h, w = ears.shape
     ear = ears[np.clip(((1 - uv[:, 1]) * h).astype(int), 0, h - 1), np.clip((uv[:, 0] * w).astype(int), 0, w - 1)]

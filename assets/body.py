@@ -296,11 +296,8 @@ def sample_betas(rng: np.random.Generator | int, n_betas: int, std: float) -> li
 
 def sample(cfg: Mapping[str, Any], seed: int, kind: str = "standin") -> dict[str, Any]:
     """A clip's body shape from the `body:` config: `n_betas` betas ~ N(0, betas_std) for SMPL-X
-    files, anny's phenotype for anny (its own stream, so the betas stay as they were)."""
-    rng = np.random.default_rng(seed)
-    out: dict[str, Any] = {"betas": sample_betas(rng, cfg["n_betas"], cfg["betas_std"])}
+    files, anny's phenotype (and no betas) for anny."""
     if kind == "anny":
         from assets import anny_body
-        out["betas"] = []
-        out.update(anny_body.sample(cfg["anny"], np.random.default_rng([seed, 1])))
-    return out
+        return {"betas": [], **anny_body.sample(cfg["anny"], np.random.default_rng([seed, 1]))}
+    return {"betas": sample_betas(np.random.default_rng(seed), cfg["n_betas"], cfg["betas_std"])}

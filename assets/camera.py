@@ -24,20 +24,13 @@ def sample(cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
     out["shutter"] = number(cfg["shutter"], rng, "camera.shutter")
     if not 0 <= out["shutter"] <= 1:
         raise ValueError(f"camera.shutter must lie in [0, 1] (a share of the frame interval), got {out['shutter']}")
-    weights = cfg["move"]["weights"]
-    unknown = sorted(set(weights) - set(MOVES))
-    if unknown:
-        raise ValueError(f"camera.move.weights name unknown moves {unknown}; known: {', '.join(MOVES)}")
-    kind = ranges.weighted(weights, rng, "camera.move.weights")
+    kind = ranges.weighted(cfg["move"]["weights"], rng, "camera.move.weights", MOVES, "moves")
     per = cfg["move"].get(kind) or {}
     out["move"] = {"kind": kind, **{k: ranges.draw(per[k], rng, f"camera.move.{kind}.{k}") for k in sorted(per)}}
     for k in ("exposure_target", "exposure_max_gain"):
         out[k] = number(cfg[k], rng, f"camera.{k}")
     fr = cfg["framing"]
-    unknown = sorted(set(fr["weights"]) - set(FRAMINGS))
-    if unknown:
-        raise ValueError(f"camera.framing.weights name unknown framings {unknown}; known: {', '.join(FRAMINGS)}")
-    out["framing"] = ranges.weighted(fr["weights"], rng, "camera.framing.weights")
+    out["framing"] = ranges.weighted(fr["weights"], rng, "camera.framing.weights", FRAMINGS, "framings")
     out["frame_height_m"] = number(fr[out["framing"]], rng, f"camera.framing.{out['framing']}")
     out["dof"] = bool(rng.uniform() < cfg["dof_share"])
     out["f_stop"] = number(cfg["f_stop"], rng, "camera.f_stop")

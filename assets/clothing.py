@@ -11,9 +11,9 @@ import colorsys
 from typing import Any, Mapping
 
 import numpy as np
-
 from scipy.spatial import cKDTree
 
+from assets.hair.field import vertex_normals
 from core import ranges
 from core.colour import srgb_to_linear
 from core.ranges import number
@@ -22,15 +22,13 @@ REGIONS = ("torso", "shoulder", "upper_arm", "lower_arm", "neck", "hips", "upper
 PATTERNS = ("solid", "stripes", "checks", "print", "knit")
 
 
-def _fabric(cfg: Mapping[str, Any], rng: np.random.Generator, where: str) -> dict[str, Any]:
-    unknown = sorted(set(cfg["patterns"]) - set(PATTERNS))
-    if unknown:
-        raise ValueError(f"clothing.fabric.patterns name unknown patterns {unknown}; known: {', '.join(PATTERNS)}")
+def _fabric(cfg: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:
     colours = []
     for _ in range(2):   # a main colour and a second one for stripes, checks and prints
         hsv = [number(cfg[k], rng, f"clothing.fabric.{k}") for k in ("hue", "saturation", "value")]
         colours.append(srgb_to_linear(np.array(colorsys.hsv_to_rgb(*hsv))).tolist())
-    return {"pattern": ranges.weighted(cfg["patterns"], rng, f"{where} patterns"), "colour": colours[0],
+    return {"pattern": ranges.weighted(cfg["patterns"], rng, "clothing.fabric.patterns", PATTERNS, "patterns"),
+            "colour": colours[0],
             "colour_b": colours[1], "scale": number(cfg["pattern_scale"], rng, "clothing.fabric.pattern_scale"),
             "roughness": number(cfg["roughness"], rng, "clothing.fabric.roughness"),
             "sheen": number(cfg["sheen"], rng, "clothing.fabric.sheen")}
@@ -56,41 +54,27 @@ def sample(cfg: Mapping[str, Any], seed: int, body_kind: str) -> dict[str, Any]:
             raise ValueError(f"clothing.{part}.regions.{kind} names unknown regions {bad}; known: {', '.join(REGIONS)}")
         garment = {"kind": kind, "regions": regions,
                    "thickness_m": number(c["thickness_m"][kind], rng, f"clothing.{part}.thickness_m.{kind}"),
-                   "fabric": _fabric(cfg["fabric"], rng, f"clothing.{part}")}
+                   "fabric": _fabric(cfg["fabric"], rng)}
         out[part[:-1]] = garment if dressed and regions else None
     if body_kind not in DRESSABLE:
         out["note"] = f"the {body_kind} body has no garment regions: rendered bare"
     return out
 
 
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(T,V,3) area-weighted unit normals of a posed mesh sequence (T,V,3)."""
-    v = vertices
-    n = np.cross(v[:, faces[:, 1]] - v[:, faces[:, 0]], v[:, faces[:, 2]] - v[:, faces[:, 0]])
-    out = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(out, (slice(None), faces[:, k]), n)
-    return out / np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-12)
-
-
-def shell(vertices: np.ndarray, faces: np.ndarray, covered: np.ndarray, thickness: float
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The garment over the faces whose vertices are all `covered` (V,) bool: (T,v,3) vertices
-    offset by `thickness` along the skin's normals, (f,3) faces re-indexed, (v,) body vertex ids."""
+def dress(vertices: np.ndarray, faces: np.ndarray, covered: np.ndarray, thickness: float,
+          normals: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The garment over the faces whose vertices are all `covered` (V,) bool, for a posed (T,V,3)
+    sequence: (T,v,3) vertices and (f,3) faces. Each is its skin vertex offset by `thickness` along
+    the skin's normal (`normals`, (T,V,3), when the caller has them), then pushed out of any other
+    body part it would pass into (the torso's cloth under a lowered arm, the inside of a bent
+    elbow): to half its thickness above the plane of the nearest skin vertex."""
+    if normals is None:
+        normals = vertex_normals(vertices.astype(np.float64), faces)
     on = covered[faces].all(axis=1)
     ids = np.unique(faces[on])
     remap = np.full(len(covered), -1, np.int64)
     remap[ids] = np.arange(len(ids))
-    normals = vertex_normals(vertices.astype(np.float64), faces)
-    return (vertices[:, ids] + thickness * normals[:, ids]).astype(np.float32), remap[faces[on]].astype(np.int32), ids
-
-
-def dress(vertices: np.ndarray, faces: np.ndarray, covered: np.ndarray, thickness: float) -> tuple[np.ndarray, np.ndarray]:
-    """The garment of `shell`, then frame by frame pushed out of any other body part it would pass
-    into (the torso's cloth under a lowered arm, the inside of a bent elbow): to half its thickness
-    above the plane of the nearest skin vertex, along that vertex's outward normal."""
-    verts, faces_out, _ = shell(vertices, faces, covered, thickness)
-    normals = vertex_normals(vertices.astype(np.float64), faces)
+    verts = (vertices[:, ids] + thickness * normals[:, ids]).astype(np.float32)
     margin = 0.5 * thickness
     for t in range(len(verts)):
         skin = vertices[t].astype(np.float64)
@@ -100,4 +84,4 @@ def dress(vertices: np.ndarray, faces: np.ndarray, covered: np.ndarray, thicknes
         low = h < margin
         p[low] += (margin - h[low])[:, None] * normals[t, j[low]]
         verts[t] = p
-    return verts, faces_out
+    return verts, remap[faces[on]].astype(np.int32)

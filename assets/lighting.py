@@ -32,10 +32,7 @@ def _studio(cfg: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:
 
 def sample(cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
-    unknown = sorted(set(cfg["weights"]) - set(KINDS))
-    if unknown:
-        raise ValueError(f"lighting.weights name unknown kinds {unknown}; known: {', '.join(KINDS)}")
-    kind = ranges.weighted(cfg["weights"], rng, "lighting.weights")
+    kind = ranges.weighted(cfg["weights"], rng, "lighting.weights", KINDS, "kinds")
     if kind == "studio":
         out = _studio(cfg["studio"], rng)
     else:

@@ -119,10 +119,7 @@ def sample(cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
         path = files[rng.integers(len(files))]
         return {"kind": "amass", "path": str(path),
                 "start_frame": int(rng.integers(0, amass["max_start_frame"] + 1))}
-    unknown = sorted(set(cfg["weights"]) - set(PROCEDURAL))
-    if unknown:
-        raise ValueError(f"motion.weights name unknown motions {unknown}; known: {sorted(PROCEDURAL)}")
-    name = ranges.weighted(cfg["weights"], rng, "motion.weights")
+    name = ranges.weighted(cfg["weights"], rng, "motion.weights", sorted(PROCEDURAL), "motions")
     return {"kind": "procedural", "name": name,
             "params": sample_params(name, seeds.rng(seed, name), cfg["ranges"])}
 
@@ -223,6 +220,23 @@ def _neck_and_head(pose: "_Pose", axis: np.ndarray, angle: np.ndarray, share: fl
     pose.apply("head", _rot(axis, (1 - share) * angle, len(angle)))
 
 
+def _shift_weight(pose: "_Pose", shift: np.ndarray, roll: np.ndarray) -> None:
+    """The pelvis shifted sideways by `shift` (m) and rolled by `roll` (deg); the legs lean against
+    both so the feet stay roughly planted (0.9 m: a typical hip-to-ankle length)."""
+    n = len(shift)
+    pose.transl[:, 0] = shift
+    pose.apply("global_orient", _rot(_Z, roll, n))
+    lean = np.degrees(np.arctan2(shift, 0.9))
+    for side in ("left_hip", "right_hip"):
+        pose.apply(side, _rot(_Z, -roll - lean, n))
+
+
+def _lifts(phase: np.ndarray) -> dict[str, np.ndarray]:
+    """How far each foot is lifted over a gait cycle given as sin(phase): left on the positive half,
+    right on the negative; a power > 1 keeps the lift C1-smooth where the foot touches down."""
+    return {"left": np.clip(phase, 0, None) ** 1.5, "right": np.clip(-phase, 0, None) ** 1.5}
+
+
 def _times(n_frames: int, fps: float) -> np.ndarray:
     if int(n_frames) != n_frames or n_frames < 1:
         raise ValueError(f"n_frames must be a positive integer, got {n_frames!r}")
@@ -240,13 +254,7 @@ def idle_sway(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[st
     w = 2 * np.pi * p["sway_freq"] * t + p["phase"]
     shift = p["sway_amp"] * np.sin(w)
     roll = p["sway_roll"] * np.sin(w)
-    pose.transl[:, 0] = shift
-    pose.apply("global_orient", _rot(_Z, roll, n))
-    # Legs lean against the shift and the pelvis roll so the feet stay roughly planted
-    # (0.9 m: a typical hip-to-ankle length).
-    lean = np.degrees(np.arctan2(shift, 0.9))
-    for side in ("left_hip", "right_hip"):
-        pose.apply(side, _rot(_Z, -roll - lean, n))
+    _shift_weight(pose, shift, roll)
     pose.apply("spine1", _rot(_Z, -0.5 * roll, n))    # upper body stays about upright
     pose.apply("spine2", _rot(_Z, -0.3 * roll, n))
     head = smooth_noise(t, p["sway_freq"] * 2.0, int(p["seed"]), 1, dims=2)
@@ -261,8 +269,7 @@ def walk_in_place(n_frames: int, fps: float, params: Mapping[str, float]) -> dic
     n = len(t)
     w = 2 * np.pi * p["step_freq"] * t + p["phase"]
     s = np.sin(w)
-    # A power > 1 of the positive half keeps the lift C1-smooth where the foot touches down.
-    lift = {"left": np.clip(s, 0, None) ** 1.5, "right": np.clip(-s, 0, None) ** 1.5}
+    lift = _lifts(s)
     for side in ("left", "right"):
         # Hip flexion brings the thigh forward (-x rotation), knee flexion the shin back (+x).
         pose.apply(f"{side}_hip", _rot(_X, -p["hip_flex"] * lift[side], n))
@@ -373,7 +380,7 @@ def turn_around(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[
     pose.apply("global_orient", _rot(_Y, yaw, n))
     _neck_and_head(pose, _Y, p["head_lead"] * np.sign(p["turn_deg"]) * speed / 1.5, 0.4)
     w = 2 * np.pi * p["step_freq"] * t
-    lift = {"left": np.clip(np.sin(w), 0, None) ** 1.5, "right": np.clip(-np.sin(w), 0, None) ** 1.5}
+    lift = _lifts(np.sin(w))
     for side in ("left", "right"):
         step = p["step_flex"] * lift[side] * speed / 1.5
         pose.apply(f"{side}_hip", _rot(_X, -step, n))
@@ -401,10 +408,7 @@ def dance_sway(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[s
     t, p, pose = _begin("dance_sway", n_frames, fps, params)
     n = len(t)
     w = 2 * np.pi * p["beat_hz"] * t + p["phase"]
-    pose.transl[:, 0] = p["sway_amp"] * np.sin(w)
-    pose.apply("global_orient", _rot(_Z, p["roll"] * np.sin(w), n))
-    for side in ("left_hip", "right_hip"):
-        pose.apply(side, _rot(_Z, -p["roll"] * np.sin(w) - np.degrees(np.arctan2(p["sway_amp"] * np.sin(w), 0.9)), n))
+    _shift_weight(pose, p["sway_amp"] * np.sin(w), p["roll"] * np.sin(w))
     dip = p["knee_bend"] * 0.5 * (1 - np.cos(2 * w))
     for side in ("left", "right"):
         pose.apply(f"{side}_hip", _rot(_X, -0.5 * dip, n))

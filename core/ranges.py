@@ -39,9 +39,14 @@ def number(spec: Any, rng: np.random.Generator, where: str) -> float:
     return float(value)
 
 
-def weighted(weights: Mapping[str, Any], rng: np.random.Generator, where: str) -> str:
+def weighted(weights: Mapping[str, Any], rng: np.random.Generator, where: str,
+             known: Sequence[str] | None = None, what: str = "names") -> str:
     """One name of a {name: weight} table, drawn in proportion to its weight (names sorted, so the
-    draw does not depend on the config's key order)."""
+    draw does not depend on the config's key order); with `known`, a name outside it is an error
+    that says which `what` there are."""
+    unknown = sorted(set(weights) - set(known)) if known is not None else []
+    if unknown:
+        raise ValueError(f"{where} name unknown {what} {unknown}; known: {', '.join(known)}")
     names = sorted(weights)
     w = np.array([float(weights[n]) for n in names]) if names else np.zeros(0)
     if not names or (w < 0).any() or w.sum() <= 0:

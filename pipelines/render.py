@@ -230,11 +230,12 @@ def main(cfg: DictConfig) -> int:
     done, failed = run_ray(todo, c) if todo else ([], {})
     sh = c["sheet"]
     sheet_path = contact_sheet.default_path(c)
-    sheet = contact_sheet.write(clipstore.open_store(c["store"]["path"]), sheet_path, sh["clips"], sh["frames"],
-                                sh["cell"], sh["crop"]) if sheet_path else None
+    written_root = clipstore.open_store(c["store"]["path"])   # reopened: the workers wrote the clips
+    sheet = contact_sheet.write(written_root, sheet_path, sh["clips"], sh["frames"], sh["cell"],
+                                sh["crop"]) if sheet_path else None
     print(summary(c, len(specs), len(specs) - len(todo), done, failed, time.perf_counter() - start, sheet))
     folder = report.default_dir(c)
-    written = report.write(clipstore.open_store(c["store"]["path"]), folder, c) if folder else None
+    written = report.write(written_root, folder, c, sheet) if folder else None
     if written:
         print(f"report: {written[0]} (parameters.png, parameters.md, contact_sheet.png)")
     # Every writer is done (run_ray has shut Ray down): snapshot the store for plain-zarr readers.

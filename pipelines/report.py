@@ -9,6 +9,7 @@ without being listed here. The render driver writes the report after each run.
 """
 from __future__ import annotations
 
+import shutil
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -157,8 +158,9 @@ def default_dir(cfg: dict) -> Path | None:
     return clipstore.location.beside(cfg["store"]["path"], ".report")
 
 
-def write(root, folder: Path, cfg: dict) -> tuple[Path, str] | None:
-    """parameters.png, parameters.md and contact_sheet.png in `folder`; None for a store without clips."""
+def write(root, folder: Path, cfg: dict, sheet: Path | None = None) -> tuple[Path, str] | None:
+    """parameters.png, parameters.md and contact_sheet.png in `folder`; None for a store without clips.
+    `sheet`: this store's contact sheet, already written at the same sheet settings (copied, not redrawn)."""
     params, n = collect(root)
     if not n:
         return None
@@ -169,8 +171,11 @@ def write(root, folder: Path, cfg: dict) -> tuple[Path, str] | None:
     text = table(params, n)
     (folder / "parameters.md").write_text(text + "\n")
     plot(params, folder / "parameters.png", cfg["report"])
-    sh = cfg["sheet"]
-    contact_sheet.write(root, folder / "contact_sheet.png", sh["clips"], sh["frames"], sh["cell"], sh["crop"])
+    if sheet is not None and sheet.is_file():
+        shutil.copyfile(sheet, folder / "contact_sheet.png")
+    else:
+        sh = cfg["sheet"]
+        contact_sheet.write(root, folder / "contact_sheet.png", sh["clips"], sh["frames"], sh["cell"], sh["crop"])
     return folder, text
 
 

@@ -51,12 +51,14 @@ def geometry(spec: ClipSpec) -> Geometry:
     posed = body.pose_body(spec.body["model"], spec.body["betas"], motion, spec.body)
     moving, groom = hair_motion(spec, posed)
     melanin = hair.strand_melanin(spec.hair["colour"], len(groom.points), spec.hair["seed"])
-    garments = []
+    garments, normals = [], None
     for part in ("top", "bottom"):
         g = spec.clothing.get(part)
         if g and posed.regions is not None:
+            if normals is None:   # the skin's, shared by top and bottom
+                normals = hair.vertex_normals(posed.vertices.astype(np.float64), posed.faces)
             covered = np.logical_or.reduce([posed.regions[r] for r in g["regions"]])
-            verts, faces = clothing.dress(posed.vertices, posed.faces, covered, g["thickness_m"])
+            verts, faces = clothing.dress(posed.vertices, posed.faces, covered, g["thickness_m"], normals)
             garments.append({"name": part, "vertices": verts, "faces": faces, "fabric": g["fabric"]})
     stats = hair.groom_stats(groom.points, groom.radius, posed.rest_vertices[posed.head].mean(axis=0))
     return Geometry(posed.faces, posed.vertices, posed.joints, posed.head_transform, posed.rest_vertices,

@@ -182,14 +182,13 @@ def skin_material(p: dict, textured: bool = False) -> bpy.types.Material:
     bsdf.inputs["Subsurface Radius"].default_value = (1.0, 0.35, 0.2)
     bsdf.inputs["Subsurface Scale"].default_value = 0.01
     if textured:
-        colour = bsdf.inputs["Base Color"].default_value[:]
+        colour = None   # the tint so far: none, then lips, then nails over the lips
         for mask, factor in (("mpfb_lips.jpg", p["lips"]), ("mpfb_fingernails.jpg", p["nails"])):
             tint = nodes.new("ShaderNodeMix")
             tint.data_type = "RGBA"
             links.new(_mask(nodes, links, mask), tint.inputs["Factor"])
-            if isinstance(colour, tuple):
-                tint.inputs["A"].default_value = colour
-            else:
+            tint.inputs["A"].default_value = (*p["color"], 1.0)
+            if colour is not None:
                 links.new(colour, tint.inputs["A"])
             tint.inputs["B"].default_value = (*np.clip(np.multiply(p["color"], factor), 0, 1), 1.0)
             colour = tint.outputs["Result"]

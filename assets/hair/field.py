@@ -92,12 +92,13 @@ class HeadField:
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted vertex normals (winding as the faces have it)."""
-    tri = vertices[faces]
-    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    """Area-weighted vertex normals (winding as the faces have it) of (..., V, 3) vertices: one
+    mesh, or a posed sequence of it."""
+    tri = vertices[..., faces, :]
+    fn = np.cross(tri[..., 1, :] - tri[..., 0, :], tri[..., 2, :] - tri[..., 0, :])
     vn = np.zeros_like(vertices, dtype=np.float64)
     for j in range(3):
-        np.add.at(vn, faces[:, j], fn)
+        np.add.at(vn, (Ellipsis, faces[:, j], slice(None)), fn)
     return normalize(vn)
 
 

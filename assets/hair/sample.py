@@ -19,10 +19,7 @@ def _style(cfg: Mapping[str, Any], rng: np.random.Generator, index: int | None =
     if not styles:
         raise ValueError("hair config has no styles")
     weights = dict(cfg.get("style_weights") or {s: 1.0 for s in styles})
-    unknown = sorted(set(weights) - set(styles))
-    if unknown:
-        raise ValueError(f"hair style_weights name styles that are not defined: {unknown}")
-    pick = ranges.weighted(weights, rng, "hair.style_weights")   # drawn either way: the streams stay aligned
+    pick = ranges.weighted(weights, rng, "hair.style_weights", sorted(styles), "styles")   # drawn either way: the streams stay aligned
     order = cfg.get("style_order", "random")
     if order == "cycle" and index is not None:
         on = [n for n in sorted(weights) if float(weights[n]) > 0]
