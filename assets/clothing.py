@@ -3,7 +3,10 @@ body regions offset along the posed skin's normals in every frame.
 
 A shell of the posed surface follows every motion exactly (it is skinned by construction) and
 lies outside the skin it covers by its thickness; hems and collars fall where the regions end.
-No cloth simulation: garments are tight to loose-fitting, never draped (no skirts or hoods).
+A skirt is not a shell: it hangs from the waist as rings around the hips and legs
+(`skirt`), each ring outside every leg vertex at its height in every frame and never narrower
+than the ring above, so it flares, follows the legs apart when they stride, and turns with the
+pelvis. No cloth simulation: nothing swings or drapes in folds (no hoods either).
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ def _fabric(cfg: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:
             "sheen": number(cfg["sheen"], rng, "clothing.fabric.sheen")}
 
 
+HANGING = ("skirt",)    # kinds made by `skirt` (hung from the waist), not as shells by `dress`
 DRESSABLE = ("anny",)   # body models whose regions garments know (assets.anny_body.regions)
 
 
@@ -55,6 +59,11 @@ def sample(cfg: Mapping[str, Any], seed: int, body_kind: str) -> dict[str, Any]:
         garment = {"kind": kind, "regions": regions,
                    "thickness_m": number(c["thickness_m"][kind], rng, f"clothing.{part}.thickness_m.{kind}"),
                    "fabric": _fabric(cfg["fabric"], rng)}
+        if kind in HANGING:
+            h = c[kind]
+            garment["hang"] = {"hem": number(h["hem"], rng, f"clothing.{part}.{kind}.hem"),
+                               "flare": number(h["flare"], rng, f"clothing.{part}.{kind}.flare"),
+                               "rings": int(h["rings"]), "sectors": int(h["sectors"])}
         out[part[:-1]] = garment if dressed and regions else None
     if body_kind not in DRESSABLE:
         out["note"] = f"the {body_kind} body has no garment regions: rendered bare"
@@ -85,3 +94,60 @@ def dress(vertices: np.ndarray, faces: np.ndarray, covered: np.ndarray, thicknes
         p[low] += (margin - h[low])[:, None] * normals[t, j[low]]
         verts[t] = p
     return verts, remap[faces[on]].astype(np.int32)
+
+
+def skirt(vertices: np.ndarray, joints: np.ndarray, inside: np.ndarray, waist: np.ndarray, thickness: float,
+          hang: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """A skirt for a posed (T,V,3) Y-up sequence: (T, rings*sectors, 3) vertices and their faces.
+
+    It hangs from the top of the `waist` vertices (V,) bool down to `hang["hem"]` of the way to the
+    lowest `inside` vertex (the legs), on rings about the pelvis joint in the pelvis's heading (so
+    the cloth turns with the body). A ring's radius in each angular sector is the farthest inside
+    vertex near that height and angle (and its neighbour sectors', so chords between ring points
+    stay outside) plus `thickness`, never less than the ring above plus `flare` per metre of drop.
+    Over time the radii are smoothed and never drop below their frame's own need."""
+    n_rings, n_sec = hang["rings"], hang["sectors"]
+    pelvis, hips = joints[:, 0].astype(np.float64), joints[:, 1:3].astype(np.float64)
+    rest_top = np.quantile(vertices[0, waist, 1], 0.95) - pelvis[0, 1]
+    rest_low = vertices[0, inside, 1].min() - pelvis[0, 1]
+    drop = hang["hem"] * (rest_top - rest_low)
+    heights = np.linspace(rest_top, rest_top - drop, n_rings)        # relative to the pelvis, falling
+    step = drop / max(n_rings - 1, 1)
+    angles = np.linspace(0.0, 2 * np.pi, n_sec, endpoint=False)
+    T = len(vertices)
+    radius = np.zeros((T, n_rings, n_sec))
+    heading = np.zeros(T)
+    for t in range(T):
+        side = hips[t, 0] - hips[t, 1]                               # left hip - right hip: the body's +x
+        heading[t] = np.arctan2(-side[2], side[0])
+        d = vertices[t, inside].astype(np.float64) - pelvis[t]
+        theta = (np.arctan2(d[:, 2], d[:, 0]) + heading[t]) % (2 * np.pi)
+        r = np.hypot(d[:, 0], d[:, 2])
+        sector = np.minimum((theta / (2 * np.pi) * n_sec).astype(int), n_sec - 1)
+        for k, y in enumerate(heights):
+            near = np.abs(d[:, 1] - y) <= step
+            need = np.zeros(n_sec)
+            np.maximum.at(need, sector[near], r[near])
+            seen = np.zeros(n_sec, bool)
+            seen[sector[near]] = True
+            if seen.any() and not seen.all():   # sectors no vertex falls in: between their neighbours
+                centres = np.flatnonzero(seen)
+                need = np.interp(np.arange(n_sec), centres, need[centres], period=n_sec)
+            need = np.maximum(need, np.maximum(np.roll(need, 1), np.roll(need, -1)))
+            radius[t, k] = need + thickness
+            if k:
+                radius[t, k] = np.maximum(radius[t, k], radius[t, k - 1] + hang["flare"] * step)
+    if T > 2:
+        smooth = radius.copy()
+        smooth[1:-1] = 0.25 * radius[:-2] + 0.5 * radius[1:-1] + 0.25 * radius[2:]
+        radius = np.maximum(radius, smooth)
+    a = angles[None, :] - heading[:, None]                            # (T, sectors) world angles
+    x = pelvis[:, None, None, 0] + radius * np.cos(a)[:, None, :]
+    z = pelvis[:, None, None, 2] + radius * np.sin(a)[:, None, :]
+    y = np.broadcast_to(pelvis[:, None, None, 1] + heights[None, :, None], radius.shape)
+    verts = np.stack([x, y, z], axis=-1).reshape(T, n_rings * n_sec, 3).astype(np.float32)
+    i = np.arange(n_rings - 1)[:, None] * n_sec + np.arange(n_sec)[None, :]
+    j = (i // n_sec) * n_sec + (i + 1) % n_sec                        # the next sector, wrapping
+    quads = np.stack([i, j, j + n_sec, i + n_sec], axis=-1).reshape(-1, 4)
+    faces = np.concatenate([quads[:, [0, 1, 2]], quads[:, [0, 2, 3]]]).astype(np.int32)   # normals outwards
+    return verts, faces

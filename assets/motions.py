@@ -80,6 +80,7 @@ PARAMS = {name: COMMON_PARAMS + own for name, own in {
     "turn_around": ("turn_deg", "start", "duration", "head_lead", "step_freq", "step_flex"),
     "talk": ("gesture_freq", "gesture_amp", "elbow_flex", "gesture_forward", "head_amp", "gesture_seed", "phase"),
     "dance_sway": ("beat_hz", "sway_amp", "roll", "knee_bend", "arm_amp", "head_bob", "phase"),
+    "walk_across": ("speed", "step_freq", "knee_flex", "arm_swing", "torso_twist", "bob", "view_deg", "phase"),
 }.items()}
 _INT_PARAMS = ("seed", "arm", "look_seed", "gesture_seed")
 
@@ -420,6 +421,46 @@ def dance_sway(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[s
     return pose.motion()
 
 
+LEG_M = 0.9   # hip to ankle of an adult: turns a stride into a hip angle
+
+
+def walk_across(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """Walking forward (+z) at `speed`, passing the rest position mid-clip, with a gait whose
+    stride matches the speed (feet barely slide): thighs swing forward and back, the swinging
+    leg's knee bends, arms counter-swing. `view_deg` is where the camera stands relative to the
+    walker's facing (render.scene adds it to the camera's azimuth): about 90 sees the walk cross
+    the frame, less sees it come diagonally closer."""
+    t, p, pose = _begin("walk_across", n_frames, fps, params)
+    n = len(t)
+    w = 2 * np.pi * p["step_freq"] * t + p["phase"]
+    s = np.sin(w)
+    # A rounded triangle wave: the foot on the ground slides back at a near-constant pace, as the
+    # body moves on at a constant speed (a sine would slide it).
+    tri = np.arcsin(0.97 * s) / np.arcsin(0.97)
+    # One gait cycle covers two steps: speed / step_freq metres; a thigh swings +-amp about vertical.
+    step = p["speed"] / p["step_freq"] / 2
+    amp = np.degrees(np.arcsin(min(0.45, step / (2 * LEG_M))))
+    for side, sign in (("left", 1.0), ("right", -1.0)):
+        swing = sign * tri                                      # +1: this thigh at its most forward
+        pose.apply(f"{side}_hip", _rot(_X, -amp * swing, n))
+        # The knee bends while the leg swings through (thigh passing forward), straight on the ground.
+        through = np.clip(sign * np.cos(w), 0, None) ** 1.5
+        pose.apply(f"{side}_knee", _rot(_X, p["knee_flex"] * through, n))
+        pose.apply(f"{side}_ankle", _rot(_X, -0.3 * amp * swing, n))
+        pose.apply(f"{side}_shoulder", _rot(_X, sign * p["arm_swing"] * s, n))
+    pose.apply("spine2", _rot(_Y, p["torso_twist"] * s, n))
+    pose.apply("global_orient", _rot(_Y, -0.5 * p["torso_twist"] * s, n))
+    pose.transl[:, 2] = p["speed"] * (t - 0.5 * t[-1])
+    # The pelvis is lowest as the legs pass each other apart (twice per cycle) and rises between.
+    pose.transl[:, 1] = p["bob"] * 0.5 * (1 + np.cos(2 * w))
+    return pose.motion()
+
+
+def view_deg(motion: Mapping[str, Any]) -> float:
+    """The camera's azimuth offset a motion asks for (walk_across's side view), 0 for the others."""
+    return float(motion.get("params", {}).get("view_deg", 0.0)) if motion.get("kind") == "procedural" else 0.0
+
+
 PROCEDURAL: dict[str, Callable[[int, float, Mapping[str, float]], dict[str, np.ndarray]]] = {
     "idle_sway": idle_sway,
     "walk_in_place": walk_in_place,
@@ -432,6 +473,7 @@ PROCEDURAL: dict[str, Callable[[int, float, Mapping[str, float]], dict[str, np.n
     "turn_around": turn_around,
     "talk": talk,
     "dance_sway": dance_sway,
+    "walk_across": walk_across,
 }
 
 

@@ -58,7 +58,11 @@ def geometry(spec: ClipSpec) -> Geometry:
             if normals is None:   # the skin's, shared by top and bottom
                 normals = hair.vertex_normals(posed.vertices.astype(np.float64), posed.faces)
             covered = np.logical_or.reduce([posed.regions[r] for r in g["regions"]])
-            verts, faces = clothing.dress(posed.vertices, posed.faces, covered, g["thickness_m"], normals)
+            if g["kind"] in clothing.HANGING:
+                verts, faces = clothing.skirt(posed.vertices, posed.joints, covered, posed.regions["hips"],
+                                              g["thickness_m"], g["hang"])
+            else:
+                verts, faces = clothing.dress(posed.vertices, posed.faces, covered, g["thickness_m"], normals)
             garments.append({"name": part, "vertices": verts, "faces": faces, "fabric": g["fabric"]})
     stats = hair.groom_stats(groom.points, groom.radius, posed.rest_vertices[posed.head].mean(axis=0))
     return Geometry(posed.faces, posed.vertices, posed.joints, posed.head_transform, posed.rest_vertices,

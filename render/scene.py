@@ -17,7 +17,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
-from assets import anny_body, camera
+from assets import anny_body, camera, motions
 from assets.hair import Motion
 from render import frames as frames_io
 from render.spec import ClipSpec
@@ -308,6 +308,12 @@ def _facing(joints_b: np.ndarray) -> np.ndarray:
     return f / max(np.linalg.norm(f), 1e-9)
 
 
+def _front(joints_b: np.ndarray, view_deg: float) -> np.ndarray:
+    """The stage's front, which camera and lights are placed about: the body's facing turned by
+    the motion's `view_deg` (a walk is seen, and lit, from the side), horizontal."""
+    return _direction(_facing(joints_b), view_deg, 0.0)
+
+
 def _direction(facing: np.ndarray, azimuth_deg: float, elevation_deg: float) -> np.ndarray:
     az, el = math.radians(azimuth_deg), math.radians(elevation_deg)
     side = np.cross([0.0, 0.0, 1.0], facing)
@@ -315,9 +321,10 @@ def _direction(facing: np.ndarray, azimuth_deg: float, elevation_deg: float) -> 
     return math.cos(el) * horiz + np.array([0.0, 0.0, math.sin(el)])
 
 
-def add_camera(geo: Geometry, cam: dict, width: int, height: int, fps: float) -> dict:
+def add_camera(geo: Geometry, cam: dict, width: int, height: int, fps: float, view_deg: float = 0.0) -> dict:
     """Frame head and upper body over the whole clip, then key the clip's move on it frame by
-    frame (linear keys: motion blur follows the move between frames); returns the placement."""
+    frame (linear keys: motion blur follows the move between frames); returns the placement.
+    `view_deg`: the stage's front relative to the person's facing (`_front`)."""
     verts = to_blender(geo.vertices)
     joints = to_blender(geo.joints)
     # Hair volume above the crown, measured in the rest pose (it rides rigidly on the head).
@@ -327,7 +334,7 @@ def add_camera(geo: Geometry, cam: dict, width: int, height: int, fps: float) ->
     head = joints[:, HEAD].mean(0)
     extent = cam["frame_height_m"]
     target = np.array([head[0], head[1], top + cam["top_margin"] * extent - extent / 2]) + np.asarray(cam["center_offset_m"])
-    facing = _facing(joints)
+    facing = _front(joints, view_deg)
     half_fov = math.atan(cam["sensor_mm"] / 2 / cam["focal_mm"])
     # Vertical sensor fit; a landscape frame keeps the same vertical extent.
     distance = (extent / 2) / math.tan(half_fov)
@@ -488,11 +495,11 @@ def add_set(geo: Geometry, st: dict, placement: dict) -> None:
     _plane("backdrop", (12.0, 6.0), tuple(st["backdrop_color"]), Matrix.Translation(Vector(centre.tolist())) @ facing)
 
 
-def add_lights(geo: Geometry, light: dict) -> None:
+def add_lights(geo: Geometry, light: dict, view_deg: float = 0.0) -> None:
     joints = to_blender(geo.joints)
     target = joints[:, HEAD].mean(0) * 0.5 + joints[:, SPINE3].mean(0) * 0.5
     world = bpy.data.worlds.new("world")
-    LIGHTS[light["kind"]](light, target, _facing(joints), world)
+    LIGHTS[light["kind"]](light, target, _front(joints, view_deg), world)
     bpy.context.scene.world = world
 
 
@@ -621,8 +628,9 @@ def build(spec: ClipSpec, geo: Geometry, threads: int = 0) -> tuple[bpy.types.Ob
     add_body(geo, spec.body["skin"])
     add_garments(geo)
     hair_obj = add_hair(geo, hair_material(spec.hair["material"], spec.hair["colour"], c["hair_model"]))
-    placement = add_camera(geo, spec.camera, c["width"], c["height"], spec.fps)
-    add_lights(geo, spec.lighting)
+    view = motions.view_deg(spec.motion)
+    placement = add_camera(geo, spec.camera, c["width"], c["height"], spec.fps, view)
+    add_lights(geo, spec.lighting, view)
     add_set(geo, spec.lighting["set"], placement)
     return hair_obj, placement, device
 

@@ -9,7 +9,7 @@ import dataclasses
 import json
 from typing import Any
 
-SPEC_VERSION = 2   # 2: clothing
+SPEC_VERSION = 3   # 2: clothing, 3: skirts (clothing.bottom.hang)
 
 
 @dataclasses.dataclass(frozen=True)

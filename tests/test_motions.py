@@ -272,3 +272,28 @@ def test_motion_frames_amass_spec(tmp_path):
     direct = motions.load_amass(path, 24.0, 10, start_frame=2)
     for k in m:
         np.testing.assert_array_equal(m[k], direct[k])
+
+
+def test_walk_across_travels_and_its_feet_grip(cache_dir):
+    """The pelvis covers speed x duration along the facing, centred on the rest position, and the
+    foot on the ground moves far slower than the body: the stride matches the speed."""
+    from assets import body
+    n, fps = 72, 24.0
+    p = params("walk_across", seed=3)
+    m = motions.motion_frames({"kind": "procedural", "name": "walk_across", "params": p}, n, fps)
+    travel = m["transl"][-1, 2] - m["transl"][0, 2]
+    assert travel == pytest.approx(p["speed"] * (n - 1) / fps, rel=1e-5)
+    assert abs(m["transl"][:, 2].mean()) < 1e-6 and np.abs(m["transl"][:, 0]).max() < 1e-9
+    rec = body.resolve_model(None, cache_dir=cache_dir, kind="standin")
+    posed = body.pose_body(rec, [0.0] * 10, m, body.sample(load_conf("body/default"), 0, "standin"))
+    ankles = posed.joints[:, [7, 8]].astype(np.float64)                 # left, right ankle
+    stance = np.argmin(ankles[:, :, 1], axis=1)                         # the lower foot bears the weight
+    foot = ankles[np.arange(n), stance]
+    speed = np.linalg.norm(np.diff(foot[:, [0, 2]], axis=0), axis=1) * fps
+    same = stance[1:] == stance[:-1]                                    # not across a change of feet
+    assert np.median(speed[same]) < 0.15 * p["speed"], (np.median(speed[same]), p["speed"])
+    # Both knees bend in turn as each leg swings through.
+    lk, rk = joint_rot(m, "left_knee").magnitude(), joint_rot(m, "right_knee").magnitude()
+    assert lk.max() > np.radians(20) and rk.max() > np.radians(20) and np.corrcoef(lk, rk)[0, 1] < -0.3
+    assert motions.view_deg({"kind": "procedural", "name": "walk_across", "params": p}) == p["view_deg"]
+    assert motions.view_deg({"kind": "procedural", "name": "nod", "params": params("nod")}) == 0.0
