@@ -113,3 +113,21 @@ def report(p: Probe, e: Estimate) -> str:
         f"({_duration(e.clip_s)} per clip), store ~{e.store_bytes / 2**20:.1f} MiB; "
         f"an estimate from one frame, not a measurement of the run",
     ])
+
+
+def scaled(p: Probe, factor: float) -> Probe:
+    """The probe's per-frame Cycles seconds times `factor`: a probe rendered at fewer pixels stands
+    for the full frame (Cycles' time per frame grows with its pixel count at fixed samples)."""
+    return dataclasses.replace(p, pass_s={k: v * factor for k, v in p.pass_s.items()},
+                               convert_s=p.convert_s * factor, stored_bytes=int(p.stored_bytes * factor))
+
+
+def preset_table(rows: list[tuple[str, dict, Probe, Estimate]]) -> str:
+    """One line per preset: its size, samples, frames, and the estimate for the planned clips."""
+    head = ("preset", "size", "spp colour+alpha", "frames/clip", "per frame", "per clip", "all clips", "store")
+    body = [(name, f"{c['cycles']['width']}x{c['cycles']['height']}",
+             f"{c['cycles']['samples']}+{c['cycles']['alpha_samples']}", str(e.n_frames), _duration(p.frame_s),
+             _duration(e.clip_s), _duration(e.wall_s), f"{e.store_bytes / 2**20:.0f} MiB")
+            for name, c, p, e in rows]
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in [head, *body])

@@ -22,7 +22,7 @@ HAIR_MODELS = ("CHIANG", "HUANG")
 PIXEL_FILTERS = ("BLACKMAN_HARRIS", "GAUSSIAN", "BOX")
 SAMPLING_PATTERNS = ("TABULATED_SOBOL", "BLUE_NOISE")
 # Keys that say where and how a run executes, not what the dataset is.
-NOT_DEFINITION = {"n_clips", "store", "cluster", "dry_run", "sheet", "hydra"}
+NOT_DEFINITION = {"n_clips", "store", "cluster", "dry_run", "cost", "sheet", "report", "hydra"}
 EXECUTION_ONLY = {"cycles": ("device", "threads"), "body": ("cache_dir",)}
 
 
@@ -33,7 +33,7 @@ def clip_id(index: int) -> str:
 def check(cfg: dict) -> None:
     """Values that would otherwise fail deep inside a worker, checked up front."""
     for key in ("n_clips", "cycles.width", "cycles.height", "cycles.samples", "cluster.workers",
-                "cluster.cpus_per_worker", "cluster.clips_per_worker"):
+                "cluster.cpus_per_worker", "cluster.clips_per_worker", "cost.probe_pixels"):
         integer(at(cfg, key), key, 1)
     for key in ("seed", "cycles.alpha_samples", "cycles.max_bounces"):
         integer(at(cfg, key), key, 0)

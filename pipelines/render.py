@@ -200,6 +200,31 @@ def summary(cfg: dict, n_planned: int, skipped: int, done: list[dict], failed: d
     return "\n".join(lines)
 
 
+def _merged(base: dict, over: dict) -> dict:
+    return {**base, **{k: _merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+                       for k, v in over.items()}}
+
+
+def preset_estimates(c: dict, model: dict, n_clips: int) -> str:
+    """Each preset of conf/preset/ applied to this config, its first clip probed at no more than
+    `cost.probe_pixels` (scaled up to the preset's size) and estimated for `n_clips` clips."""
+    from core.conf import CONF_DIR, load
+    rows = []
+    for path in sorted((CONF_DIR / "preset").glob("*.yaml")):
+        pc = _merged(c, load(f"preset/{path.stem}"))
+        w, h = pc["cycles"]["width"], pc["cycles"]["height"]
+        shrink = min(1.0, (c["cost"]["probe_pixels"] / (w * h)) ** 0.5)
+        small = _merged(pc, {"cycles": {"width": max(8, round(w * shrink)), "height": max(8, round(h * shrink))}})
+        spec = plan.clip_spec(small, 0, model)
+        print(f"probing preset {path.stem}: frame 1 of {spec.clip_id} at {small['cycles']['width']}x"
+              f"{small['cycles']['height']} (scaled to {w}x{h}) ...", flush=True)
+        p = cost.probe(spec, c["cluster"]["cpus_per_worker"], clipstore.Compression.from_config(c["store"]))
+        p = cost.scaled(p, (w * h) / (small["cycles"]["width"] * small["cycles"]["height"]))
+        rows.append((path.stem, pc, p, cost.estimate(p, n_clips, plan.n_frames(pc), c["cluster"]["workers"])))
+    return cost.preset_table(rows) + (f"\nestimates for {n_clips} clips on {c['cluster']['workers']} worker(s), "
+                                      "each from one frame of one clip; the paper preset is meant for GPUs")
+
+
 @app("render")
 def main(cfg: DictConfig) -> int:
     c = to_container(cfg)
@@ -213,8 +238,11 @@ def main(cfg: DictConfig) -> int:
           f"{c['cycles']['samples']} spp colour + {c['cycles']['alpha_samples']} spp alpha, body model: {model['kind']}), {len(specs) - len(todo)} already complete, "
           f"{len(todo)} to render into {c['store']['path']}", flush=True)
     if c["dry_run"]:
-        if c["dry_run"] not in (True, "plan"):
-            raise UserError(f"dry_run must be true, false or plan, got {c['dry_run']!r}")
+        if c["dry_run"] not in (True, "plan", "presets"):
+            raise UserError(f"dry_run must be true, false, plan or presets, got {c['dry_run']!r}")
+        if c["dry_run"] == "presets":
+            print(preset_estimates(c, model, len(todo)))
+            return 0
         for s in todo:
             print(f"  {s.clip_id}: motion {s.motion.get('name', s.motion['kind'])}, hair {s.hair['geometry'].get('style')}")
         if c["dry_run"] is True and todo:  # "plan" lists only; the probe needs Blender and a few seconds

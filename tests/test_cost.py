@@ -43,5 +43,21 @@ def test_dry_run_plan_lists_without_probing(small_cfg, capsys, tmp_path):
 
 
 def test_bad_dry_run_value_names_the_key(small_cfg):
-    with pytest.raises(UserError, match="dry_run must be true, false or plan"):
+    with pytest.raises(UserError, match="dry_run must be true, false, plan or presets"):
         render_main.task(small_cfg("dry_run=maybe"))
+
+
+@pytest.mark.blender
+@pytest.mark.slow
+def test_dry_run_presets_estimates_every_preset(small_cfg, capsys, tmp_path):
+    from core.conf import CONF_DIR
+    assert render_main.task(small_cfg("dry_run=presets", "n_clips=2", "cost.probe_pixels=576")) == 0
+    out = capsys.readouterr().out
+    rows = {m.group(1): m for m in re.finditer(r"^(\w+)\s+(\d+)x(\d+)\s+\d+\+\d+\s+(\d+)\s+([\d.]+) (s|min|h)\s", out, re.M)}
+    assert set(rows) == {p.stem for p in (CONF_DIR / "preset").glob("*.yaml")}, out
+    assert rows["paper"].group(2, 3) == ("1920", "1080") and rows["paper"].group(4) == "40"   # 5 s at SMALL's 8 fps
+    assert "at 24x24 (scaled to 128x128)" in out                      # each probed at <= 576 pixels
+    seconds = {k: float(m.group(5)) * {"s": 1, "min": 60, "h": 3600}[m.group(6)] for k, m in rows.items()}
+    # (the default preset keeps SMALL's 64 px here, so only the paper preset's place is known)
+    assert seconds["paper"] > 10 * max(v for k, v in seconds.items() if k != "paper") > 0
+    assert not (tmp_path / "store.zarr").exists()
