@@ -24,35 +24,24 @@ from core import done
 from core.checks import require_keys
 from core.cli import UserError, app, to_container
 from matting.foreground import estimate_foreground
-from matting.image import disc
 from matting.segment import SEGMENTERS, Segmenter
+from matting.trimap import TRIMAP_KEYS, make_trimap
 from matting.video import MatteWriter, VideoError, VideoInput, check_output_config, open_input, wants_foreground
 
 CONFIG_KEYS = ("input", "output_dir", "segmenter", "selfie", "pose", "max_size", "trimap", "closed_form", "writer")
-TRIMAP_KEYS = ("fg_threshold", "bg_threshold", "fg_erode", "bg_dilate")
 CLOSED_FORM_KEYS = ("epsilon", "radius", "cg_rtol", "cg_maxiter")
 
 
-def make_trimap(prob: np.ndarray, cfg: Mapping[str, Any]) -> np.ndarray:
-    """float64 trimap (1 person, 0 background, 0.5 unknown) from a person probability map.
-
-    Band widths are fractions of the short side, so a trimap means the same at any resolution.
-    """
-    c = require_keys(cfg, TRIMAP_KEYS, "trimap")
-    side = min(prob.shape)
-    fg = cv2.erode((prob > c["fg_threshold"]).astype(np.uint8), disc(round(c["fg_erode"] * side)))
-    # Dilating the person by r is eroding the background by r; erode's border keeps edge pixels as they are.
-    bg = cv2.erode((prob < c["bg_threshold"]).astype(np.uint8), disc(round(c["bg_dilate"] * side)))
-    trimap = np.full(prob.shape, 0.5)
-    trimap[fg.astype(bool)] = 1.0
-    trimap[bg.astype(bool)] = 0.0
-    return trimap
+ALPHA_METHODS = ("cf", "knn", "lkm", "rw", "sm", "lbdm")   # pymatting's estimate_alpha_<method>
 
 
-def closed_form_alpha(frame_rgb: np.ndarray, trimap: np.ndarray, cfg: Mapping[str, Any]) -> np.ndarray:
-    """float32 alpha: the trimap's known pixels kept, its unknown band solved by closed-form matting."""
-    from pymatting import estimate_alpha_cf
-    c = require_keys(cfg, CLOSED_FORM_KEYS, "closed_form")
+def solve_alpha(frame_rgb: np.ndarray, trimap: np.ndarray, method: str = "cf",
+                closed_form: Mapping[str, Any] | None = None) -> np.ndarray:
+    """float32 alpha: the trimap's known pixels kept, its unknown band solved by pymatting's
+    `method` (closed form with the `closed_form` settings; the others with pymatting's defaults)."""
+    import pymatting
+    if method not in ALPHA_METHODS:
+        raise ValueError(f"method: {method!r} is not one of {', '.join(ALPHA_METHODS)}")
     fg, bg = trimap >= 1.0, trimap <= 0.0
     unknown = ~(fg | bg)
     if not unknown.any():
@@ -60,10 +49,19 @@ def closed_form_alpha(frame_rgb: np.ndarray, trimap: np.ndarray, cfg: Mapping[st
     if not (fg.any() and bg.any()):
         # One-sided constraints have a constant solution: no confident person -> 0, no background -> 1.
         return np.where(unknown, float(fg.any()), trimap).astype(np.float32)
-    alpha = estimate_alpha_cf(frame_rgb.astype(np.float64) / 255.0, trimap,
-                              laplacian_kwargs={"epsilon": c["epsilon"], "radius": c["radius"]},
-                              cg_kwargs={"rtol": c["cg_rtol"], "maxiter": c["cg_maxiter"]})
-    return alpha.astype(np.float32)
+    image = frame_rgb.astype(np.float64) / 255.0
+    if method == "cf":
+        c = require_keys(closed_form, CLOSED_FORM_KEYS, "closed_form")
+        alpha = pymatting.estimate_alpha_cf(image, trimap, laplacian_kwargs={"epsilon": c["epsilon"], "radius": c["radius"]},
+                                            cg_kwargs={"rtol": c["cg_rtol"], "maxiter": c["cg_maxiter"]})
+    else:
+        alpha = getattr(pymatting, f"estimate_alpha_{method}")(image, trimap)
+    return np.clip(alpha, 0, 1).astype(np.float32)
+
+
+def closed_form_alpha(frame_rgb: np.ndarray, trimap: np.ndarray, cfg: Mapping[str, Any]) -> np.ndarray:
+    """float32 alpha by closed-form matting (Levin et al.) with the `closed_form` settings."""
+    return solve_alpha(frame_rgb, trimap, "cf", cfg)
 
 
 class ClassicalMatting:

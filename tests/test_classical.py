@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from matting.classical import ClassicalMatting, closed_form_alpha, main, make_trimap
+from matting.classical import ClassicalMatting, closed_form_alpha, main
+from matting.trimap import make_trimap
 from matting.foreground import estimate_foreground
 from matting.video import open_input, sample_video
 from core.cli import UserError, compose, to_container
