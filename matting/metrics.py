@@ -42,15 +42,15 @@ import numpy as np
 
 from core.checks import require_keys
 from core.conf import load as load_conf
+from matting.flow import DIS_PRESETS, dis_flow, warp
 from matting.image import disc
+
 PROTOCOLS = ("lr", "hr")
 ALPHA = ("pha_mad", "pha_mse", "pha_grad", "pha_conn", "pha_dtssd", "pha_messddt")
 FGR = ("fgr_mad", "fgr_mse")
 HAIR = ("hair_mad", "hair_mse", "hair_grad")
 SECTIONS = {"grad": ("sigma", "eps"), "conn": ("step", "theta"),
             "messddt": ("enabled", "region", "unknown_dilation", "dis_preset"), "hair": ("dilation",)}
-DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
 
 
 def default_config() -> dict[str, Any]:
@@ -145,8 +145,7 @@ def dtssd(pred_prev: np.ndarray, pred: np.ndarray, true_prev: np.ndarray, true: 
 
 def ground_truth_flow(true_prev: np.ndarray, true: np.ndarray, preset: str) -> np.ndarray:
     """DIS optical flow (H, W, 2, x then y) of the 8-bit ground truth from frame t-1 to frame t."""
-    to8 = lambda a: np.rint(a * 255).astype(np.uint8)  # noqa: E731
-    return cv2.DISOpticalFlow_create(DIS_PRESETS[preset]).calc(to8(true_prev), to8(true), None)
+    return dis_flow(true_prev, true, preset)
 
 
 def messddt(pred_prev: np.ndarray, pred: np.ndarray, true_prev: np.ndarray, true: np.ndarray,
@@ -156,16 +155,8 @@ def messddt(pred_prev: np.ndarray, pred: np.ndarray, true_prev: np.ndarray, true
     e = (pred - true) ** 2
     if region_prev is not None:
         e_prev, e = e_prev * region_prev, e * region
-    xs, ys = _pixel_grid(*true.shape)
-    moved = cv2.remap(e, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    moved = warp(e, flow)
     return float(np.abs(e_prev - moved).mean() * 1e3)
-
-
-@lru_cache(maxsize=4)
-def _pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    xs.flags.writeable = ys.flags.writeable = False
-    return xs, ys
 
 
 def _masked_mean(x: np.ndarray, mask: np.ndarray) -> float:

@@ -44,7 +44,7 @@ class VideoError(ValueError):
     """An input that cannot be read as frames; the message names the path and the problem."""
 
 
-def _natural_key(path: Path) -> list[Any]:
+def natural_key(path: Path) -> list[Any]:
     """frame2 before frame10, as a person numbering frames by hand meant."""
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
 
@@ -176,7 +176,7 @@ class _FrameFolder(VideoInput):
         from PIL import Image, UnidentifiedImageError
         self.path = path
         self._files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-                             key=_natural_key)
+                             key=natural_key)
         if not self._files:
             raise VideoError(f"{path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
         size = None

@@ -24,6 +24,10 @@ def default_path(cfg: dict) -> Path | None:
 
 def _label(clip: clipstore.Clip) -> str:
     spec = clip.attrs.get("spec", {})
+    if clip.attrs.get("source") == "pseudo":
+        inp = spec.get("input", {})
+        return (f"{clip.clip_id}  {inp.get('name', '?')} frames {inp.get('frames', '?')}  "
+                f"person={spec.get('mask_source', '?')}  score={spec.get('scores', {}).get('clip', float('nan')):.3f}")
     return (f"{clip.clip_id}  motion={spec.get('motion', {}).get('name', '?')}  "
             f"hair={spec.get('hair', {}).get('geometry', {}).get('style', '?')}  "
             f"body={spec.get('body', {}).get('model', {}).get('kind', '?')}  frames={clip.n_frames}")
@@ -44,10 +48,11 @@ def edge_window(alpha: np.ndarray, hair: np.ndarray | None, size: int) -> tuple[
     return slice(y0, y0 + size), slice(x0, x0 + size)
 
 
-def write(root, out: Path, clips: int, frames: int, cell: int, crop: int = 0) -> Path | None:
-    """Write the sheet for up to `clips` complete clips; None when the store has none. With
-    `crop` > 0 each row ends with a crop x crop pixel close-up of the hair edge and its alpha."""
-    ids = clipstore.complete_ids(root)[:clips]
+def write(root, out: Path, clips: int, frames: int, cell: int, crop: int = 0,
+          ids: list[str] | None = None) -> Path | None:
+    """Write the sheet for up to `clips` complete clips (of `ids`, if given); None when there are
+    none. With `crop` > 0 each row ends with a crop x crop pixel close-up of the hair edge and its alpha."""
+    ids = (clipstore.complete_ids(root) if ids is None else ids)[:clips]
     if not ids:
         return None
     rows = []

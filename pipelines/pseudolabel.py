@@ -1,0 +1,379 @@
+"""`python -m pipelines.pseudolabel`: real videos become scored, stabilised alpha + foreground clips.
+
+    python -m pipelines.pseudolabel input=videos/ store.path=data/synth.zarr
+    python -m pipelines.pseudolabel input=clip.mp4 masks=davis/Annotations/480p instance=1
+    python -m pipelines.pseudolabel input=videos/ labeler=gvm checkpoint=outputs/finetune/run/model
+
+Each video (a file, every video of a folder, or a folder of frames) is cut into `clip.seconds`
+windows; each window is labelled by matting.pseudo (person from the segmenter, the user's masks
+or a fine-tuned model; person-scaled trimap; pymatting; flow-guided stabilisation; guided-filter
+upsampling; straight foreground) and scored without ground truth (matting.quality). Windows
+scoring at least `quality.min_score` are written to the store as `source: "pseudo"` clips; the
+rest are listed with their score. Work is recorded beside the store, in `<store>.pseudolabel/`:
+a video whose `run.json` (core.done) names these settings is skipped, and within a video every
+clip already complete in the store, or already rejected with these settings, is skipped. Nothing
+already in the store changes. Bad videos (undecodable, empty, no person, masks of the wrong
+size or count) are reported by name while the others go on; the exit status is then 1.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from omegaconf import DictConfig
+
+import clipstore
+from clipstore.location import beside
+from core import done, provenance
+from core.cli import UserError, app, to_container
+from core.colour import quantise_alpha
+from matting import person as people
+from matting import pseudo
+from matting.image import resize
+from matting.segment import SEGMENTERS, Segmenter
+from matting.video import VideoError, VideoInput, open_input
+from pipelines import contact_sheet
+
+EXIT_VIDEOS_FAILED = 1
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".y4m")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+LABELERS = ("classical", "gvm")
+SETTINGS = ("labeler", "checkpoint", "refine", "gvm", "segmenter", "auto", "selfie", "pose", "masks", "instance",
+            "people", "person_threshold", "min_person", "max_size", "trimap", "method", "closed_form", "upsample",
+            "temporal", "quality", "clip")
+
+
+def find_videos(path: str | Path) -> list[Path]:
+    """The videos an input names: a file; a folder's video files; or a folder of frames (one video)."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"input: {p} does not exist")
+    if p.is_file():
+        return [p]
+    files = sorted(f for f in p.iterdir() if f.is_file())
+    videos = [f for f in files if f.suffix.lower() in VIDEO_SUFFIXES]
+    if videos:
+        return videos
+    if any(f.suffix.lower() in IMAGE_SUFFIXES for f in files):
+        return [p]
+    raise UserError(f"input: {p} holds no videos ({', '.join(VIDEO_SUFFIXES)}) and no frames ({', '.join(IMAGE_SUFFIXES)})")
+
+
+def windows(n_frames: int, fps: float, clip: dict) -> list[tuple[int, int]]:
+    """[start, stop) frame windows of `clip.seconds`, `clip.overlap` seconds shared, a last window
+    shorter than `clip.min_seconds` dropped."""
+    length = max(1, round(clip["seconds"] * fps))
+    step = max(1, length - round(clip["overlap"] * fps))
+    shortest = max(1, round(clip["min_seconds"] * fps))
+    out = []
+    for start in range(0, n_frames, step):
+        stop = min(start + length, n_frames)
+        if stop - start >= shortest:
+            out.append((start, stop))
+        if stop == n_frames:
+            break
+    return out
+
+
+def content_sha256(path: Path) -> str:
+    """A video file's sha256, or a frame folder's: over its frame names and bytes in order."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    for f in files:
+        if path.is_dir():
+            h.update(f.name.encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def video_key(path: Path, sha: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_]+", "_", path.stem if path.is_file() else path.name).strip("_")[:40] or "video"
+    return f"pseudo-{stem}-{sha[:8]}"
+
+
+def check(c: dict) -> dict:
+    """Every value the user gave, checked before the first frame is read."""
+    if not c.get("input"):
+        raise UserError("input: give a video file, a folder of videos or a folder of frames (input=PATH)")
+    if not c["store"].get("path"):
+        raise UserError("store.path: give the store to write the pseudo clips into")
+    if beside(c["store"]["path"], ".pseudolabel") is None:
+        raise UserError(f"store.path: {c['store']['path']} is not on this machine's file system; pseudo-labelling "
+                        "keeps its progress beside the store, so it needs a local store path")
+    if c["labeler"] not in LABELERS:
+        raise UserError(f"labeler: {c['labeler']!r} is not one of {', '.join(LABELERS)}")
+    if c["labeler"] == "gvm" and not (c["checkpoint"] and Path(c["checkpoint"]).is_dir()):
+        raise UserError(f"checkpoint: labeler=gvm needs the model folder gvm_train.finetune wrote, got {c['checkpoint']!r}")
+    if c["segmenter"] not in ("auto", *SEGMENTERS):
+        raise UserError(f"segmenter: {c['segmenter']!r} is not one of auto, {', '.join(SEGMENTERS)}")
+    if c["masks"] is not None and not Path(c["masks"]).is_dir():
+        raise UserError(f"masks: {c['masks']} is not a folder")
+    if c["instance"] is not None and not (isinstance(c["instance"], int) and c["instance"] > 0):
+        raise UserError(f"instance: {c['instance']!r} is not a positive object id")
+    cl = c["clip"]
+    if not all(isinstance(cl[k], (int, float)) for k in ("seconds", "overlap", "min_seconds")) \
+            or not (cl["seconds"] > 0 and 0 <= cl["overlap"] < cl["seconds"] and 0 < cl["min_seconds"] <= cl["seconds"]):
+        raise UserError(f"clip: seconds > 0, 0 <= overlap < seconds and 0 < min_seconds <= seconds, got {cl}")
+    if c["people"] not in people.RULES:
+        raise UserError(f"people: {c['people']!r} is not one of {', '.join(people.RULES)}")
+    try:
+        pseudo.check(c)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    return c
+
+
+def settings(c: dict) -> dict[str, Any]:
+    """What decides the labels (recorded with every clip; a change relabels what is not yet done)."""
+    return {"tool": "pipelines.pseudolabel", **{k: c[k] for k in SETTINGS}, "foreground": c["writer"]["foreground"]}
+
+
+# --- where the person is ----------------------------------------------------------------------------
+
+def choose_segmenter(video: VideoInput, size: tuple[int, int], c: dict) -> str:
+    """`segmenter` as given, or for auto: selfie when the person (measured by selfie segmentation
+    on a few frames spread over the video) covers at least `auto.pose_below` of the frame, else pose."""
+    if c["segmenter"] != "auto":
+        return c["segmenter"]
+    picks = set(np.linspace(0, video.n_frames - 1, c["auto"]["probe_frames"]).round().astype(int).tolist())
+    shares = []
+    with Segmenter("selfie", c["selfie"]) as seg:
+        for i, frame in enumerate(video.frames()):
+            if i in picks:
+                shares.append(float((seg(resize(frame, size)) > c["person_threshold"]).mean()))
+    return "selfie" if np.median(shares) >= c["auto"]["pose_below"] else "pose"
+
+
+class PersonSource:
+    """(T, h, w) float person maps at the working size for a window of frames."""
+    name: str
+
+    def __call__(self, frames: np.ndarray, start: int, size: tuple[int, int]) -> np.ndarray:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class Segmented(PersonSource):
+    def __init__(self, kind: str, c: dict):
+        self.name, self._seg = kind, Segmenter(kind, c[kind])
+
+    def __call__(self, frames, start, size):
+        return np.stack([self._seg(resize(f, size)) for f in frames]).astype(np.float32)
+
+    def close(self) -> None:
+        self._seg.close()
+
+
+class Masked(PersonSource):
+    def __init__(self, files: list[Path], instance: int | None, masks_dir: str):
+        self.name, self._files, self._instance = f"masks:{masks_dir}", files, instance
+
+    def __call__(self, frames, start, size):
+        import cv2
+        ms = people.masks(self._files, start, start + len(frames), self._instance)
+        return np.stack([cv2.resize(m.astype(np.float32), size, interpolation=cv2.INTER_NEAREST) for m in ms])
+
+
+class Model(PersonSource):
+    """A fine-tuned gvm_train model's alpha (GVMPipeline, any length), as the person map."""
+    _pipes: dict[str, Any] = {}
+
+    def __init__(self, checkpoint: str, g: dict):
+        from gvm_train.pipeline import GVMPipeline
+        if checkpoint not in self._pipes:
+            self._pipes[checkpoint] = GVMPipeline.from_pretrained(checkpoint)
+        self.name, self._pipe, self._g = f"gvm:{checkpoint}", self._pipes[checkpoint], g
+
+    def __call__(self, frames, start, size):
+        alphas = self._pipe.stream(iter(frames), len(frames), window=self._g["window"], overlap=self._g["overlap"],
+                                   seed=self._g["seed"])
+        return np.stack([resize(np.asarray(a, np.float32), size) for a in alphas])
+
+
+def person_source(video: VideoInput, path: Path, size: tuple[int, int], c: dict) -> PersonSource:
+    if c["labeler"] == "gvm":
+        return Model(c["checkpoint"], c["gvm"])
+    if c["masks"] is not None:
+        files = people.mask_files(c["masks"], path)
+        people.check_masks(files, video.n_frames, video.width, video.height, path)
+        return Masked(files, c["instance"], c["masks"])
+    return Segmented(choose_segmenter(video, size, c), c)
+
+
+# --- one video --------------------------------------------------------------------------------------
+
+def _attrs(c: dict, video: VideoInput, path: Path, sha: str, span: tuple[int, int], source: str,
+           labels: pseudo.Labels) -> dict:
+    return {"source": "pseudo", "fps": float(video.fps), "software": provenance.software(),
+            "spec": {"n_frames": span[1] - span[0],
+                     "input": {"name": path.name, "path": str(path.resolve()), "sha256": sha, "frames": list(span),
+                               "fps": float(video.fps), "width": video.width, "height": video.height},
+                     "mask_source": source, "working_size": list(labels.size),
+                     "settings": settings(c),
+                     "scores": {"clip": labels.score, "frames": labels.frame_scores, "terms": labels.terms},
+                     "band_kernel_px": labels.kernels, "person_frames": labels.person_frames}}
+
+
+def label_video(path: str, c: dict, progress: Callable[[int], None] | None = None) -> dict:
+    """Label one video into the store; returns its row: written, rejected (id, score) and skipped
+    clips, the mean score, or `error` naming what is wrong with the video."""
+    path = Path(path)
+    row: dict[str, Any] = {"video": path.name, "written": [], "rejected": [], "skipped": 0, "scores": []}
+    try:
+        sha = content_sha256(path)
+        key = video_key(path, sha)
+        marks = beside(c["store"]["path"], ".pseudolabel") / key
+        record = {"settings": settings(c), "sha256": sha}
+        if done.is_done(marks, record):
+            prev = done.read(marks)
+            return {**prev["row"], "skipped": len(prev["row"]["written"]) + len(prev["row"]["rejected"]),
+                    "written": [], "rejected": [], "already": True}
+        video = open_input(path, fps=c["writer"]["folder_fps"])
+        if video.n_frames == 0:
+            raise VideoError(f"{path.name}: no frames")
+        spans = windows(video.n_frames, video.fps, c["clip"])
+        if not spans:
+            raise VideoError(f"{path.name}: {video.n_frames} frames, shorter than clip.min_seconds")
+        size = pseudo.working_size(video.width, video.height, c["max_size"])
+        root = clipstore.create(c["store"]["path"], {"created_by": "pipelines.pseudolabel"})
+        complete = set(clipstore.complete_ids(root))
+        marks.mkdir(parents=True, exist_ok=True)
+        compression = clipstore.Compression.from_config(c["store"])
+        source = None
+        any_person = False
+        try:
+            for k, span in enumerate(spans):
+                cid = f"{key}-{k:03d}"
+                rejected = marks / f"{cid}.rejected.json"
+                if cid in complete or (rejected.is_file() and json.loads(rejected.read_text())["settings"] == _json(settings(c))):
+                    row["skipped"] += 1
+                    any_person = True     # judged before: it had a person, or its rejection says why
+                    if progress:
+                        progress(span[1] - span[0])
+                    continue
+                source = source or person_source(video, path, size, c)
+                frames = np.stack(list(video.frames(*span)))
+                if len(frames) != span[1] - span[0]:
+                    raise VideoError(f"{path.name}: decoded {len(frames)} frames of {span[0]}..{span[1]}")
+                labels = pseudo.label(frames, source(frames, span[0], size), c, c["writer"]["foreground"],
+                                      solve=c["labeler"] == "classical" or c["refine"])
+                any_person |= labels.person_frames > 0
+                row["scores"].append(labels.score)
+                if labels.person_frames == 0 or labels.score < c["quality"]["min_score"]:
+                    why = "no person" if labels.person_frames == 0 else "score below quality.min_score"
+                    rejected.write_text(json.dumps({"clip_id": cid, "score": labels.score, "why": why,
+                                                    "frames": list(span), "settings": _json(settings(c))}) + "\n")
+                    row["rejected"].append((cid, round(labels.score, 3), why))
+                else:
+                    clipstore.write_clip(root, cid, {"fgr": labels.fgr, "alpha": quantise_alpha(labels.alpha)},
+                                         _attrs(c, video, path, sha, span, source.name, labels), compression)
+                    row["written"].append(cid)
+                if progress:
+                    progress(span[1] - span[0])
+        finally:
+            if source is not None:
+                source.close()
+        if not any_person:
+            raise VideoError(f"{path.name}: no person found in any frame")
+        done.mark(marks, {**record, "row": {k: v for k, v in row.items()}})
+    except (VideoError, clipstore.StoreError) as e:
+        row["error"] = str(e)
+    except Exception as e:   # a video FFmpeg cannot decode mid-way, a corrupt mask file: this video only
+        row["error"] = f"{path.name}: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
+    return row
+
+
+def _json(x: Any) -> Any:
+    return json.loads(json.dumps(x, default=str))
+
+
+# --- many videos ------------------------------------------------------------------------------------
+
+def _frames(path: Path, c: dict) -> int:
+    try:
+        return open_input(path, fps=c["writer"]["folder_fps"]).n_frames
+    except Exception:
+        return 0
+
+
+def run(videos: list[Path], c: dict) -> list[dict]:
+    from tqdm import tqdm
+    total = sum(_frames(v, c) for v in videos)
+    bar = tqdm(total=total, desc="pseudo-labelling", unit="frame", disable=not c["progress"])
+    try:
+        if c["cluster"]["workers"] <= 1 or len(videos) == 1:
+            rows = []
+            for v in videos:
+                rows.append(label_video(str(v), c, bar.update))
+            return rows
+        import ray
+        from pipelines.render import connect
+        connect(c["cluster"])
+        try:
+            task = ray.remote(num_cpus=c["cluster"]["cpus_per_worker"], max_retries=c["cluster"]["max_retries"])(label_video)
+            pending = {task.remote(str(v), c): v for v in videos}
+            rows = {}
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                v = pending.pop(ready[0])
+                try:
+                    rows[v] = ray.get(ready[0])
+                except Exception as e:   # a killed worker, retried and still failing
+                    rows[v] = {"video": v.name, "written": [], "rejected": [], "skipped": 0, "scores": [],
+                               "error": f"{v.name}: {type(e).__name__}: {str(e).splitlines()[0][:200]}"}
+                bar.update(_frames(v, c))
+            return [rows[v] for v in videos]
+        finally:
+            ray.shutdown()
+    finally:
+        bar.close()
+
+
+def table(rows: list[dict]) -> str:
+    head = ("video", "written", "rejected", "skipped", "score", "notes")
+    body = []
+    for r in rows:
+        score = f"{np.mean(r['scores']):.3f}" if r.get("scores") else "-"
+        notes = r.get("error") or ("already labelled with these settings" if r.get("already") else
+                                   "; ".join(f"{cid} {s:.3f} ({why})" for cid, s, why in r["rejected"]))
+        body.append((r["video"], str(len(r["written"])), str(len(r["rejected"])), str(r["skipped"]), score, notes))
+    widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head) - 1)]
+    return "\n".join(("  ".join(v.ljust(w) for v, w in zip(x[:-1], widths)) + "  " + x[-1]).rstrip() for x in [head, *body])
+
+
+@app("pseudolabel")
+def main(cfg: DictConfig) -> int:
+    c = check(to_container(cfg))
+    videos = find_videos(c["input"])
+    try:   # an existing path must be a store of this format, before any work
+        clipstore.create(c["store"]["path"], {"created_by": "pipelines.pseudolabel"})
+    except clipstore.StoreError as e:
+        raise UserError(str(e)) from None
+    start = time.perf_counter()
+    rows = run(videos, c)
+    print(table(rows))
+    written = [cid for r in rows for cid in r["written"]]
+    failed = [r for r in rows if r.get("error")]
+    n = sum(len(r["written"]) + len(r["rejected"]) for r in rows)
+    print(f"{len(videos)} video(s): {len(written)} clips written, {sum(len(r['rejected']) for r in rows)} rejected, "
+          f"{sum(r['skipped'] for r in rows)} already done, {len(failed)} failed, in {time.perf_counter() - start:.0f} s"
+          + (f" ({n} clips labelled)" if n else "") + f" -> {c['store']['path']}")
+    if written:
+        clipstore.finalize(c["store"]["path"])        # the manifest and consolidated metadata, as a render run
+        sheet = beside(c["store"]["path"], ".pseudolabel") / "contact_sheet.png"
+        contact_sheet.write(clipstore.open_store(c["store"]["path"]), sheet, 8, 4, 192, 0, ids=written)
+        print(f"contact sheet: {sheet}")
+    return EXIT_VIDEOS_FAILED if failed else 0
+
+
+if __name__ == "__main__":
+    main()
