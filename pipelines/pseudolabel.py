@@ -195,7 +195,7 @@ class Model(PersonSource):
 
     def __call__(self, frames, start, size):
         alphas = self._pipe.stream(iter(frames), len(frames), window=self._g["window"], overlap=self._g["overlap"],
-                                   seed=self._g["seed"])
+                                   seed=self._g["seed"], short_side=self._g["short_side"])
         return np.stack([resize(np.asarray(a, np.float32), size) for a in alphas])
 
 

@@ -217,3 +217,29 @@ def test_bad_config_one_line_each(tmp_path):
     with pytest.raises(UserError, match="not a zarr store"):
         pseudolabel.main.task(cfg(tmp_path, f"input={CARPHONE}", f"store.path={tmp_path / 'junk'}"))
     assert json.dumps(cfg(tmp_path))   # the config is plain data
+
+
+@pytest.mark.slow
+def test_self_training_at_toy_size(tmp_path, capsys):
+    """Fine-tune on rendered-format clips, label real video with that model (labeler=gvm, refined
+    by the classical chain), fine-tune again on both stores: the second run trains on pseudo clips."""
+    from gvm_train.data.windows import index_stores
+    from gvm_train.finetune import train
+    from tests.conftest import write_store
+    synth = write_store(tmp_path / "synth.zarr", 4, t=10)
+    small = ["data.size=32", "data.frames=4", "model.unet.num_frames=4", "model.vae_warmup.steps=2",
+             "train.val_windows=2", "train.threads=1", "train.steps=3"]
+    first = train(to_container(compose("finetune", [*small, f"data.stores=[{synth}]", f"output_dir={tmp_path / 'ft1'}"])))
+    pseudo_store = tmp_path / "pseudo.zarr"
+    c = cfg(tmp_path, f"input={CARPHONE}", f"store.path={pseudo_store}", "labeler=gvm", f"checkpoint={first['final']}",
+            "gvm.short_side=32", "person_threshold=0.0", "quality.min_score=0", "clip.seconds=1", "clip.min_seconds=1")
+    assert pseudolabel.main.task(c) == 0
+    refs = index_stores([str(pseudo_store)])
+    assert len(refs) == 4 and {r.source for r in refs} == {"pseudo"}
+    root = clipstore.open_store(pseudo_store)
+    spec = clipstore.read_clip(root, refs[0].clip_id).attrs["spec"]
+    assert spec["mask_source"] == f"gvm:{first['final']}" and spec["settings"]["labeler"] == "gvm"
+    second = train(to_container(compose("finetune", [*small, f"data.stores=[{synth},{pseudo_store}]",
+                                                     f"output_dir={tmp_path / 'ft2'}"])))
+    assert (tmp_path / "ft2" / "log.csv").is_file() and second["steps"] == 3
+    assert {r.source for r in index_stores([synth, str(pseudo_store)])} == {"synthetic", "pseudo"}
