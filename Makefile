@@ -9,7 +9,7 @@ N      ?= 4
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv render sheet test test-fast bench bench-render bench-fidelity loop clean
+.PHONY: bench-pseudolabel venv render sheet test test-fast bench bench-render bench-fidelity loop clean
 
 venv: $(STAMP)
 
@@ -34,6 +34,11 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m gvm_train.bench $(ARGS)
+	$(BIN)/python -m pipelines.bench_pseudolabel
+
+# Pseudo-labels against known alpha: STORE= a rendered store (composited over moving backgrounds).
+bench-pseudolabel: $(STAMP)
+	$(BIN)/python -m pipelines.bench_pseudolabel bench.store=$(STORE) $(ARGS)
 
 bench-render: $(STAMP)
 	$(BIN)/python -m pipelines.bench_render $(ARGS)

@@ -47,7 +47,7 @@ def is_alpha(name: str) -> bool:
 
 @dataclass(frozen=True)
 class Compression:
-    """Codec levels (conf/store/: colour_clevel, mask_clevel); colour is noise-like and barely
+    """Codec levels (conf/storage/: colour_clevel, mask_clevel); colour is noise-like and barely
     compresses, alpha compresses 25-40x."""
     colour_clevel: int
     mask_clevel: int
@@ -59,8 +59,8 @@ class Compression:
 
     @classmethod
     def default(cls) -> "Compression":
-        """The levels conf/store/local.yaml sets."""
-        return cls.from_config(load_conf("store/local"))
+        """The levels conf/storage/local.yaml sets."""
+        return cls.from_config(load_conf("storage/local"))
 
     def codec(self, dtype: np.dtype) -> zarr.abc.codec.BytesBytesCodec:
         if np.dtype(dtype) == np.uint8:

@@ -16,6 +16,7 @@ true alpha:
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from core.cli import UserError, app, compose, to_container
-from matting import pseudo
+from matting import pseudo, quality
 from matting.classical import solve_alpha
 from matting.evaluate import read_png
 from matting.metrics import clip_means, clip_metrics
@@ -78,10 +79,12 @@ def accuracy(c: dict) -> dict[str, float]:
             cc = {**c, "temporal": {**c["temporal"], "enabled": enabled}}
             lab = pseudo.label(frames, person, cc, c["writer"]["foreground"])
             m = clip_means(clip_metrics(lab.alpha, true))
-            row[name] = {"score": lab.score, **m}
+            row[name] = {"score": lab.score, **m, **{f"term_{k}": float(np.mean([t[k] for t in lab.terms]))
+                                                    for k in quality.TERMS}}
         rows.append(row)
         print(f"  {clip.name}: score {row['stabilised']['score']:.3f}, MAD {row['stabilised']['pha_mad']:.2f}, "
               f"dtSSD {row['stabilised']['pha_dtssd']:.2f} (per frame {row['per_frame']['pha_dtssd']:.2f})", flush=True)
+    (Path(b["output_dir"]) / "clips.json").write_text(json.dumps(rows, indent=1) + "\n")
     mean = lambda k, n: float(np.mean([r[n][k] for r in rows]))  # noqa: E731
     rho = spearmanr([r["stabilised"]["score"] for r in rows], [-r["stabilised"]["pha_mad"] for r in rows])[0]
     return {"clips": len(rows), "pseudo_mad": mean("pha_mad", "stabilised"), "pseudo_mad_per_frame": mean("pha_mad", "per_frame"),
