@@ -47,10 +47,11 @@ def check(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if not (isinstance(c["max_size"], int) and c["max_size"] > 0):
         raise ValueError(f"max_size: {c['max_size']!r} is not a positive integer")
     stabilise.check(c["temporal"])
-    scales = c["quality"]["scales"]
-    missing = [k for k in quality.TERMS if not (isinstance(scales.get(k), (int, float)) and scales[k] > 0)]
-    if missing:
-        raise ValueError(f"quality.scales: {', '.join(missing)} must be positive numbers")
+    q = c["quality"]
+    for key, ok in (("scales", lambda v: v > 0), ("floors", lambda v: v >= 0)):
+        bad = [k for k in quality.TERMS if not (isinstance(q[key].get(k), (int, float)) and ok(q[key][k]))]
+        if bad:
+            raise ValueError(f"quality.{key}: {', '.join(bad)} must be {'positive' if key == 'scales' else 'non-negative'} numbers")
     return c
 
 
@@ -109,7 +110,7 @@ def label(frames: np.ndarray, person: np.ndarray, cfg: Mapping[str, Any], foregr
         fg, bg = estimate_foreground_ml(img, alpha[t].astype(np.float64), return_background=True, **dict(foreground))
         tt = quality.terms(small[t], alpha[t], masks[t], bands[t], fg, bg, carried[t])
         terms.append(tt)
-        scores.append(quality.score(tt, c["quality"]["scales"]) if masks[t].any() else 0.0)
+        scores.append(quality.score(tt, c["quality"]) if masks[t].any() else 0.0)
         a = upsample(alpha[t], bands[t], frames[t], c["upsample"])
         full_a.append(a)
         full_f.append(np.clip(np.rint(fg * 255), 0, 255).astype(np.uint8) if a.shape == alpha[t].shape

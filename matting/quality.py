@@ -7,7 +7,8 @@
 - temporal: the band's frame-to-frame alpha change along the optical flow, where the flow is
   trusted (photometric confidence);
 - band: the unknown band's share of person + band (how much the chain had to guess).
-score = exp(-sum(term / scale)); a clip's score is its frames' mean.
+score = exp(-sum(max(0, term - floor) / scale)); a clip's score is its frames' mean. The floor is
+what a right matte still shows (the colour-line residual of background texture in the band).
 """
 from __future__ import annotations
 
@@ -55,5 +56,6 @@ def terms(frame: np.ndarray, alpha: np.ndarray, mask: np.ndarray, band: np.ndarr
     return out
 
 
-def score(t: Mapping[str, float], scales: Mapping[str, Any]) -> float:
-    return float(np.exp(-sum(t[k] / scales[k] for k in TERMS)))
+def score(t: Mapping[str, float], cfg: Mapping[str, Any]) -> float:
+    """`cfg`: the `quality` block (scales, floors)."""
+    return float(np.exp(-sum(max(0.0, t[k] - cfg["floors"][k]) / cfg["scales"][k] for k in TERMS)))
