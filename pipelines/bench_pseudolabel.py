@@ -29,7 +29,6 @@ from matting.classical import solve_alpha
 from matting.evaluate import read_png
 from matting.metrics import clip_means, clip_metrics
 from matting.person import subject
-from matting.segment import Segmenter
 from matting.trimap import person_trimap
 from matting.video import open_input, sample_video
 from pipelines import pseudolabel
@@ -39,14 +38,17 @@ from pipelines.benchmark_set import parse_resolution
 def speed(c: dict, size: tuple[int, int]) -> tuple[float, float]:
     """(chain frames/s, closed-form-alone frames/s) on the same frames at `size`."""
     from matting.image import resize
-    video = open_input(sample_video(c["bench"]["speed_video"]))
+    path = sample_video(c["bench"]["speed_video"])
+    video = open_input(path)
     frames = np.stack([resize(f, size, upscale=2) for f in video.frames(0, c["bench"]["speed_frames"])])
     work = pseudo.working_size(*size, c["max_size"])
-    with Segmenter("selfie", c["selfie"]) as seg:
-        start = time.perf_counter()
-        person = np.stack([seg(pseudo.shrink(f[None], work)[0]) for f in frames])
-        pseudo.label(frames, person, c, c["writer"]["foreground"])
-        chain = time.perf_counter() - start
+    sources = pseudolabel.person_sources(video, path, work, c)
+    start = time.perf_counter()
+    labels, name, _ = pseudolabel.label_window(frames, 0, sources, work, c)
+    chain = time.perf_counter() - start
+    person = sources[[s.name for s in sources].index(name)](frames, 0, work)
+    for s in sources:
+        s.close()
     small = pseudo.shrink(frames, work)
     trimaps = [person_trimap(subject(p > c["person_threshold"], "largest"), c["trimap"])[0] for p in person]
     start = time.perf_counter()
@@ -71,23 +73,27 @@ def accuracy(c: dict) -> dict[str, float]:
         frames = np.stack(list(video.frames()))
         true = np.stack([read_png(p) for p in sorted((clip / "pha").glob("*.png"))])
         work = pseudo.working_size(video.width, video.height, c["max_size"])
-        kind = pseudolabel.choose_segmenter(video, work, c)
-        with Segmenter(kind, c[kind]) as seg:
-            person = np.stack([seg(pseudo.shrink(f[None], work)[0]) for f in frames])
-        row = {"clip": clip.name}
-        for name, enabled in (("stabilised", True), ("per_frame", False)):
-            cc = {**c, "temporal": {**c["temporal"], "enabled": enabled}}
-            lab = pseudo.label(frames, person, cc, c["writer"]["foreground"])
+        sources = pseudolabel.person_sources(video, clip / "com", work, c)
+        lab, source, _ = pseudolabel.label_window(frames, 0, sources, work, c)
+        row = {"clip": clip.name, "source": source, "empty_mad": float(true.mean() * 1e3)}
+        # Per-frame labels from the same person maps: the stabilisation's effect alone.
+        person = next(s for s in sources if s.name == source)(frames, 0, work)
+        per_frame = pseudo.label(frames, person, {**c, "temporal": {**c["temporal"], "enabled": False}},
+                                 c["writer"]["foreground"])
+        for name, lab in (("stabilised", lab), ("per_frame", per_frame)):
             m = clip_means(clip_metrics(lab.alpha, true))
             row[name] = {"score": lab.score, **m, **{f"term_{k}": float(np.mean([t[k] for t in lab.terms]))
                                                     for k in quality.TERMS}}
+        for src in sources:
+            src.close()
         rows.append(row)
         print(f"  {clip.name}: score {row['stabilised']['score']:.3f}, MAD {row['stabilised']['pha_mad']:.2f}, "
               f"dtSSD {row['stabilised']['pha_dtssd']:.2f} (per frame {row['per_frame']['pha_dtssd']:.2f})", flush=True)
     (Path(b["output_dir"]) / "clips.json").write_text(json.dumps(rows, indent=1) + "\n")
     mean = lambda k, n: float(np.mean([r[n][k] for r in rows]))  # noqa: E731
     rho = spearmanr([r["stabilised"]["score"] for r in rows], [-r["stabilised"]["pha_mad"] for r in rows])[0]
-    return {"clips": len(rows), "pseudo_mad": mean("pha_mad", "stabilised"), "pseudo_mad_per_frame": mean("pha_mad", "per_frame"),
+    return {"clips": len(rows), "per_clip_mad": [r["stabilised"]["pha_mad"] for r in rows],
+            "empty_mad": float(np.mean([r["empty_mad"] for r in rows])), "pseudo_mad": mean("pha_mad", "stabilised"), "pseudo_mad_per_frame": mean("pha_mad", "per_frame"),
             "score_mad_spearman": float(rho),
             "dtssd_stabilised": mean("pha_dtssd", "stabilised"), "dtssd_per_frame": mean("pha_dtssd", "per_frame"),
             "messddt_stabilised": mean("pha_messddt", "stabilised"), "messddt_per_frame": mean("pha_messddt", "per_frame")}

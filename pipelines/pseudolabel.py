@@ -111,8 +111,8 @@ def check(c: dict) -> dict:
         raise UserError(f"labeler: {c['labeler']!r} is not one of {', '.join(LABELERS)}")
     if c["labeler"] == "gvm" and not (c["checkpoint"] and Path(c["checkpoint"]).is_dir()):
         raise UserError(f"checkpoint: labeler=gvm needs the model folder gvm_train.finetune wrote, got {c['checkpoint']!r}")
-    if c["segmenter"] not in ("auto", *SEGMENTERS):
-        raise UserError(f"segmenter: {c['segmenter']!r} is not one of auto, {', '.join(SEGMENTERS)}")
+    if c["segmenter"] not in ("best", "auto", *SEGMENTERS):
+        raise UserError(f"segmenter: {c['segmenter']!r} is not one of best, auto, {', '.join(SEGMENTERS)}")
     if c["masks"] is not None and not Path(c["masks"]).is_dir():
         raise UserError(f"masks: {c['masks']} is not a folder")
     if c["instance"] is not None and not (isinstance(c["instance"], int) and c["instance"] > 0):
@@ -199,25 +199,43 @@ class Model(PersonSource):
         return np.stack([resize(np.asarray(a, np.float32), size) for a in alphas])
 
 
-def person_source(video: VideoInput, path: Path, size: tuple[int, int], c: dict) -> PersonSource:
+def person_sources(video: VideoInput, path: Path, size: tuple[int, int], c: dict) -> list[PersonSource]:
+    """Where the person is, by the labeller: the model, the user's masks, or the segmenter(s);
+    `segmenter=best` gives both, and each window keeps the labels that score higher."""
     if c["labeler"] == "gvm":
-        return Model(c["checkpoint"], c["gvm"])
+        return [Model(c["checkpoint"], c["gvm"])]
     if c["masks"] is not None:
         files = people.mask_files(c["masks"], path)
         people.check_masks(files, video.n_frames, video.width, video.height, path)
-        return Masked(files, c["instance"], c["masks"])
-    return Segmented(choose_segmenter(video, size, c), c)
+        return [Masked(files, c["instance"], c["masks"])]
+    if c["segmenter"] == "best":
+        return [Segmented(kind, c) for kind in SEGMENTERS]
+    return [Segmented(choose_segmenter(video, size, c), c)]
+
+
+def label_window(frames: np.ndarray, start: int, sources: list[PersonSource], size: tuple[int, int],
+                 c: dict) -> tuple[pseudo.Labels, str, dict[str, float]]:
+    """The window's labels from each source; the best-scoring one, its source's name and every
+    candidate's score."""
+    solve = c["labeler"] == "classical" or c["refine"]
+    best, name, scores = None, "", {}
+    for src in sources:
+        labels = pseudo.label(frames, src(frames, start, size), c, c["writer"]["foreground"], solve=solve)
+        scores[src.name] = labels.score
+        if best is None or labels.score > best.score:
+            best, name = labels, src.name
+    return best, name, scores
 
 
 # --- one video --------------------------------------------------------------------------------------
 
 def _attrs(c: dict, video: VideoInput, path: Path, sha: str, span: tuple[int, int], source: str,
-           labels: pseudo.Labels) -> dict:
+           candidates: dict[str, float], labels: pseudo.Labels) -> dict:
     return {"source": "pseudo", "fps": float(video.fps), "software": provenance.software(),
             "spec": {"n_frames": span[1] - span[0],
                      "input": {"name": path.name, "path": str(path.resolve()), "sha256": sha, "frames": list(span),
                                "fps": float(video.fps), "width": video.width, "height": video.height},
-                     "mask_source": source, "working_size": list(labels.size),
+                     "mask_source": source, "candidate_scores": candidates, "working_size": list(labels.size),
                      "settings": settings(c),
                      "scores": {"clip": labels.score, "frames": labels.frame_scores, "terms": labels.terms},
                      "band_kernel_px": labels.kernels, "person_frames": labels.person_frames}}
@@ -248,7 +266,7 @@ def label_video(path: str, c: dict, progress: Callable[[int], None] | None = Non
         complete = set(clipstore.complete_ids(root))
         marks.mkdir(parents=True, exist_ok=True)
         compression = clipstore.Compression.from_config(c["store"])
-        source = None
+        sources: list[PersonSource] = []
         any_person = False
         try:
             for k, span in enumerate(spans):
@@ -260,12 +278,11 @@ def label_video(path: str, c: dict, progress: Callable[[int], None] | None = Non
                     if progress:
                         progress(span[1] - span[0])
                     continue
-                source = source or person_source(video, path, size, c)
+                sources = sources or person_sources(video, path, size, c)
                 frames = np.stack(list(video.frames(*span)))
                 if len(frames) != span[1] - span[0]:
                     raise VideoError(f"{path.name}: decoded {len(frames)} frames of {span[0]}..{span[1]}")
-                labels = pseudo.label(frames, source(frames, span[0], size), c, c["writer"]["foreground"],
-                                      solve=c["labeler"] == "classical" or c["refine"])
+                labels, source, candidates = label_window(frames, span[0], sources, size, c)
                 any_person |= labels.person_frames > 0
                 row["scores"].append(labels.score)
                 if labels.person_frames == 0 or labels.score < c["quality"]["min_score"]:
@@ -275,13 +292,13 @@ def label_video(path: str, c: dict, progress: Callable[[int], None] | None = Non
                     row["rejected"].append((cid, round(labels.score, 3), why))
                 else:
                     clipstore.write_clip(root, cid, {"fgr": labels.fgr, "alpha": quantise_alpha(labels.alpha)},
-                                         _attrs(c, video, path, sha, span, source.name, labels), compression)
+                                         _attrs(c, video, path, sha, span, source, candidates, labels), compression)
                     row["written"].append(cid)
                 if progress:
                     progress(span[1] - span[0])
         finally:
-            if source is not None:
-                source.close()
+            for src in sources:
+                src.close()
         if not any_person:
             raise VideoError(f"{path.name}: no person found in any frame")
         done.mark(marks, {**record, "row": {k: v for k, v in row.items()}})
