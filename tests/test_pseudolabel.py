@@ -149,6 +149,7 @@ def _disc_frames(folder, n=8, h=72, w=96):
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_user_masks_in_the_davis_layout_and_bad_videos_named(tmp_path, capsys):
     videos = tmp_path / "videos"
     true = _disc_frames(tmp_path / "frames" / "walk")
@@ -186,7 +187,9 @@ def test_user_masks_in_the_davis_layout_and_bad_videos_named(tmp_path, capsys):
             out.mux(s.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 90, np.uint8), format="rgb24")))
         out.mux(s.encode())
     store = tmp_path / "many.zarr"
-    c = cfg(tmp_path, f"input={videos}", f"store.path={store}", "quality.min_score=0", "clip.min_seconds=1.0")
+    # Several videos at once: one Ray task per video on a local cluster of two workers.
+    c = cfg(tmp_path, f"input={videos}", f"store.path={store}", "quality.min_score=0", "clip.min_seconds=1.0",
+            "cluster.workers=2", "cluster.cpus_per_worker=1")
     assert pseudolabel.main.task(c) == pseudolabel.EXIT_VIDEOS_FAILED
     out = capsys.readouterr().out
     for name in ("empty.mp4", "noise.mp4", "nobody.mp4"):
