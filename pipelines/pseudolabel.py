@@ -373,8 +373,11 @@ def main(cfg: DictConfig) -> int:
     videos = find_videos(c["input"])
     try:   # an existing path must be a store of this format, before any work
         clipstore.create(c["store"]["path"], {"created_by": "pipelines.pseudolabel"})
+        beside(c["store"]["path"], ".pseudolabel").mkdir(parents=True, exist_ok=True)
     except clipstore.StoreError as e:
         raise UserError(str(e)) from None
+    except OSError as e:   # a parent that is a file, a folder not writable
+        raise UserError(f"store.path {c['store']['path']}: cannot be written ({e.strerror or e})") from None
     start = time.perf_counter()
     rows = run(videos, c)
     print(table(rows))

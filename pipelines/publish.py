@@ -167,8 +167,11 @@ def publish(c: dict) -> dict:
     except clipstore.StoreError as e:
         raise UserError(str(e)) from None
     out = Path(c["output_dir"])
-    out.mkdir(parents=True, exist_ok=True)
-    ids, attrs, splits, sizes, shapes = collect(root, c)
+    ids, attrs, splits, sizes, shapes = collect(root, c)     # refusals before anything is written
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:   # a parent that is a file, a folder not writable
+        raise UserError(f"output_dir {out}: cannot be created ({e.strerror or e})") from None
     shards = release.pack(((cid, splits[cid], sizes[cid]) for cid in ids), c["shard_bytes"])
     store_attrs = {k: v for k, v in dict(root.attrs).items() if k not in ("format", "format_version", clipstore.MANIFEST)}
     # Stale shards (a split that emptied, fewer shards than before) would be listed otherwise.

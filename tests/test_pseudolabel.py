@@ -219,6 +219,9 @@ def test_bad_config_one_line_each(tmp_path):
     (tmp_path / "junk" / "x").write_text("x")
     with pytest.raises(UserError, match="not a zarr store"):
         pseudolabel.main.task(cfg(tmp_path, f"input={CARPHONE}", f"store.path={tmp_path / 'junk'}"))
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(UserError, match="store.path .*cannot be written|is a file"):
+        pseudolabel.main.task(cfg(tmp_path, f"input={CARPHONE}", f"store.path={tmp_path / 'afile' / 's.zarr'}"))
     assert json.dumps(cfg(tmp_path))   # the config is plain data
 
 
