@@ -9,7 +9,6 @@ vertices by up to a few millimetres relative to it.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from assets import standin
+from core import provenance
 
 REQUIRED_KEYS = (
     "v_template", "f", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table",
@@ -67,14 +67,6 @@ def _check_npz(path: Path) -> list[str]:
     return keys
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 KINDS = ("auto", "anny", "standin", "smplx")
 # Whether clips made with a body model may be published: the licensed SMPL-X terms forbid
 # redistributing the model or meshes made with it; anny's code is Apache-2.0 and its body data CC0;
@@ -114,7 +106,7 @@ def resolve_model(model_path: str | os.PathLike | None, gender: str = "neutral",
             path = _find_npz(model_path, g)
         keys = _check_npz(path)
         rec = {"kind": "standin" if "standin_version" in keys else "smplx", "path": str(path.resolve()), "gender": g,
-               "sha256": _sha256(path)}
+               "sha256": provenance.sha256(path)}
     licence, publishable = LICENCES[rec["kind"]]
     return {**rec, "licence": licence, "publishable": publishable}
 

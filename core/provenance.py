@@ -1,7 +1,8 @@
-"""What produced a clip: package versions and the project's commit."""
+"""What produced a clip: package versions, the project's commit, and the digests of input files."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import platform
 import subprocess
 from importlib import metadata
@@ -32,3 +33,16 @@ def software() -> dict:
             pass
     return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions,
             "git_commit": git_commit()}
+
+
+def sha256(files: Path | list[Path], names: bool = False) -> str:
+    """The hex sha256 of a file, or of several files' bytes in order (each preceded by its name
+    when `names`: a folder of frames renamed is another input)."""
+    h = hashlib.sha256()
+    for f in [files] if isinstance(files, Path) else files:
+        if names:
+            h.update(f.name.encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()

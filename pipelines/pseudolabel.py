@@ -17,7 +17,6 @@ size or count) are reported by name while the others go on; the exit status is t
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import time
@@ -82,15 +81,9 @@ def windows(n_frames: int, fps: float, clip: dict) -> list[tuple[int, int]]:
 
 def content_sha256(path: Path) -> str:
     """A video file's sha256, or a frame folder's: over its frame names and bytes in order."""
-    h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-    for f in files:
-        if path.is_dir():
-            h.update(f.name.encode() + b"\0")
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
+    if path.is_file():
+        return provenance.sha256(path)
+    return provenance.sha256(sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES), names=True)
 
 
 def video_key(path: Path, sha: str) -> str:

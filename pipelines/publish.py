@@ -26,6 +26,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 import clipstore
+from core import provenance
 from core.cli import UserError, app, fail, to_container
 from core.colour import alpha_float
 from matting import layout, sheet
@@ -201,8 +202,8 @@ def publish(c: dict) -> dict:
     defn_hash = store_attrs.get("dataset", {}).get("hash")
     (out / "README.md").write_text(card.card(c, rows, shard_list, store_attrs, bodies, motions, shown, defn_hash))
     (out / "CITATION.cff").write_text(card.citation(c, today))
-    sha = {f: release.sha256_file(out / f) for s in shard_list for f in s["files"]}
-    sha.update({n: release.sha256_file(out / n) for n in (card.CLIPS_CSV, card.ARRAYS_CSV)})
+    sha = {f: provenance.sha256(out / f) for s in shard_list for f in s["files"]}
+    sha.update({n: provenance.sha256(out / n) for n in (card.CLIPS_CSV, card.ARRAYS_CSV)})
     card.croissant(out, c, shard_list, sha, today)
     old = json.loads((out / release.MANIFEST).read_text()) if (out / release.MANIFEST).is_file() else {}
     known = {k: {**v, "mtime_ns": (out / k).stat().st_mtime_ns} for k, v in old.get("files", {}).items()

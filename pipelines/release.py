@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 import clipstore
+from core import provenance
 
 MANIFEST = "manifest.json"
 SHA256SUMS = "SHA256SUMS"
@@ -176,14 +177,6 @@ def write_wds_shard(path: Path, root: Any, ids: list[str], attrs: Mapping[str, M
 
 # --- manifest and verification ------------------------------------------------------------------
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_manifest(release: Path, shards: list[dict[str, Any]], known: Mapping[str, Mapping[str, Any]] | None = None) -> dict:
     """Every file of the release (but the manifest and the checksum list) with size and sha256;
     `known` entries whose size and mtime still match are reused instead of hashed again."""
@@ -195,7 +188,7 @@ def write_manifest(release: Path, shards: list[dict[str, Any]], known: Mapping[s
         st = p.stat()
         k = (known or {}).get(rel)
         same = k and k.get("size") == st.st_size and k.get("mtime_ns") == st.st_mtime_ns
-        files[rel] = {"size": st.st_size, "sha256": k["sha256"] if same else sha256_file(p), "mtime_ns": st.st_mtime_ns}
+        files[rel] = {"size": st.st_size, "sha256": k["sha256"] if same else provenance.sha256(p), "mtime_ns": st.st_mtime_ns}
     manifest = {"format": "gvm-synth.release", "files": {k: {"size": v["size"], "sha256": v["sha256"]} for k, v in files.items()},
                 "shards": shards}
     (release / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -228,7 +221,7 @@ def verify(release: Path) -> Verification:
             missing.append(rel)
         elif p.stat().st_size != entry["size"]:
             truncated.append(rel)
-        elif sha256_file(p) != entry["sha256"]:
+        elif provenance.sha256(p) != entry["sha256"]:
             altered.append(rel)
     bad = set(missing) | set(truncated) | set(altered)
     usable, broken = [], []
