@@ -173,6 +173,20 @@ def test_user_masks_in_the_davis_layout_and_bad_videos_named(tmp_path, capsys):
     alpha = clip["alpha"][:].astype(np.float64) / 65535
     assert np.abs(alpha - true[:6]).mean() < 0.01                       # the disc, not the other object
     assert alpha[:, 10, 85].max() < 0.05
+    # Masks that do not match the video: one fewer, or of another size: named, nothing written.
+    capsys.readouterr()
+    for broken in ("count", "size"):
+        bad = tmp_path / f"masks_{broken}" / "walk"
+        shutil.copytree(masks, bad)
+        if broken == "count":
+            sorted(bad.glob("*.png"))[-1].unlink()
+        else:
+            Image.open(bad / "00000.png").resize((48, 36)).save(bad / "00000.png")
+        cb = {**c, "masks": str(bad.parent), "store": {**c["store"], "path": str(tmp_path / f"{broken}.zarr")}}
+        assert pseudolabel.main.task(cb) == pseudolabel.EXIT_VIDEOS_FAILED
+        line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("walk"))
+        assert ("7 masks" in line and "for 8 frames" in line) if broken == "count" else "48x36" in line, line
+        assert clipstore.complete_ids(clipstore.open_store(cb["store"]["path"])) == []
 
     # A folder of videos: one good, one empty file, one of random bytes, one without a person.
     videos.mkdir()
