@@ -15,4 +15,9 @@ def estimate_foreground(frame_rgb: np.ndarray, alpha: np.ndarray, cfg: Mapping[s
     from pymatting import estimate_foreground_ml  # its first import JIT-compiles for ~30 s
     fg = estimate_foreground_ml(frame_rgb.astype(np.float64) / 255.0, np.clip(alpha, 0, 1).astype(np.float64),
                                 **dict(cfg or {}))
+    return quantise(fg)
+
+
+def quantise(fg: np.ndarray) -> np.ndarray:
+    """Float colour in [0, 1] as uint8."""
     return np.clip(np.rint(fg * 255.0), 0, 255).astype(np.uint8)

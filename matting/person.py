@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from matting.video import VideoError, natural_key
+from matting.video import VideoError, natural_key, video_name
 
 RULES = ("largest", "track")
 
@@ -38,7 +38,7 @@ def subject(mask: np.ndarray, rule: str, previous: np.ndarray | None = None) -> 
 
 def mask_files(masks_dir: str | Path, video: Path) -> list[Path]:
     """The mask PNGs of one video: <masks_dir>/<video stem or folder name>/*.png in name order."""
-    folder = Path(masks_dir) / (video.name if video.is_dir() else video.stem)
+    folder = Path(masks_dir) / video_name(video)
     if not folder.is_dir():
         raise VideoError(f"{video.name}: no mask folder {folder}")
     files = sorted(folder.glob("*.png"), key=natural_key)

@@ -16,7 +16,7 @@ import numpy as np
 from core.checks import require_keys
 from matting import quality, stabilise
 from matting.classical import ALPHA_METHODS, solve_alpha
-from matting.foreground import estimate_foreground
+from matting.foreground import estimate_foreground, quantise
 from matting.image import disc, resize
 from matting.person import subject
 from matting.trimap import person_trimap
@@ -27,12 +27,16 @@ KEYS = ("max_size", "closed_form", "people", "person_threshold", "min_person", "
 
 @dataclass
 class Labels:
-    alpha: np.ndarray                     # (T, H, W) float32 in [0, 1], full size
-    fgr: np.ndarray                       # (T, H, W, 3) uint8 straight colour
+    """A window's labels at the working size, scored; `full_size` brings the chosen ones to the
+    frames' size (the costly part, done only for labels that are kept)."""
+    alpha: np.ndarray                     # (T, h, w) float32 in [0, 1], working size
+    fg: np.ndarray                        # (T, h, w, 3) float64 straight colour in [0, 1], working size
+    bands: np.ndarray                     # (T, h, w) bool: the trimap's unknown band
     terms: list[dict[str, float]]         # per frame: quality.TERMS
     frame_scores: list[float]
     kernels: list[int]                    # the trimap's band kernel per frame (working-size pixels)
     person_frames: int                    # frames in which a person was found
+    person: np.ndarray                    # (T, h, w) the person maps they were made from
     size: tuple[int, int] = field(default=(0, 0))   # working (width, height)
 
     @property
@@ -82,10 +86,10 @@ def label(frames: np.ndarray, person: np.ndarray, cfg: Mapping[str, Any], foregr
           solve: bool = True) -> Labels:
     """Label a window: frames uint8 (T, H, W, 3) at full size, `person` (T, h, w) float at the
     working size (probability, mask or a model's alpha). `solve` false keeps `person` as the
-    alpha (a model's own matte) and only scores, upsamples and colours it."""
+    alpha (a model's own matte) and only scores and colours it."""
     from pymatting import estimate_foreground_ml
     c = check(cfg)
-    T, H, W = frames.shape[:3]
+    T = len(frames)
     size = (person.shape[2], person.shape[1])
     small = shrink(frames, size)
     alphas, masks, bands, kernels, found, previous = [], [], [], [], 0, None
@@ -104,15 +108,24 @@ def label(frames: np.ndarray, person: np.ndarray, cfg: Mapping[str, Any], foregr
             a = np.clip(person[t], 0, 1).astype(np.float32)
         alphas.append(a), masks.append(m), bands.append(band & m.any()), kernels.append(k)
     alpha, carried = stabilise.stabilise(small, np.stack(alphas), np.stack(bands), c["temporal"])
-    terms, scores, full_a, full_f = [], [], [], []
+    terms, scores, fgs = [], [], []
     for t in range(T):
-        img = small[t].astype(np.float64) / 255.0
-        fg, bg = estimate_foreground_ml(img, alpha[t].astype(np.float64), return_background=True, **dict(foreground))
+        fg, bg = estimate_foreground_ml(small[t].astype(np.float64) / 255.0, alpha[t].astype(np.float64),
+                                        return_background=True, **dict(foreground))
         tt = quality.terms(small[t], alpha[t], masks[t], bands[t], fg, bg, carried[t])
         terms.append(tt)
         scores.append(quality.score(tt, c["quality"]) if masks[t].any() else 0.0)
-        a = upsample(alpha[t], bands[t], frames[t], c["upsample"])
-        full_a.append(a)
-        full_f.append(np.clip(np.rint(fg * 255), 0, 255).astype(np.uint8) if a.shape == alpha[t].shape
-                      else estimate_foreground(frames[t], a, foreground))
-    return Labels(np.stack(full_a), np.stack(full_f), terms, scores, kernels, found, size)
+        fgs.append(fg)
+    return Labels(alpha, np.stack(fgs), np.stack(bands), terms, scores, kernels, found, person, size)
+
+
+def full_size(labels: Labels, frames: np.ndarray, cfg: Mapping[str, Any],
+              foreground: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(alpha float32 (T, H, W), foreground uint8 (T, H, W, 3)) at the frames' size: alpha
+    upsampled edge-aware, the foreground estimated again at full size (or kept, at the same size)."""
+    up = cfg["upsample"]
+    alphas = [upsample(a, b, f, up) for a, b, f in zip(labels.alpha, labels.bands, frames)]
+    same = labels.alpha.shape[1:] == frames.shape[1:3]
+    fgrs = [quantise(fg) if same else estimate_foreground(f, a, foreground)
+            for fg, f, a in zip(labels.fg, frames, alphas)]
+    return np.stack(alphas), np.stack(fgrs)

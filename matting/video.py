@@ -225,6 +225,11 @@ def sample_video(name: str) -> Path:
     return folder / name
 
 
+def video_name(path: Path) -> str:
+    """What a video is called: a file's stem, a frame folder's name (masks and clip ids use it)."""
+    return path.name if path.is_dir() else path.stem
+
+
 def open_input(path: str | Path, fps: float | None = None) -> VideoInput:
     """A video file or a folder of frames (sorted by name); `fps` applies to folders, which have none."""
     path = Path(path)
@@ -245,7 +250,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-class _VideoSink:
+class VideoSink:
     """One output video, written under `<stem>.partial<suffix>` and renamed when finished."""
 
     def __init__(self, path: Path, codec: str, pix_fmt: str, rate: Fraction, width: int, height: int,
@@ -330,7 +335,7 @@ class MatteWriter:
         self._written: dict[str, set[str]] = {layout.PHA: set(), layout.FGR: set()}
         self._closed = False
         self._colour = np.asarray(self.cfg["preview"]["colour"], np.float32)
-        self._sinks: dict[str, _VideoSink] = {}
+        self._sinks: dict[str, VideoSink] = {}
         created = not self.out_dir.exists()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -367,12 +372,12 @@ class MatteWriter:
         if c["alpha_video"] != "none":
             codec, name = ALPHA_VIDEOS[c["alpha_video"]]
             block = c[c["alpha_video"]]
-            self._sinks["alpha"] = _VideoSink(self.out_dir / name, codec, block["pix_fmt"], self.rate,
+            self._sinks["alpha"] = VideoSink(self.out_dir / name, codec, block["pix_fmt"], self.rate,
                                               self.width, self.height, block["options"])
         if c["preview"]["enabled"]:
             p = c["preview"]
             even = (self.width + self.width % 2, self.height + self.height % 2)  # yuv420p needs even sides
-            self._sinks["preview"] = _VideoSink(self.out_dir / "preview.mp4", "libx264", "yuv420p", self.rate,
+            self._sinks["preview"] = VideoSink(self.out_dir / "preview.mp4", "libx264", "yuv420p", self.rate,
                                                 *even, {"crf": p["crf"], "preset": p["preset"]},
                                                 {"movflags": "+faststart"})
 

@@ -44,13 +44,13 @@ def speed(c: dict, size: tuple[int, int]) -> tuple[float, float]:
     work = pseudo.working_size(*size, c["max_size"])
     sources = pseudolabel.person_sources(video, path, work, c)
     start = time.perf_counter()
-    labels, name, _ = pseudolabel.label_window(frames, 0, sources, work, c)
+    labels, _, _ = pseudolabel.label_window(frames, 0, sources, work, c)
+    pseudo.full_size(labels, frames, c, c["writer"]["foreground"])
     chain = time.perf_counter() - start
-    person = sources[[s.name for s in sources].index(name)](frames, 0, work)
     for s in sources:
         s.close()
     small = pseudo.shrink(frames, work)
-    trimaps = [person_trimap(subject(p > c["person_threshold"], "largest"), c["trimap"])[0] for p in person]
+    trimaps = [person_trimap(subject(p > c["person_threshold"], "largest"), c["trimap"])[0] for p in labels.person]
     start = time.perf_counter()
     for f, t in zip(small, trimaps):
         solve_alpha(f, t, "cf", c["closed_form"])
@@ -77,11 +77,10 @@ def accuracy(c: dict) -> dict[str, float]:
         lab, source, _ = pseudolabel.label_window(frames, 0, sources, work, c)
         row = {"clip": clip.name, "source": source, "empty_mad": float(true.mean() * 1e3)}
         # Per-frame labels from the same person maps: the stabilisation's effect alone.
-        person = next(s for s in sources if s.name == source)(frames, 0, work)
-        per_frame = pseudo.label(frames, person, {**c, "temporal": {**c["temporal"], "enabled": False}},
+        per_frame = pseudo.label(frames, lab.person, {**c, "temporal": {**c["temporal"], "enabled": False}},
                                  c["writer"]["foreground"])
         for name, lab in (("stabilised", lab), ("per_frame", per_frame)):
-            m = clip_means(clip_metrics(lab.alpha, true))
+            m = clip_means(clip_metrics(pseudo.full_size(lab, frames, c, c["writer"]["foreground"])[0], true))
             row[name] = {"score": lab.score, **m, **{f"term_{k}": float(np.mean([t[k] for t in lab.terms]))
                                                     for k in quality.TERMS}}
         for src in sources:

@@ -18,6 +18,7 @@ import numpy as np
 
 import clipstore
 from core.colour import quantise_alpha
+from pipelines.table import columns
 from render.spec import ClipSpec
 
 
@@ -129,5 +130,4 @@ def preset_table(rows: list[tuple[str, dict, Probe, Estimate]]) -> str:
              f"{c['cycles']['samples']}+{c['cycles']['alpha_samples']}", str(e.n_frames), _duration(p.frame_s),
              _duration(e.clip_s), _duration(e.wall_s), f"{e.store_bytes / 2**20:.0f} MiB")
             for name, c, p, e in rows]
-    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in [head, *body])
+    return columns(head, body)

@@ -35,8 +35,9 @@ from matting import person as people
 from matting import pseudo
 from matting.image import resize
 from matting.segment import SEGMENTERS, Segmenter
-from matting.video import VideoError, VideoInput, open_input
+from matting.video import VideoError, VideoInput, open_input, video_name
 from pipelines import contact_sheet
+from pipelines.table import columns
 
 EXIT_VIDEOS_FAILED = 1
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".y4m")
@@ -87,7 +88,7 @@ def content_sha256(path: Path) -> str:
 
 
 def video_key(path: Path, sha: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9_]+", "_", path.stem if path.is_file() else path.name).strip("_")[:40] or "video"
+    stem = re.sub(r"[^A-Za-z0-9_]+", "_", video_name(path)).strip("_")[:40] or "video"
     return f"pseudo-{stem}-{sha[:8]}"
 
 
@@ -135,12 +136,12 @@ def choose_segmenter(video: VideoInput, size: tuple[int, int], c: dict) -> str:
     on a few frames spread over the video) covers at least `auto.pose_below` of the frame, else pose."""
     if c["segmenter"] != "auto":
         return c["segmenter"]
-    picks = set(np.linspace(0, video.n_frames - 1, c["auto"]["probe_frames"]).round().astype(int).tolist())
+    picks = sorted(set(np.linspace(0, video.n_frames - 1, c["auto"]["probe_frames"]).round().astype(int).tolist()))
     shares = []
     with Segmenter("selfie", c["selfie"]) as seg:
-        for i, frame in enumerate(video.frames()):
-            if i in picks:
-                shares.append(float((seg(resize(frame, size)) > c["person_threshold"]).mean()))
+        for i in picks:   # seek to each (the reader's frame access is exact), not decode the whole video
+            frame = next(video.frames(i, i + 1))
+            shares.append(float((seg(resize(frame, size)) > c["person_threshold"]).mean()))
     return "selfie" if np.median(shares) >= c["auto"]["pose_below"] else "pose"
 
 
@@ -208,8 +209,8 @@ def person_sources(video: VideoInput, path: Path, size: tuple[int, int], c: dict
 
 def label_window(frames: np.ndarray, start: int, sources: list[PersonSource], size: tuple[int, int],
                  c: dict) -> tuple[pseudo.Labels, str, dict[str, float]]:
-    """The window's labels from each source; the best-scoring one, its source's name and every
-    candidate's score."""
+    """The window's labels from each source (at the working size): the best-scoring one, its
+    source's name and every candidate's score."""
     solve = c["labeler"] == "classical" or c["refine"]
     best, name, scores = None, "", {}
     for src in sources:
@@ -222,14 +223,14 @@ def label_window(frames: np.ndarray, start: int, sources: list[PersonSource], si
 
 # --- one video --------------------------------------------------------------------------------------
 
-def _attrs(c: dict, video: VideoInput, path: Path, sha: str, span: tuple[int, int], source: str,
-           candidates: dict[str, float], labels: pseudo.Labels) -> dict:
+def _attrs(video: VideoInput, path: Path, sha: str, span: tuple[int, int], source: str,
+           candidates: dict[str, float], labels: pseudo.Labels, settings: dict) -> dict:
     return {"source": "pseudo", "fps": float(video.fps), "software": provenance.software(),
             "spec": {"n_frames": span[1] - span[0],
                      "input": {"name": path.name, "path": str(path.resolve()), "sha256": sha, "frames": list(span),
                                "fps": float(video.fps), "width": video.width, "height": video.height},
                      "mask_source": source, "candidate_scores": candidates, "working_size": list(labels.size),
-                     "settings": settings(c),
+                     "settings": settings,
                      "scores": {"clip": labels.score, "frames": labels.frame_scores, "terms": labels.terms},
                      "band_kernel_px": labels.kernels, "person_frames": labels.person_frames}}
 
@@ -238,12 +239,13 @@ def label_video(path: str, c: dict, progress: Callable[[int], None] | None = Non
     """Label one video into the store; returns its row: written, rejected (id, score) and skipped
     clips, the mean score, or `error` naming what is wrong with the video."""
     path = Path(path)
-    row: dict[str, Any] = {"video": path.name, "written": [], "rejected": [], "skipped": 0, "scores": []}
+    row = _row(path)
     try:
         sha = content_sha256(path)
         key = video_key(path, sha)
         marks = beside(c["store"]["path"], ".pseudolabel") / key
-        record = {"settings": settings(c), "sha256": sha}
+        want = _json(settings(c))
+        record = {"settings": want, "sha256": sha}
         if done.is_done(marks, record):
             prev = done.read(marks)
             return {**prev["row"], "skipped": len(prev["row"]["written"]) + len(prev["row"]["rejected"]),
@@ -265,7 +267,7 @@ def label_video(path: str, c: dict, progress: Callable[[int], None] | None = Non
             for k, span in enumerate(spans):
                 cid = f"{key}-{k:03d}"
                 rejected = marks / f"{cid}.rejected.json"
-                if cid in complete or (rejected.is_file() and json.loads(rejected.read_text())["settings"] == _json(settings(c))):
+                if cid in complete or (rejected.is_file() and json.loads(rejected.read_text())["settings"] == want):
                     row["skipped"] += 1
                     any_person = True     # judged before: it had a person, or its rejection says why
                     if progress:
@@ -281,11 +283,13 @@ def label_video(path: str, c: dict, progress: Callable[[int], None] | None = Non
                 if labels.person_frames == 0 or labels.score < c["quality"]["min_score"]:
                     why = "no person" if labels.person_frames == 0 else "score below quality.min_score"
                     rejected.write_text(json.dumps({"clip_id": cid, "score": labels.score, "why": why,
-                                                    "frames": list(span), "settings": _json(settings(c))}) + "\n")
+                                                    "frames": list(span), "settings": want}) + "\n")
                     row["rejected"].append((cid, round(labels.score, 3), why))
                 else:
-                    clipstore.write_clip(root, cid, {"fgr": labels.fgr, "alpha": quantise_alpha(labels.alpha)},
-                                         _attrs(c, video, path, sha, span, source, candidates, labels), compression)
+                    alpha, fgr = pseudo.full_size(labels, frames, c, c["writer"]["foreground"])
+                    clipstore.write_clip(root, cid, {"fgr": fgr, "alpha": quantise_alpha(alpha)},
+                                         _attrs(video, path, sha, span, source, candidates, labels, want),
+                                         compression)
                     row["written"].append(cid)
                 if progress:
                     progress(span[1] - span[0])
@@ -294,12 +298,18 @@ def label_video(path: str, c: dict, progress: Callable[[int], None] | None = Non
                 src.close()
         if not any_person:
             raise VideoError(f"{path.name}: no person found in any frame")
-        done.mark(marks, {**record, "row": {k: v for k, v in row.items()}})
+        done.mark(marks, {**record, "row": row})
     except (VideoError, clipstore.StoreError) as e:
         row["error"] = str(e)
     except Exception as e:   # a video FFmpeg cannot decode mid-way, a corrupt mask file: this video only
         row["error"] = f"{path.name}: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
     return row
+
+
+def _row(path: Path, error: str | None = None) -> dict[str, Any]:
+    """A video's line of the summary: clips written, rejected (id, score, why), skipped, scores."""
+    return {"video": path.name, "written": [], "rejected": [], "skipped": 0, "scores": [],
+            **({"error": error} if error else {})}
 
 
 def _json(x: Any) -> Any:
@@ -317,8 +327,8 @@ def _frames(path: Path, c: dict) -> int:
 
 def run(videos: list[Path], c: dict) -> list[dict]:
     from tqdm import tqdm
-    total = sum(_frames(v, c) for v in videos)
-    bar = tqdm(total=total, desc="pseudo-labelling", unit="frame", disable=not c["progress"])
+    frames = {v: _frames(v, c) for v in videos}
+    bar = tqdm(total=sum(frames.values()), desc="pseudo-labelling", unit="frame", disable=not c["progress"])
     try:
         if c["cluster"]["workers"] <= 1 or len(videos) == 1:
             rows = []
@@ -338,9 +348,8 @@ def run(videos: list[Path], c: dict) -> list[dict]:
                 try:
                     rows[v] = ray.get(ready[0])
                 except Exception as e:   # a killed worker, retried and still failing
-                    rows[v] = {"video": v.name, "written": [], "rejected": [], "skipped": 0, "scores": [],
-                               "error": f"{v.name}: {type(e).__name__}: {str(e).splitlines()[0][:200]}"}
-                bar.update(_frames(v, c))
+                    rows[v] = _row(v, f"{v.name}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+                bar.update(frames[v])
             return [rows[v] for v in videos]
         finally:
             ray.shutdown()
@@ -356,8 +365,7 @@ def table(rows: list[dict]) -> str:
         notes = r.get("error") or ("already labelled with these settings" if r.get("already") else
                                    "; ".join(f"{cid} {s:.3f} ({why})" for cid, s, why in r["rejected"]))
         body.append((r["video"], str(len(r["written"])), str(len(r["rejected"])), str(r["skipped"]), score, notes))
-    widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head) - 1)]
-    return "\n".join(("  ".join(v.ljust(w) for v, w in zip(x[:-1], widths)) + "  " + x[-1]).rstrip() for x in [head, *body])
+    return columns(head, body)
 
 
 @app("pseudolabel")
@@ -383,7 +391,9 @@ def main(cfg: DictConfig) -> int:
     if written:
         clipstore.finalize(c["store"]["path"])        # the manifest and consolidated metadata, as a render run
         sheet = beside(c["store"]["path"], ".pseudolabel") / "contact_sheet.png"
-        contact_sheet.write(clipstore.open_store(c["store"]["path"]), sheet, 8, 4, 192, 0, ids=written)
+        sh = c["sheet"]
+        contact_sheet.write(clipstore.open_store(c["store"]["path"]), sheet, sh["clips"], sh["frames"], sh["cell"], 0,
+                            ids=written)
         print(f"contact sheet: {sheet}")
     return EXIT_VIDEOS_FAILED if failed else 0
 

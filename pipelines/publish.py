@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+from fractions import Fraction
 import json
 import shutil
 import sys
@@ -26,10 +27,12 @@ import numpy as np
 from omegaconf import DictConfig
 
 import clipstore
-from core import provenance
+from core import done, provenance
+from core.conf import load as load_conf
 from core.cli import UserError, app, fail, to_container
 from core.colour import alpha_float
-from matting import layout, sheet
+from matting import sheet
+from matting.video import MatteWriter, VideoSink
 from pipelines import card, contact_sheet, release
 
 STATE = ".state"
@@ -78,13 +81,6 @@ def collect(root: Any, c: dict) -> tuple[list[str], dict[str, dict], dict[str, s
     return ids, attrs, splits, sizes, shapes
 
 
-def _inputs(shard: release.Shard, raw_sums: dict[str, Any], c: dict, fmt: str) -> dict:
-    """What a shard's bytes depend on: its clips' array checksums, published attrs and the settings."""
-    return {"format": fmt, "clips": shard.clips, "checksums": {cid: raw_sums[cid] for cid in shard.clips},
-            "png_compression": c["png_compression"], "split_salt": c["split_salt"], "splits": c["splits"],
-            "code": 1}
-
-
 def write_shards(root: Any, out: Path, shards: list[release.Shard], attrs: dict, store_attrs: dict, c: dict) -> tuple[int, int]:
     """Every shard in every format; one whose recorded inputs match is kept as it is. (written, reused)."""
     from tqdm import tqdm
@@ -95,15 +91,19 @@ def write_shards(root: Any, out: Path, shards: list[release.Shard], attrs: dict,
     for s, fmt in tqdm(jobs, desc="packing shards", unit="shard", disable=not c["progress"]):
         path = out / s.path(fmt)
         state = out / STATE / (s.path(fmt).replace("/", "__") + ".json")
-        want = json.loads(json.dumps({**_inputs(s, sums, c, fmt), "attrs": {cid: attrs[cid] for cid in s.clips}}))
+        root_attrs = {**store_attrs, "release": c["name"], "split": s.split}
+        # What the shard's bytes depend on: its clips' arrays and published attrs, and the format's settings.
+        want = json.loads(json.dumps({"format": fmt, "checksums": {cid: sums[cid] for cid in s.clips},
+                                      "attrs": {cid: attrs[cid] for cid in s.clips},
+                                      **({"root_attrs": root_attrs} if fmt == "zarr" else
+                                         {"png_compression": c["png_compression"]})}, default=str))
         if path.is_file() and state.is_file() and json.loads(state.read_text()) == want:
             reused += 1
             continue
-        ids = s.clips
         if fmt == "zarr":
-            release.write_zarr_shard(path, root, ids, attrs, {**store_attrs, "release": c["name"], "split": s.split}, compression)
+            release.write_zarr_shard(path, root, s.clips, attrs, root_attrs, compression)
         else:
-            release.write_wds_shard(path, root, ids, attrs, c["png_compression"])
+            release.write_wds_shard(path, root, s.clips, attrs, c["png_compression"])
         state.parent.mkdir(parents=True, exist_ok=True)
         state.write_text(json.dumps(want) + "\n")
         written += 1
@@ -111,31 +111,30 @@ def write_shards(root: Any, out: Path, shards: list[release.Shard], attrs: dict,
 
 
 def export_videomatte(root: Any, out: Path, ids: list[str], splits: dict[str, str], level: int) -> None:
-    """exports/videomatte/<split>/<clip>/{fgr,pha}/0000.png, skipping clips already exported whole."""
-    import cv2
+    """exports/videomatte/<split>/<clip>/{fgr,pha}/0000.png through matting's MatteWriter, each clip
+    written aside and renamed whole; one whose run.json names its checksums is kept."""
+    writer = {**load_conf("writer/default"), "alpha_video": "none", "png_compression": level}
+    writer["preview"] = {**writer["preview"], "enabled": False}
     for cid in ids:
         folder = out / "exports" / "videomatte" / splits[cid] / cid
         clip = clipstore.read_clip(root, cid)
-        if (folder / layout.PHA).is_dir() and len(list((folder / layout.PHA).glob("*.png"))) == clip.n_frames \
-                and len(list((folder / layout.FGR).glob("*.png"))) == clip.n_frames:
+        record = {"clip_id": cid, "checksums": clip.attrs.get("checksums")}
+        if done.is_done(folder, record):
             continue
         tmp = folder.with_name(f".{cid}.part")
         shutil.rmtree(tmp, ignore_errors=True)
-        for sub in (layout.FGR, layout.PHA):
-            (tmp / sub).mkdir(parents=True)
-        for t in range(clip.n_frames):
-            name = layout.frame_name(t)
-            pha = np.rint(alpha_float(clip["alpha"][t]) * 255).astype(np.uint8)
-            cv2.imwrite(str(tmp / layout.PHA / name), pha, [cv2.IMWRITE_PNG_COMPRESSION, level])
-            cv2.imwrite(str(tmp / layout.FGR / name), cv2.cvtColor(clip["fgr"][t], cv2.COLOR_RGB2BGR),
-                        [cv2.IMWRITE_PNG_COMPRESSION, level])
+        t, h, w = clip["alpha"].shape
+        with MatteWriter(tmp, clip.attrs.get("fps", 1.0), w, h, writer, n_frames=t) as sink:
+            for i in range(t):
+                fgr = clip["fgr"][i]
+                sink.write(fgr, alpha_float(clip["alpha"][i]), fgr)
+        done.mark(tmp, record)
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
 
 
 def previews(root: Any, out: Path, ids: list[str], c: dict) -> list[str]:
     """previews/contact_sheet.png and, for a few clips, composites over a plain colour as GIF and MP4."""
-    import av
     from PIL import Image
     p = c["previews"]
     folder = out / "previews"
@@ -151,13 +150,11 @@ def previews(root: Any, out: Path, ids: list[str], c: dict) -> list[str]:
         tiles = [sheet.tile(f, long_side=p["cell"] * 2) for f in comp]
         frames = [Image.fromarray(t) for t in tiles]
         frames[0].save(folder / f"{cid}.gif", save_all=True, append_images=frames[1:], duration=round(1000 / p["fps"]), loop=0)
-        h, w = (d - d % 2 for d in tiles[0].shape[:2])
-        with av.open(str(folder / f"{cid}.mp4"), "w") as f:
-            s = f.add_stream("libx264", rate=p["fps"])
-            s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-            for t in tiles:
-                f.mux(s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(t[:h, :w]), format="rgb24")))
-            f.mux(s.encode())
+        h, w = (d - d % 2 for d in tiles[0].shape[:2])    # yuv420p: even sides
+        mp4 = VideoSink(folder / f"{cid}.mp4", "libx264", "yuv420p", Fraction(p["fps"]), w, h, {})
+        for t in tiles:
+            mp4.add(t[:h, :w], "rgb24")
+        mp4.finish()
         made += [f"previews/{cid}.gif", f"previews/{cid}.mp4"]
     return made
 

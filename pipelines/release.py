@@ -229,11 +229,3 @@ def verify(release: Path) -> Verification:
         for f in s["files"]:
             (broken if f in bad else usable).append(f)
     return Verification(missing, truncated, altered, usable, broken)
-
-
-def read_filmstrip(data: bytes, frames: int) -> np.ndarray:
-    """A filmstrip PNG back to (T, H, W[, 3]) with its dtype (16-bit alpha stays uint16)."""
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img.ndim == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return img.reshape(frames, img.shape[0] // frames, *img.shape[1:])

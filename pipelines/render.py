@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import clipstore
 from assets import body
@@ -201,8 +201,7 @@ def summary(cfg: dict, n_planned: int, skipped: int, done: list[dict], failed: d
 
 
 def _merged(base: dict, over: dict) -> dict:
-    return {**base, **{k: _merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-                       for k, v in over.items()}}
+    return OmegaConf.to_container(OmegaConf.merge(base, over))
 
 
 def preset_estimates(c: dict, model: dict, n_clips: int) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 import clipstore
 from clipstore import Report
 from core.cli import fail
+from pipelines.table import columns
 
 EXIT_INVALID = 1
 
@@ -31,9 +32,7 @@ def table(report: Report) -> str:
         rows.append((c.clip_id, "-" if c.frames is None else str(c.frames), size, f"{c.bytes / 2**20:.2f}",
                      report.status(c), what[0] if what else ""))
         rows += [("", "", "", "", "", w) for w in what[1:]]
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head) - 1)]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(r[:-1], widths)) + "  " + r[-1] for r in [head, *rows]]
-    return "\n".join(line.rstrip() for line in lines)
+    return columns(head, rows)
 
 
 def summary(report: Report) -> str:
