@@ -2,12 +2,20 @@
 
 Each app stays a real Hydra app (`key=value` overrides, `--cfg job`, `--multirun`); before
 Hydra runs, the overrides are composed once so that an unknown key or a malformed value is
-reported as a single line instead of Hydra's multi-line report.
+reported as a single line instead of Hydra's multi-line report. While the task runs, library
+chatter goes to `libraries.log` in Hydra's run folder (core.quiet; `verbose=true` shows it),
+and SIGTERM stops it the way Ctrl-C does (both raise KeyboardInterrupt): the task's own cleanup runs, it prints what finished,
+and the exit status is 143 (130 for Ctrl-C).
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
+import re
+import signal
 import sys
+from pathlib import Path
 from typing import Callable
 
 import hydra
@@ -19,11 +27,84 @@ from core.conf import CONF_DIR
 from core.errors import UserError
 
 EXIT_BAD_INPUT = 2
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}   # 128 + the signal's number, as shells report it
+LIBRARY_LOG = "libraries.log"
+# Failures of a path the user named (an output folder under a file, a read-only place, a full disk).
+PATH_ERRNOS = {errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC,
+               errno.ENAMETOOLONG}
+
+
+_received: list[int] = []   # the stop signals this process got, newest last
+
+
+def _stop(signum: int, frame: object) -> None:
+    # KeyboardInterrupt for both, so that one path (every `finally`, every driver's summary) serves
+    # SIGTERM as it serves Ctrl-C; which signal it was is kept here, since a library (Ray's wait)
+    # may turn the exception raised inside it into a plain KeyboardInterrupt.
+    _received.append(signum)
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def stop_on_signals() -> None:
+    """SIGTERM and SIGINT raise KeyboardInterrupt; called again after a library (Ray) took them."""
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
 
 
 def fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(EXIT_BAD_INPUT)
+
+
+def _keys(lines: list[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
+    """(config groups, keys two levels deep with value and comment) of one conf file's text; a group
+    merged into the file's own level (`group@_here_`) contributes its keys instead."""
+    groups, keys, merged, top = [], [], [], None
+    for ln in lines:
+        if m := re.match(r"^( {2})?([A-Za-z_]\w*):\s*(.*)$", ln):
+            nested, name, rest = m.groups()
+            if not nested:
+                top = name
+            if top in ("defaults", "hydra") or (nested and top is None):
+                continue
+            value, _, comment = rest.partition("#")
+            keys.append((f"{top}.{name}" if nested else name, value.strip() or "...", comment.strip()))
+        elif top == "defaults" and (m := re.match(r"^\s+-\s*([^#]+?)\s*(?:#\s*(.*))?$", ln)) and m.group(1) != "_self_":
+            group, _, option = (part.strip() for part in m.group(1).partition(":"))
+            if group.endswith("@_here_"):
+                merged += _keys((CONF_DIR / group.removesuffix("@_here_") / f"{option}.yaml").read_text().splitlines())[1]
+            else:
+                groups.append((f"{group}={option}", m.group(2) or ""))
+    return groups, keys + merged
+
+
+def help_text(config_name: str, module: str) -> str:
+    """`--help`: the app's description and its main keys (two levels deep), read from the comments
+    of its conf file, the one place they are written, with the config groups it composes."""
+    lines = (CONF_DIR / f"{config_name}.yaml").read_text().splitlines()
+    about = [ln.lstrip("# ").rstrip() for ln in lines[:next(i for i, ln in enumerate(lines) if not ln.startswith("#"))]]
+    groups, keys = _keys(lines)
+    keys = [(k, v, c) for i, (k, v, c) in enumerate(keys)   # a parent whose children are listed says nothing more
+            if not (v == "..." and not c and i + 1 < len(keys) and keys[i + 1][0].startswith(f"{k}."))]
+    rows = [(f"{k}={v}", c) for k, v, c in keys]
+    width = max(len(r) for r, _ in groups + rows)
+    show = lambda rs: [f"  {r:<{width}}  {c}".rstrip() for r, c in rs]  # noqa: E731
+    out = [*about, "", f"usage: python -m {module} [key=value ...]      (every key: conf/{config_name}.yaml)", ""]
+    if groups:
+        out += ["config groups:", *show(groups), ""]
+    out += ["main keys (default values):", *show(rows), "",
+            "every key with its value: --cfg job    Hydra's own options: --hydra-help"]
+    return "\n".join(out)
+
+
+def _module(task: Callable) -> str:
+    if task.__module__ != "__main__":
+        return task.__module__
+    path = Path(sys.argv[0]).resolve()
+    try:
+        return ".".join(path.relative_to(CONF_DIR.parent).with_suffix("").parts)
+    except ValueError:
+        return path.stem
 
 
 def _one_line(e: BaseException) -> str:
@@ -75,18 +156,37 @@ def app(config_name: str) -> Callable[[Callable[[DictConfig], int]], Callable[[]
     def decorate(task: Callable[[DictConfig], int]) -> Callable[[], None]:
         @functools.wraps(task)
         def job(cfg: DictConfig) -> None:
-            try:
-                code = task(cfg)
-            except UserError as e:
-                fail(str(e))
-            except OmegaConfBaseException as e:  # e.g. a value of the wrong type met late
-                fail(_one_line(e))
+            from core import quiet
+            stop_on_signals()
+            routing = contextlib.nullcontext()
+            if not cfg.get("verbose", False):
+                from hydra.core.hydra_config import HydraConfig
+                routing = quiet.routed(Path(HydraConfig.get().runtime.output_dir) / LIBRARY_LOG)
+            with routing:
+                try:
+                    code = task(cfg)
+                except UserError as e:
+                    fail(str(e))
+                except OmegaConfBaseException as e:  # e.g. a value of the wrong type met late
+                    fail(_one_line(e))
+                except OSError as e:
+                    if e.errno not in PATH_ERRNOS or not e.filename:
+                        raise
+                    fail(f"{e.filename}: {e.strerror}")
+                except KeyboardInterrupt:
+                    signum = _received[-1] if _received else signal.SIGINT
+                    print(f"stopped by {signal.Signals(signum).name}: what finished is kept; the same command "
+                          f"resumes", file=sys.stderr)
+                    code = EXIT_SIGNAL[signum]
             if code:
                 sys.exit(code)
 
         hydra_main = hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(job)
 
         def main() -> None:
+            if any(a in ("-h", "--help") for a in sys.argv[1:]):
+                print(help_text(config_name, _module(task)))
+                return
             overrides = _overrides(sys.argv[1:])
             if overrides is not None:
                 try:
@@ -95,6 +195,7 @@ def app(config_name: str) -> Callable[[Callable[[DictConfig], int]], Callable[[]
                     fail(f"bad override: {_one_line(e)}")
             hydra_main()
         main.task = task  # the undecorated function, for tests
+        main.config_name = config_name
         return main
     return decorate
 
