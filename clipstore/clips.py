@@ -60,6 +60,9 @@ def open_store(path: str | os.PathLike, mode: str = "r") -> zarr.Group:
     fs, p, target, kw = locate(path)
     _check_not_file(path)
     if not fs.exists(f"{p}/zarr.json"):
+        if fs.isdir(p):
+            what = "an empty folder" if not fs.ls(p, detail=False) else "a folder without zarr.json"
+            raise StoreError(f"store {path} is {what}, not a {FORMAT} store (render or pseudolabel into it first)")
         raise StoreError(f"store {path} does not exist")
     # Never the consolidated view: it is a snapshot that cannot see clips written after it.
     root = zarr.open_group(target, mode=mode, use_consolidated=False, **kw)

@@ -2,7 +2,9 @@
 what a value must be. Every failure is a UserError naming the key."""
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from core.errors import UserError
@@ -45,3 +47,20 @@ def one_of(value: Any, allowed: Sequence[Any], key: str) -> Any:
     if value not in allowed:
         raise UserError(f"{key} must be one of {', '.join(map(str, allowed))}, got {value!r}")
     return value
+
+
+def writable(path: Any, key: str, folder: bool = True) -> Path:
+    """`path` as a Path, if an output folder (or file) can be made there: the nearest existing
+    ancestor must be a writable folder and the path itself, if it exists, of the right kind.
+    Checked before the work, so that a bad output place costs nothing."""
+    p = Path(path).expanduser()
+    if p.exists() and p.is_dir() != folder:
+        raise UserError(f"{key}: {p} is {'a file, not a folder' if folder else 'a folder, not a file'}")
+    parent = p if p.exists() and folder else p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{key}: {p} cannot be created: {parent} is a file")
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"{key}: {p} cannot be created: {parent} is not writable")
+    return p

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import torch
 from omegaconf import DictConfig
 
 from core import seeds
+from core.checks import integer, is_number, one_of, writable
 from core.cli import UserError, app, to_container
 from gvm_train import data
 from gvm_train.data import latent_cache
@@ -59,8 +61,13 @@ def warm_up_vae(model: GVMModel, dataset: data.WindowDataset, cfg: dict, seed: i
 
 
 def save_model(model: GVMModel, folder: Path) -> Path:
-    """The model as a pipeline folder (the pipeline owns the saved form)."""
-    return GVMPipeline.from_model(model).save_pretrained(folder)
+    """The model as a pipeline folder, written aside and renamed: a stopped run leaves no half model."""
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    GVMPipeline.from_model(model).save_pretrained(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    return folder
 
 
 def _checkpoints(out: Path) -> list[Path]:
@@ -150,11 +157,34 @@ def plot(out: Path) -> Path:
     return out / "loss.png"
 
 
+MIXED_PRECISION = ("no", "fp16", "bf16")
+
+
+def check(c: dict) -> None:
+    """Every `train` and `data` value, before a store is opened or a weight built."""
+    t = c["train"]
+    for key in ("steps", "batch_size", "grad_accum", "checkpoint_every", "keep_checkpoints", "val_windows", "log_every"):
+        integer(t[key], f"train.{key}", 1)
+    for key in ("warmup_steps", "val_every", "workers", "threads"):
+        integer(t[key], f"train.{key}", 0)
+    integer(t["latent_cache"]["windows"], "train.latent_cache.windows", 0)
+    integer(t["latent_cache"]["batch_size"], "train.latent_cache.batch_size", 1)
+    integer(c["model"]["vae_warmup"]["steps"], "model.vae_warmup.steps", 0)
+    integer(c["seed"], "seed", 0)
+    for key in ("lr", "weight_decay"):
+        if not is_number(t[key]) or t[key] < 0 or (key == "lr" and t[key] == 0):
+            raise UserError(f"train.{key} must be a {'positive' if key == 'lr' else 'non-negative'} number, got {t[key]!r}")
+    one_of(t["mixed_precision"], MIXED_PRECISION, "train.mixed_precision")
+    data.check(c["data"])
+    writable(c["output_dir"], "output_dir")
+
+
 def train(c: dict) -> dict[str, Any]:
     from accelerate import Accelerator
     from diffusers.training_utils import EMAModel
     from tqdm import tqdm
 
+    check(c)
     t, out, seed = c["train"], Path(c["output_dir"]), c["seed"]
     if t["threads"]:
         torch.set_num_threads(t["threads"])
@@ -224,33 +254,40 @@ def train(c: dict) -> dict[str, Any]:
     batches = iter(loader)
     bar = tqdm(range(start, t["steps"]), initial=start, total=t["steps"], desc="finetune", unit="step",
                disable=not accelerator.is_main_process)
-    for step in bar:
-        tick = time.perf_counter()
-        for micro in range(t["grad_accum"]):
-            batch = next(batches)
-            noise = torch.Generator(device=accelerator.device).manual_seed(seeds.derive(seed, "noise", step, micro, rank) % 2**63)
-            with accelerator.accumulate(model.unet), accelerator.autocast():
-                out_ = training_loss(model, batch, c["model"]["loss"], generator=noise)
-                accelerator.backward(out_["loss"])
-                opt.step()
-                sched.step()
-                opt.zero_grad()
-        if ema is not None:
-            ema.step(params)
-        done = step + 1
-        row = {k: float(out_[k].detach()) for k in LOG_FIELDS[1:6] if k in out_}
-        row.update(step=done, lr=sched.get_last_lr()[0], seconds=time.perf_counter() - tick)
-        if done % t["log_every"] == 0 or done == t["steps"]:
-            _append(out / "log.csv", LOG_FIELDS, row)
-            if board is not None:
-                for k in LOG_FIELDS[1:]:
-                    if k in row:
-                        board.add_scalar(f"train/{k}", row[k], done)
-        bar.set_postfix(loss=f"{row['loss']:.4f}")
-        if t["val_every"] and (done % t["val_every"] == 0 or done == t["steps"]):
-            validate(done)
-        if done % t["checkpoint_every"] == 0 or done == t["steps"]:
-            save_checkpoint(out, done, model, opt, sched, ema, t["keep_checkpoints"])
+    try:
+        for step in bar:
+            tick = time.perf_counter()
+            for micro in range(t["grad_accum"]):
+                batch = next(batches)
+                noise = torch.Generator(device=accelerator.device).manual_seed(seeds.derive(seed, "noise", step, micro, rank) % 2**63)
+                with accelerator.accumulate(model.unet), accelerator.autocast():
+                    out_ = training_loss(model, batch, c["model"]["loss"], generator=noise)
+                    accelerator.backward(out_["loss"])
+                    opt.step()
+                    sched.step()
+                    opt.zero_grad()
+            if ema is not None:
+                ema.step(params)
+            done = step + 1
+            row = {k: float(out_[k].detach()) for k in LOG_FIELDS[1:6] if k in out_}
+            row.update(step=done, lr=sched.get_last_lr()[0], seconds=time.perf_counter() - tick)
+            if done % t["log_every"] == 0 or done == t["steps"]:
+                _append(out / "log.csv", LOG_FIELDS, row)
+                if board is not None:
+                    for k in LOG_FIELDS[1:]:
+                        if k in row:
+                            board.add_scalar(f"train/{k}", row[k], done)
+            bar.set_postfix(loss=f"{row['loss']:.4f}")
+            if t["val_every"] and (done % t["val_every"] == 0 or done == t["steps"]):
+                validate(done)
+            if done % t["checkpoint_every"] == 0 or done == t["steps"]:
+                save_checkpoint(out, done, model, opt, sched, ema, t["keep_checkpoints"])
+    except KeyboardInterrupt:   # checkpoints are whole or absent; the logs past the last one are trimmed on resume
+        bar.close()
+        last = _checkpoints(out)
+        print(f"stopped at step {bar.n}; " + (f"latest checkpoint {last[-1].name}: " if last else "no checkpoint yet: ")
+              + "the same command resumes from it", file=sys.stderr, flush=True)
+        raise
     if board is not None:
         board.close()
     model.unet = accelerator.unwrap_model(model.unet)

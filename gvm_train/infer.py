@@ -10,6 +10,7 @@ checkpoint, settings, seconds), written last (core.done): a rerun with the same 
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,13 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from tqdm import tqdm
+
 from core import done
+from core.checks import integer, writable
 from core.cli import UserError, app, to_container
-from gvm_train.pipeline import GVMPipeline
-from matting import video
+from gvm_train.pipeline import GVMPipeline, window_starts
+from matting import layout, video
 from matting.foreground import estimate_foreground
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -55,6 +59,19 @@ def load_pipeline(checkpoint: str | None, device: torch.device, dtype: torch.dty
     return pipe.to(device, dtype)
 
 
+def check(c: dict) -> None:
+    """Every value checked before the model loads; the window against the overlap once the model
+    says what a window is (the pipeline's own rule, window_starts)."""
+    if not c["input"]:
+        raise UserError("input is not set: give input=<video file or folder of frames> (input=sample: the bundled clip)")
+    for key in ("window", "num_steps", "short_side", "max_long_side", "max_frames"):
+        if c[key] is not None:
+            integer(c[key], key, 1)
+    for key in ("overlap", "decode_context", "seed", "threads"):
+        integer(c[key], key, 0)
+    writable(c["output_dir"], "output_dir")
+
+
 def settings(c: dict) -> dict[str, Any]:
     """What decides a run's output: a finished run with the same settings (run.json) is not redone."""
     return {k: c[k] for k in RECORD_KEYS}
@@ -62,6 +79,7 @@ def settings(c: dict) -> dict[str, Any]:
 
 def matte(c: dict, pipe: GVMPipeline | None = None) -> dict[str, Any]:
     """Run inference as the config says; returns the run record."""
+    check(c)
     out = Path(c["output_dir"])
     record = settings(c)
     if done.is_done(out, record):
@@ -70,15 +88,19 @@ def matte(c: dict, pipe: GVMPipeline | None = None) -> dict[str, Any]:
     if c["threads"]:
         torch.set_num_threads(c["threads"])
     device, dtype = device_and_dtype(c)
-    if not c["input"]:
-        raise UserError("input is not set: give input=<video file or folder of frames>")
     try:
         out_cfg = video.check_output_config(c["writer"])
         source = video.open_input(c["input"], fps=out_cfg["folder_fps"])
     except ValueError as e:
         raise UserError(str(e)) from None
     pipe = pipe or load_pipeline(c["checkpoint"], device, dtype)
+    try:
+        window_starts(1, int(c["window"] or pipe.unet.config.num_frames), c["overlap"])
+    except ValueError as e:
+        raise UserError(f"{e} (window null: the model's {pipe.unet.config.num_frames})") from None
     n = source.n_frames if c["max_frames"] is None else min(source.n_frames, int(c["max_frames"]))
+    print(f"matting {n} frames of {source.path} ({source.width}x{source.height}"
+          + (f", short side {c['short_side']}" if c["short_side"] else ", native size") + f") on {device}", flush=True)
     start = time.perf_counter()
     # One decode, two readers: the pipeline reads at most a window ahead of the alphas it has
     # given out, so tee holds about a window of frames, whatever the video's length.
@@ -89,9 +111,19 @@ def matte(c: dict, pipe: GVMPipeline | None = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     done.clear(out)
     want_fgr = video.wants_foreground(out_cfg)
-    with video.MatteWriter(out, source.rate, source.width, source.height, out_cfg, n_frames=n) as writer:
-        for frame, alpha in zip(to_writer, alphas):
-            writer.write(frame, alpha, estimate_foreground(frame, alpha, out_cfg["foreground"]) if want_fgr else None)
+    pipe.set_progress_bar_config(disable=True)   # this loop's bar counts frames, the pipeline's counted windows
+    written = 0
+    try:
+        with (video.MatteWriter(out, source.rate, source.width, source.height, out_cfg, n_frames=n) as writer,
+              tqdm(total=n, desc="infer", unit="frame") as bar):
+            for frame, alpha in zip(to_writer, alphas):
+                writer.write(frame, alpha, estimate_foreground(frame, alpha, out_cfg["foreground"]) if want_fgr else None)
+                bar.update()
+                written += 1
+    except KeyboardInterrupt:   # the PNGs written are whole frames; the videos and run.json wait for a full run
+        print(f"stopped after {written} of {n} frames -> {out} (no run.json: the same command mattes it again)",
+              file=sys.stderr, flush=True)
+        raise
     seconds = time.perf_counter() - start
     record.update(frames=n, fps=source.fps, width=source.width, height=source.height, seconds=round(seconds, 3),
                   device=str(device), dtype=c["dtype"])
@@ -99,11 +131,27 @@ def matte(c: dict, pipe: GVMPipeline | None = None) -> dict[str, Any]:
     return record
 
 
+def _line(r: dict, out: str) -> str:
+    return (f"{r['frames']} frames of {r['width']}x{r['height']} matted in {r['seconds']:.1f} s "
+            f"({r['frames'] / max(r['seconds'], 1e-9):.2f} frames/s) -> {out}")
+
+
 @app("infer")
 def main(cfg: DictConfig) -> int:
-    r = matte(to_container(cfg))
-    print(f"{r['frames']} frames of {r['width']}x{r['height']} matted in {r['seconds']:.1f} s "
-          f"({r['frames'] / max(r['seconds'], 1e-9):.2f} frames/s) -> {to_container(cfg)['output_dir']}")
+    c = to_container(cfg)
+    clips = layout.set_clips(c["input"])
+    if not clips:
+        print(_line(matte(c), c["output_dir"]))
+        return 0
+    # A benchmark set (<set>/<clip>/com/): each clip into <output_dir>/<clip>/, the layout evaluate reads.
+    check(c)
+    pipe = load_pipeline(c["checkpoint"], *device_and_dtype(c))
+    for i, clip in enumerate(clips, 1):
+        print(f"clip {i}/{len(clips)}: {clip.name}", flush=True)
+        dest = str(Path(c["output_dir"]) / clip.name)
+        print(_line(matte({**c, "input": str(clip / layout.COM), "output_dir": dest}, pipe), dest))
+    print(f"{len(clips)} clips of {c['input']} matted -> {c['output_dir']}; score them with\n"
+          f"  python -m matting.evaluate pred={c['output_dir']} gt={c['input']}")
     return 0
 
 

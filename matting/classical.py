@@ -20,15 +20,18 @@ from typing import Any, Mapping
 import cv2
 import numpy as np
 
-from core import done
-from core.checks import require_keys
+from core import done, quiet
+from core.checks import integer, require_keys, writable
 from core.cli import UserError, app, to_container
+from matting import layout
 from matting.foreground import estimate_foreground
 from matting.segment import SEGMENTERS, Segmenter
 from matting.trimap import TRIMAP_KEYS, make_trimap
 from matting.video import MatteWriter, VideoError, VideoInput, check_output_config, open_input, wants_foreground
 
-CONFIG_KEYS = ("input", "output_dir", "segmenter", "selfie", "pose", "max_size", "trimap", "closed_form", "writer")
+CONFIG_KEYS = ("input", "output_dir", "max_frames", "segmenter", "selfie", "pose", "max_size", "trimap", "closed_form",
+               "writer", "verbose")
+EXIT_NO_PERSON = 3   # the run finished, but no frame shows a person: the matte is empty
 CLOSED_FORM_KEYS = ("epsilon", "radius", "cg_rtol", "cg_maxiter")
 
 
@@ -50,12 +53,14 @@ def solve_alpha(frame_rgb: np.ndarray, trimap: np.ndarray, method: str = "cf",
         # One-sided constraints have a constant solution: no confident person -> 0, no background -> 1.
         return np.where(unknown, float(fg.any()), trimap).astype(np.float32)
     image = frame_rgb.astype(np.float64) / 255.0
-    if method == "cf":
-        c = require_keys(closed_form, CLOSED_FORM_KEYS, "closed_form")
-        alpha = pymatting.estimate_alpha_cf(image, trimap, laplacian_kwargs={"epsilon": c["epsilon"], "radius": c["radius"]},
-                                            cg_kwargs={"rtol": c["cg_rtol"], "maxiter": c["cg_maxiter"]})
-    else:
-        alpha = getattr(pymatting, f"estimate_alpha_{method}")(image, trimap)
+    with quiet.chatter():  # pymatting prints its preconditioner's performance notes to stdout
+        if method == "cf":
+            c = require_keys(closed_form, CLOSED_FORM_KEYS, "closed_form")
+            alpha = pymatting.estimate_alpha_cf(image, trimap, laplacian_kwargs={"epsilon": c["epsilon"],
+                                                "radius": c["radius"]},
+                                                cg_kwargs={"rtol": c["cg_rtol"], "maxiter": c["cg_maxiter"]})
+        else:
+            alpha = getattr(pymatting, f"estimate_alpha_{method}")(image, trimap)
     return np.clip(alpha, 0, 1).astype(np.float32)
 
 
@@ -71,8 +76,9 @@ class ClassicalMatting:
         c = require_keys(cfg, CONFIG_KEYS, "classical")
         if c["segmenter"] not in SEGMENTERS:
             raise ValueError(f"segmenter: {c['segmenter']!r} is not one of {', '.join(SEGMENTERS)}")
-        if not (isinstance(c["max_size"], int) and c["max_size"] > 0):
-            raise ValueError(f"max_size: {c['max_size']!r} is not a positive integer")
+        integer(c["max_size"], "max_size", 1)
+        if c["max_frames"] is not None:
+            integer(c["max_frames"], "max_frames", 1)
         require_keys(c["trimap"], TRIMAP_KEYS, "trimap")
         require_keys(c["closed_form"], CLOSED_FORM_KEYS, "closed_form")
         self.cfg = c
@@ -105,28 +111,44 @@ class ClassicalMatting:
 
 def settings(c: Mapping[str, Any]) -> dict[str, Any]:
     """What decides a run's output: a finished run with the same settings (run.json) is not redone."""
-    return {"method": "classical", **{k: c[k] for k in CONFIG_KEYS if k != "output_dir"}, "input": str(c["input"])}
+    return {"method": "classical", **{k: c[k] for k in CONFIG_KEYS if k not in ("output_dir", "verbose")},
+            "input": str(c["input"])}
+
+
+def _n_frames(video: VideoInput, max_frames: int | None) -> int:
+    return video.n_frames if max_frames is None else min(video.n_frames, max_frames)
 
 
 def _run(video: VideoInput, matting: ClassicalMatting, out: MatteWriter, record: dict[str, Any]) -> dict[str, Any]:
     from tqdm import tqdm
     want_fgr = wants_foreground(out.cfg)
+    n = _n_frames(video, matting.cfg["max_frames"])
     t0 = time.perf_counter()
     done.clear(out.out_dir)
+    empty = 0   # frames whose matte has no pixel at half coverage or more: no person found
     with out:
-        for frame in tqdm(video.frames(), total=video.n_frames, desc="classical matting", unit="frame"):
-            if want_fgr:
-                out.write(frame, *matting(frame))
-            else:
-                out.write(frame, matting.alpha(frame))
-    record = {**record, "frames": out.n, "fps": video.fps, "width": video.width, "height": video.height,
-              "seconds": round(time.perf_counter() - t0, 3)}
+        for frame in tqdm(video.frames(0, n), total=n, desc="classical matting", unit="frame"):
+            alpha, fgr = matting(frame) if want_fgr else (matting.alpha(frame), None)
+            empty += int(alpha.max(initial=0.0) < 0.5)
+            out.write(frame, alpha, fgr)
+    record = {**record, "frames": out.n, "frames_without_person": empty, "fps": video.fps, "width": video.width,
+              "height": video.height, "seconds": round(time.perf_counter() - t0, 3)}
     done.mark(out.out_dir, record)
     return record
 
 
 def _writer(video: VideoInput, output_dir: str | Path, out_cfg: Mapping[str, Any]) -> MatteWriter:
     return MatteWriter(output_dir, video.rate, video.width, video.height, out_cfg, n_frames=video.n_frames)
+
+
+def outcome(r: Mapping[str, Any]) -> tuple[str, int]:
+    """The summary line of a finished run and its exit status (EXIT_NO_PERSON when no frame had one)."""
+    line = (f"{r['frames']} frames of {r['input']} ({r['width']}x{r['height']}) matted in {r['seconds']:.1f} s "
+            f"({r['frames'] / max(r['seconds'], 1e-9):.2f} frames/s)")
+    empty = r.get("frames_without_person", 0)
+    if r["frames"] and empty == r["frames"]:
+        return f"{line}; no person found in any frame: the matte is empty", EXIT_NO_PERSON
+    return line + (f"; no person found in {empty} of them" if empty else ""), 0
 
 
 def matte_folder(input: str | Path, output_dir: str | Path, cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -140,18 +162,13 @@ def matte_folder(input: str | Path, output_dir: str | Path, cfg: Mapping[str, An
         return _run(video, matting, _writer(video, output_dir, cfg["writer"]), record)
 
 
-@app("classical")
-def main(cfg) -> int:
-    c = to_container(cfg)
-    if not c.get("input"):
-        raise UserError("input: give a video file or a frame folder (input=PATH)")
-    out = Path(c["output_dir"])
-    if out.exists() and not out.is_dir():
-        raise UserError(f"output_dir {out} is a file, not a folder")
+def _matte_one(c: dict) -> int:
+    """One input into c["output_dir"]: its summary line printed, its exit status returned."""
+    out = writable(c["output_dir"], "output_dir")
     record = settings(c)
     if done.is_done(out, record):
         print(f"{out}: already matted with these settings (run.json); nothing to do")
-        return 0
+        return outcome(done.read(out))[1]
     try:  # everything the user gave is checked before the first frame is matted
         video = open_input(c["input"], fps=check_output_config(c["writer"])["folder_fps"])
         matting = ClassicalMatting(c)
@@ -166,9 +183,29 @@ def main(cfg) -> int:
             r = _run(video, matting, writer, record)
         except VideoError as e:  # a frame of a folder that fails to decode mid-way
             raise UserError(str(e)) from None
-    print(f"{r['frames']} frames of {video.path} ({video.width}x{video.height}) matted in {r['seconds']:.1f} s "
-          f"({r['frames'] / max(r['seconds'], 1e-9):.2f} frames/s) -> {out}")
-    return 0
+    line, code = outcome(r)
+    print(f"{line} -> {out}")
+    return code
+
+
+@app("classical")
+def main(cfg) -> int:
+    c = to_container(cfg)
+    if not c.get("input"):
+        raise UserError("input: give a video file, a frame folder or a benchmark set (input=PATH; input=sample: "
+                        "the bundled clip)")
+    clips = layout.set_clips(c["input"])
+    if not clips:
+        return _matte_one(c)
+    # A benchmark set (<set>/<clip>/com/): each clip into <output_dir>/<clip>/, the layout evaluate reads.
+    writable(c["output_dir"], "output_dir")
+    codes = []
+    for i, clip in enumerate(clips, 1):
+        print(f"clip {i}/{len(clips)}: {clip.name}", flush=True)
+        codes.append(_matte_one({**c, "input": str(clip / layout.COM), "output_dir": str(Path(c["output_dir"]) / clip.name)}))
+    print(f"{len(clips)} clips of {c['input']} matted -> {c['output_dir']}; score them with\n"
+          f"  python -m matting.evaluate pred={c['output_dir']} gt={c['input']}")
+    return EXIT_NO_PERSON if all(codes) else 0
 
 
 if __name__ == "__main__":

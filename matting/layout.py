@@ -30,6 +30,12 @@ def frames(clip: Path, layer: str) -> list[Path] | None:
     return sorted(folder.glob("*.png")) if folder.is_dir() else None
 
 
+def set_clips(path: str | Path | None) -> list[Path]:
+    """The clips of a benchmark set (folders with com/), when `path` is one; else []: a video or a
+    plain frame folder is matted as one input."""
+    return clips(Path(path), COM) if path and Path(path).is_dir() else []
+
+
 def clips(root: Path, layer: str = PHA) -> list[Path]:
     """The finished clip folders of a set that hold `layer`, sorted by name."""
     root = Path(root)

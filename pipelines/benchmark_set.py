@@ -32,6 +32,7 @@ from omegaconf import DictConfig
 import clipstore
 from clipstore.location import name as store_name
 from core import done, seeds
+from core.checks import writable
 from core.cli import UserError, app, to_container
 from core.colour import alpha_float
 from core.ranges import draw
@@ -413,7 +414,9 @@ def build(cfg: dict) -> list[Path]:
 
 @app("benchmark_set")
 def main(cfg: DictConfig) -> int:
-    build(to_container(cfg))
+    c = to_container(cfg)
+    writable(c["output_dir"], "output_dir")
+    build(c)
     return 0
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 import clipstore
+from core.checks import integer, writable
 from core.cli import UserError, app, to_container
 from core.colour import alpha_float
 from matting import sheet
@@ -20,6 +21,13 @@ def default_path(cfg: dict) -> Path | None:
     if cfg["sheet"].get("path"):
         return Path(cfg["sheet"]["path"])
     return clipstore.location.beside(cfg["store"]["path"], ".contact_sheet.png")
+
+
+def check(s: dict) -> None:
+    """The `sheet` block's numbers (render checks them too: its sheet is drawn after the clips)."""
+    for key in ("clips", "frames", "cell"):
+        integer(s[key], f"sheet.{key}", 1)
+    integer(s["crop"], "sheet.crop", 0)
 
 
 def _label(clip: clipstore.Clip) -> str:
@@ -79,6 +87,7 @@ def write(root, out: Path, clips: int, frames: int, cell: int, crop: int = 0,
 @app("render")
 def main(cfg: DictConfig) -> int:
     c = to_container(cfg)
+    check(c["sheet"])
     try:
         root = clipstore.open_store(c["store"]["path"])
     except clipstore.StoreError as e:
@@ -87,6 +96,7 @@ def main(cfg: DictConfig) -> int:
     path = default_path(c)
     if path is None:
         raise UserError(f"store {c['store']['path']} is not on this disk: give sheet.path=<file.png>")
+    writable(path, "sheet.path", folder=False)
     out = write(root, path, s["clips"], s["frames"], s["cell"], s["crop"])
     if out is None:
         raise UserError(f"store {c['store']['path']} has no complete clips")

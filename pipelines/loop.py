@@ -20,6 +20,7 @@ import cv2
 from omegaconf import DictConfig
 
 from core import done
+from core.checks import writable
 from core.cli import UserError, app, compose, to_container
 from gvm_train import infer
 from gvm_train.finetune import train
@@ -154,7 +155,9 @@ def run(c: dict) -> Path:
 
 @app("loop")
 def main(cfg: DictConfig) -> int:
-    print(f"report: {run(to_container(cfg))}")
+    c = to_container(cfg)
+    writable(c["output_dir"], "output_dir")
+    print(f"report: {run(c)}")
     return 0
 
 

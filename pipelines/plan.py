@@ -22,7 +22,7 @@ HAIR_MODELS = ("CHIANG", "HUANG")
 PIXEL_FILTERS = ("BLACKMAN_HARRIS", "GAUSSIAN", "BOX")
 SAMPLING_PATTERNS = ("TABULATED_SOBOL", "BLUE_NOISE")
 # Keys that say where and how a run executes, not what the dataset is.
-NOT_DEFINITION = {"n_clips", "store", "cluster", "dry_run", "cost", "sheet", "report", "hydra"}
+NOT_DEFINITION = {"n_clips", "store", "cluster", "dry_run", "cost", "sheet", "report", "verbose", "hydra"}
 EXECUTION_ONLY = {"cycles": ("device", "threads"), "body": ("cache_dir",)}
 
 
@@ -37,6 +37,8 @@ def check(cfg: dict) -> None:
         integer(at(cfg, key), key, 1)
     for key in ("seed", "cycles.alpha_samples", "cycles.max_bounces"):
         integer(at(cfg, key), key, 0)
+    if not (is_number(cfg["cluster"]["connect_timeout_s"]) and cfg["cluster"]["connect_timeout_s"] > 0):
+        raise UserError(f"cluster.connect_timeout_s must be a positive number, got {cfg['cluster']['connect_timeout_s']!r}")
     fps, seconds = cfg["clip"]["fps"], cfg["clip"]["seconds"]
     if not (is_number(fps) and fps > 0 and is_number(seconds) and seconds > 0):
         raise UserError(f"clip.fps and clip.seconds must be positive numbers, got {fps!r} and {seconds!r}")

@@ -29,7 +29,7 @@ from omegaconf import DictConfig
 import clipstore
 from clipstore.location import beside
 from core import done, provenance
-from core.cli import UserError, app, to_container
+from core.cli import UserError, app, stop_on_signals, to_container
 from core.colour import quantise_alpha
 from matting import person as people
 from matting import pseudo
@@ -325,34 +325,46 @@ def _frames(path: Path, c: dict) -> int:
         return 0
 
 
-def run(videos: list[Path], c: dict) -> list[dict]:
+def run(videos: list[Path], c: dict) -> tuple[list[dict], KeyboardInterrupt | None]:
+    """Label `videos`; returns the rows of those finished and the signal that stopped the run early
+    (Ctrl-C or SIGTERM: the videos under way are dropped, their clips written so far are complete)."""
     from tqdm import tqdm
     frames = {v: _frames(v, c) for v in videos}
     bar = tqdm(total=sum(frames.values()), desc="pseudo-labelling", unit="frame", disable=not c["progress"])
+    rows: dict[Path, dict] = {}
     try:
         if c["cluster"]["workers"] <= 1 or len(videos) == 1:
-            rows = []
             for v in videos:
-                rows.append(label_video(str(v), c, bar.update))
-            return rows
+                rows[v] = label_video(str(v), c, bar.update)
+            return [rows[v] for v in videos], None
         import ray
         from pipelines.render import connect
         connect(c["cluster"])
+        stop_on_signals()   # ray.init installs its own SIGTERM handler, which would exit without a summary
+        pending = {}
         try:
             task = ray.remote(num_cpus=c["cluster"]["cpus_per_worker"], max_retries=c["cluster"]["max_retries"])(label_video)
             pending = {task.remote(str(v), c): v for v in videos}
-            rows = {}
             while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)   # back in Python each second: signals
+                if not ready:
+                    continue
                 v = pending.pop(ready[0])
                 try:
                     rows[v] = ray.get(ready[0])
                 except Exception as e:   # a killed worker, retried and still failing
                     rows[v] = _row(v, f"{v.name}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
                 bar.update(frames[v])
-            return [rows[v] for v in videos]
+            return [rows[v] for v in videos], None
+        except KeyboardInterrupt:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
         finally:
             ray.shutdown()
+            stop_on_signals()
+    except KeyboardInterrupt as e:
+        return [rows[v] for v in videos if v in rows], e
     finally:
         bar.close()
 
@@ -380,7 +392,7 @@ def main(cfg: DictConfig) -> int:
     except OSError as e:   # a parent that is a file, a folder not writable
         raise UserError(f"store.path {c['store']['path']}: cannot be written ({e.strerror or e})") from None
     start = time.perf_counter()
-    rows = run(videos, c)
+    rows, stopped = run(videos, c)
     print(table(rows))
     written = [cid for r in rows for cid in r["written"]]
     failed = [r for r in rows if r.get("error")]
@@ -388,6 +400,9 @@ def main(cfg: DictConfig) -> int:
     print(f"{len(videos)} video(s): {len(written)} clips written, {sum(len(r['rejected']) for r in rows)} rejected, "
           f"{sum(r['skipped'] for r in rows)} already done, {len(failed)} failed, in {time.perf_counter() - start:.0f} s"
           + (f" ({n} clips labelled)" if n else "") + f" -> {c['store']['path']}")
+    if stopped is not None:   # the manifest and sheet wait for the run that finishes
+        print(f"stopped with {len(videos) - len(rows)} video(s) not finished", flush=True)
+        raise stopped
     if written:
         clipstore.finalize(c["store"]["path"])        # the manifest and consolidated metadata, as a render run
         sheet = beside(c["store"]["path"], ".pseudolabel") / "contact_sheet.png"

@@ -28,6 +28,7 @@ from omegaconf import DictConfig
 
 import clipstore
 from core import done, provenance
+from core.checks import writable
 from core.conf import load as load_conf
 from core.cli import UserError, app, fail, to_container
 from core.colour import alpha_float
@@ -52,7 +53,7 @@ def check(c: dict) -> dict:
         raise UserError(f"splits: give non-negative shares for exactly {', '.join(release.SPLITS)}, got {shares}")
     if not (isinstance(c["shard_bytes"], (int, float)) and c["shard_bytes"] > 0):
         raise UserError(f"shard_bytes: {c['shard_bytes']!r} is not a positive number")
-    out = Path(c["output_dir"]).resolve()
+    out = writable(c["output_dir"], "output_dir").resolve()
     if not clipstore.is_url(str(c["store"])) and Path(c["store"]).resolve() == out:
         raise UserError("output_dir is the store itself; publish into another folder")
     return c
@@ -85,29 +86,37 @@ def write_shards(root: Any, out: Path, shards: list[release.Shard], attrs: dict,
     """Every shard in every format; one whose recorded inputs match is kept as it is. (written, reused)."""
     from tqdm import tqdm
     sums = {cid: root[clipstore.CLIPS][cid].attrs.get("checksums") for s in shards for cid in s.clips}
-    compression = clipstore.Compression.default()
-    written = reused = 0
     jobs = [(s, fmt) for s in shards for fmt in c["formats"]]
-    for s, fmt in tqdm(jobs, desc="packing shards", unit="shard", disable=not c["progress"]):
-        path = out / s.path(fmt)
-        state = out / STATE / (s.path(fmt).replace("/", "__") + ".json")
-        root_attrs = {**store_attrs, "release": c["name"], "split": s.split}
-        # What the shard's bytes depend on: its clips' arrays and published attrs, and the format's settings.
-        want = json.loads(json.dumps({"format": fmt, "checksums": {cid: sums[cid] for cid in s.clips},
-                                      "attrs": {cid: attrs[cid] for cid in s.clips},
-                                      **({"root_attrs": root_attrs} if fmt == "zarr" else
-                                         {"png_compression": c["png_compression"]})}, default=str))
-        if path.is_file() and state.is_file() and json.loads(state.read_text()) == want:
-            reused += 1
-            continue
-        if fmt == "zarr":
-            release.write_zarr_shard(path, root, s.clips, attrs, root_attrs, compression)
-        else:
-            release.write_wds_shard(path, root, s.clips, attrs, c["png_compression"])
-        state.parent.mkdir(parents=True, exist_ok=True)
-        state.write_text(json.dumps(want) + "\n")
-        written += 1
-    return written, reused
+    packed = []
+    try:
+        for s, fmt in tqdm(jobs, desc="packing shards", unit="shard", disable=not c["progress"]):
+            packed.append(_pack(root, out, s, fmt, sums, attrs, store_attrs, c))
+    except KeyboardInterrupt:   # the shards packed so far are whole; a rerun reuses them
+        print(f"stopped after {len(packed)} of {len(jobs)} shard(s) ({sum(packed)} written); no manifest yet",
+              file=sys.stderr, flush=True)
+        raise
+    return sum(packed), len(packed) - sum(packed)
+
+
+def _pack(root: Any, out: Path, s: release.Shard, fmt: str, sums: dict, attrs: dict, store_attrs: dict, c: dict) -> bool:
+    """One shard in one format, unless one with the same recorded inputs is there; whether it was written."""
+    path = out / s.path(fmt)
+    state = out / STATE / (s.path(fmt).replace("/", "__") + ".json")
+    root_attrs = {**store_attrs, "release": c["name"], "split": s.split}
+    # What the shard's bytes depend on: its clips' arrays and published attrs, and the format's settings.
+    want = json.loads(json.dumps({"format": fmt, "checksums": {cid: sums[cid] for cid in s.clips},
+                                  "attrs": {cid: attrs[cid] for cid in s.clips},
+                                  **({"root_attrs": root_attrs} if fmt == "zarr" else
+                                     {"png_compression": c["png_compression"]})}, default=str))
+    if path.is_file() and state.is_file() and json.loads(state.read_text()) == want:
+        return False
+    if fmt == "zarr":
+        release.write_zarr_shard(path, root, s.clips, attrs, root_attrs, clipstore.Compression.default())
+    else:
+        release.write_wds_shard(path, root, s.clips, attrs, c["png_compression"])
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_text(json.dumps(want) + "\n")
+    return True
 
 
 def export_videomatte(root: Any, out: Path, ids: list[str], splits: dict[str, str], level: int) -> None:
@@ -247,6 +256,7 @@ def main() -> None:
 
 
 main.task = publish_main.task
+main.config_name = publish_main.config_name
 
 if __name__ == "__main__":
     main()

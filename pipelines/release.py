@@ -128,7 +128,11 @@ def pack(clips: Iterable[tuple[str, str, int]], shard_bytes: float) -> list[Shar
 def _atomic(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.part")
-    write(tmp)
+    try:
+        write(tmp)
+    except BaseException:   # a failure or a stop signal leaves no half shard behind, hidden or not
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
 
 

@@ -20,7 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 import clipstore
 from assets import body
 from core import provenance
-from core.cli import UserError, app, to_container
+from core.checks import writable
+from core.cli import UserError, app, stop_on_signals, to_container
 from pipelines import contact_sheet, cost, plan, report
 from render.spec import ClipSpec
 
@@ -126,13 +127,35 @@ def _runtime_env(cl: dict) -> dict | None:
     return {"working_dir": str(REPO), "excludes": list(cl["ship_excludes"])}  # .gitignore'd paths stay too
 
 
+def check_reachable(address: str, timeout: float) -> None:
+    """A host:port (or ray://host:port) must answer within `timeout` seconds: Ray itself retries
+    a silent address for ever, deaf to SIGTERM while it does. "auto" is Ray's to resolve."""
+    import socket
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if address == "auto" or not sep:
+        return
+    if not port.isdigit():
+        raise UserError(f"cluster.address {address!r}: the port must be a number (host:port)")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise UserError(f"cluster.address {address}: no Ray cluster answers there within {timeout:g} s "
+                        f"({e.strerror or e}); start one with `ray start --head` or leave cluster.address unset "
+                        f"for a local one") from None
+
+
 def connect(cl: dict) -> None:
     """Join the cluster at `cl["address"]` ("auto", host:port, ray://...) or start a local one."""
     import ray
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # Ray 2.60 otherwise writes a token under $HOME
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
     if cl["address"]:
-        ray.init(address=cl["address"], runtime_env=_runtime_env(cl), **kwargs)
+        check_reachable(cl["address"], cl["connect_timeout_s"])
+        try:
+            ray.init(address=cl["address"], runtime_env=_runtime_env(cl), **kwargs)
+        except ConnectionError as e:
+            raise UserError(f"cluster.address {cl['address']}: {' '.join(str(e).split())[:300]}") from None
     else:
         # "local", not None: None would join whatever RAY_ADDRESS or a `ray start` on this machine names.
         ray.init(address="local", num_cpus=cl["workers"] * cl["cpus_per_worker"], _temp_dir=cl["temp_dir"], **kwargs)
@@ -147,12 +170,15 @@ def _why(e: Exception, cl: dict) -> str:
     return f"{type(cause).__name__}: {' '.join(str(cause).split())[:300]} ({tries} tries)"
 
 
-def run_ray(specs: list[ClipSpec], cfg: dict) -> tuple[list[dict], dict[str, str]]:
+def run_ray(specs: list[ClipSpec], cfg: dict) -> tuple[list[dict], dict[str, str], KeyboardInterrupt | None]:
+    """Render `specs`; returns what finished, what failed, and the signal that stopped the run early
+    (Ctrl-C or SIGTERM: the clips under way are cancelled, their partial groups stay invisible)."""
     import ray
     from tqdm import tqdm
 
     cl = cfg["cluster"]
     connect(cl)
+    stop_on_signals()   # ray.init installs its own SIGTERM handler, which would exit without a summary
     # max_calls recycles a worker process after that many clips, so Blender state and memory start fresh.
     task = ray.remote(num_cpus=cl["cpus_per_worker"], max_calls=cl["clips_per_worker"],
                       max_retries=cl["max_retries"], retry_exceptions=cl["retry_exceptions"])(render_and_store)
@@ -161,10 +187,14 @@ def run_ray(specs: list[ClipSpec], cfg: dict) -> tuple[list[dict], dict[str, str
     pending = {task.remote(s.to_dict(), store_path, compression, cl["cpus_per_worker"]): s.clip_id for s in specs}
     done: list[dict] = []
     failed: dict[str, str] = {}
+    stopped = None
     try:
         with tqdm(total=len(pending), unit="clip", desc="render", file=sys.stderr, dynamic_ncols=True) as bar:
             while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
+                # A bounded wait: the loop comes back to Python at least once a second, so a signal is handled.
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                if not ready:
+                    continue
                 clip = pending.pop(ready[0])
                 try:
                     done.append(ray.get(ready[0]))
@@ -173,9 +203,14 @@ def run_ray(specs: list[ClipSpec], cfg: dict) -> tuple[list[dict], dict[str, str
                     bar.write(f"{clip} failed: {failed[clip]}", file=sys.stderr)
                 bar.set_postfix(done=len(done), failed=len(failed))
                 bar.update()
+    except KeyboardInterrupt as e:
+        stopped = e
+        for ref in pending:
+            ray.cancel(ref, force=True)
     finally:
         ray.shutdown()
-    return done, failed
+        stop_on_signals()
+    return done, failed, stopped
 
 
 def summary(cfg: dict, n_planned: int, skipped: int, done: list[dict], failed: dict[str, str],
@@ -224,10 +259,22 @@ def preset_estimates(c: dict, model: dict, n_clips: int) -> str:
                                       "each from one frame of one clip; the paper preset is meant for GPUs")
 
 
+def outputs(c: dict) -> None:
+    """Every place the run writes, checked before anything is planned or rendered."""
+    if not clipstore.location.is_url(c["store"]["path"]):
+        writable(c["store"]["path"], "store.path")
+    if (sheet := contact_sheet.default_path(c)) is not None:
+        writable(sheet, "sheet.path", folder=False)
+    if (folder := report.default_dir(c)) is not None:
+        writable(folder, "report.path")
+
+
 @app("render")
 def main(cfg: DictConfig) -> int:
     c = to_container(cfg)
     plan.check(c)
+    contact_sheet.check(c["sheet"])
+    outputs(c)
     model = resolve_model(c)
     specs = plan.plan(c, model)
     root = open_for(c, model, create=not c["dry_run"])
@@ -254,7 +301,11 @@ def main(cfg: DictConfig) -> int:
         from assets import anny_body
         print("anny: loading the body model (its first build on a machine takes about 90 s) ...", flush=True)
         print(f"anny: ready in {anny_body.ensure_built(model['path']):.0f} s", flush=True)
-    done, failed = run_ray(todo, c) if todo else ([], {})
+    done, failed, stopped = run_ray(todo, c) if todo else ([], {}, None)
+    if stopped is not None:   # no sheet, report or manifest: the next run, which resumes, writes them
+        print(summary(c, len(specs), len(specs) - len(todo), done, failed, time.perf_counter() - start, None))
+        print(f"stopped with {len(todo) - len(done) - len(failed)} clip(s) not rendered", flush=True)
+        raise stopped
     sh = c["sheet"]
     sheet_path = contact_sheet.default_path(c)
     written_root = clipstore.open_store(c["store"]["path"])   # reopened: the workers wrote the clips

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import clipstore
 from clipstore import Report
-from core.cli import fail
+from core.checks import writable
+from core.cli import UserError, fail
 from pipelines.table import columns
 
 EXIT_INVALID = 1
@@ -60,6 +61,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.workers < 0:
+        fail(f"--workers must be 0 (one per CPU) or more, got {args.workers}")
+    try:
+        if args.json:
+            writable(args.json, "--json", folder=False)
+    except UserError as e:
+        fail(str(e))
     try:
         report = clipstore.validate(args.store, args.workers, prune=args.prune_incomplete, finalize_store=args.finalize)
     except clipstore.StoreError as e:

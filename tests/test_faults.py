@@ -1,4 +1,5 @@
-"""Faults, for real: the render driver in a subprocess, its worker or itself killed with SIGKILL.
+"""Faults, for real: the render driver in a subprocess, its worker or itself killed with SIGKILL,
+or the driver stopped with SIGTERM.
 
 Each test renders 2 clips of 4 frames at 64 px on a local Ray cluster of its own (about 6 s a
 clip on 2 cores). Only processes these tests started are ever signalled.
@@ -135,14 +136,34 @@ def test_worker_killed_mid_clip_is_retried(tmp_path, ray_tmp, cache_dir):
     assert seen  # the polling did see clips appear while the driver ran
 
 
-def test_driver_killed_mid_run_then_resumed(tmp_path, ray_tmp, cache_dir):
+def test_driver_stopped_then_killed_then_resumed(tmp_path, ray_tmp, cache_dir):
+    """SIGTERM mid-run: the driver stops within seconds with its summary and status 143; SIGKILL of
+    its whole process tree mid-run; each time the rerun resumes, earlier clips byte-for-byte kept."""
     path = tmp_path / "store.zarr"
-    proc, log = driver(path, ray_tmp, cache_dir, "n_clips=2")
-    # Killed while a later clip is being rendered, after at least one is complete.
+    proc, log = driver(path, ray_tmp, cache_dir, "n_clips=3")
     wait_for(lambda: complete(path) and rendering(proc.pid), 180, proc, log, "a complete clip and a busy worker")
-    # The driver's process group (it and the Ray cluster it started) and the workers, each in a
-    # group of its own, all at once: on the driver's death alone a worker lives on for a few
-    # seconds and may finish its clip, which would leave this test nothing to resume.
+    ray_processes = descendants(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    out = finish(proc, log, timeout=30)
+    assert time.monotonic() - start < 10, out
+    assert proc.returncode == 143, out
+    assert "stopped by SIGTERM" in out and "Traceback" not in out
+    assert re.search(r"clips: 3 planned, 0 already complete, \d rendered, 0 failed", out), out
+    _, alive = psutil.wait_procs(ray_processes, timeout=30)   # the local cluster went with it
+    assert not alive, [p.pid for p in alive]
+    stopped_ids = complete(path)
+    assert 1 <= len(stopped_ids) < 3
+    assert_valid(path, stopped_ids)
+    before = clip_files(path, stopped_ids)
+
+    proc, log = driver(path, ray_tmp, cache_dir, "n_clips=3")
+    # Killed while a later clip is being rendered. The driver's process group (it and the Ray
+    # cluster it started) and the workers, each in a group of its own, all at once: on the
+    # driver's death alone a worker lives on for a few seconds and may finish its clip, which
+    # would leave this test nothing to resume.
+    wait_for(lambda: rendering(proc.pid), 180, proc, log, "a busy worker")   # on a clip not yet complete
+    time.sleep(1.0)
     ray_processes = descendants(proc.pid)
     os.killpg(proc.pid, signal.SIGKILL)
     for p in ray_processes:
@@ -151,17 +172,18 @@ def test_driver_killed_mid_run_then_resumed(tmp_path, ray_tmp, cache_dir):
     proc.wait(10)
     _, alive = psutil.wait_procs(ray_processes, timeout=30)
     assert not alive, [p.pid for p in alive]
+    killed_ids = complete(path)
+    assert len(killed_ids) < 3                     # a clip was under way
+    assert clip_files(path, stopped_ids) == before
+    before = clip_files(path, killed_ids)
 
-    before_ids = complete(path)
-    assert before_ids == ["clip000000"]  # the second clip was under way
-    before = clip_files(path, before_ids)
-    proc, log = driver(path, ray_tmp, cache_dir, "n_clips=2")
+    proc, log = driver(path, ray_tmp, cache_dir, "n_clips=3")
     out = finish(proc, log)
     assert proc.returncode == 0, out
-    assert "1 already complete, 1 to render" in out  # the plan line
-    assert "1 rendered, 0 failed" in out
-    assert_valid(path, ["clip000000", "clip000001"])
-    assert clip_files(path, before_ids) == before  # earlier clips byte-for-byte as they were
+    assert f"{len(killed_ids)} already complete, {3 - len(killed_ids)} to render" in out  # the plan line
+    assert f"{3 - len(killed_ids)} rendered, 0 failed" in out
+    assert_valid(path, ["clip000000", "clip000001", "clip000002"])
+    assert clip_files(path, killed_ids) == before  # earlier clips byte-for-byte as they were
 
 
 def test_task_leaves_a_complete_clip_alone(tmp_path, small_cfg):

@@ -56,7 +56,7 @@ class Groom:
     flyaway: np.ndarray     # (S,) bool
 
 
-def _checked(params: Mapping[str, Any]) -> dict[str, Any]:
+def checked(params: Mapping[str, Any]) -> dict[str, Any]:
     missing = [k for k in GROW_KEYS if k not in params]
     if missing:
         raise ValueError(f"hair params are missing {missing}")
@@ -151,7 +151,7 @@ def grow(scalp_vertices: np.ndarray, scalp_faces: np.ndarray, head_vertices: np.
     """Strands on a scalp. scalp_faces index scalp_vertices; head_vertices (all of the head, scalp
     included) and `body` (the rest of the body, if given) are only collided with. Keys of `params`
     beyond GROW_KEYS (style, material) are ignored."""
-    p = _checked(params)
+    p = checked(params)
     verts = np.asarray(scalp_vertices, dtype=np.float64)
     faces = np.asarray(scalp_faces)
     head = np.asarray(head_vertices, dtype=np.float64)

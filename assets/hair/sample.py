@@ -7,7 +7,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from assets.hair import colour
-from assets.hair.groom import _INT_KEYS, GROW_KEYS
+from assets.hair.groom import _INT_KEYS, GROW_KEYS, checked
 from core import ranges, seeds
 
 MATERIAL_KEYS = ("roughness", "radial_roughness", "coat", "ior", "random_roughness")
@@ -35,7 +35,13 @@ def sample_params(rng: np.random.Generator | int, cfg: Mapping[str, Any], index:
     With `style_order: cycle` clip `index` takes the families with a positive weight in turn."""
     rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
     style = _style(cfg, rng, index)
-    style_ranges = {**(cfg.get("common") or {}), **cfg["styles"][style]}
+    common = cfg.get("common") or {}
+    dead = sorted(k for k in common if all(k in s for s in cfg["styles"].values()))
+    if dead:   # a common value no style takes would be silently ignored
+        raise ValueError(f"hair.common.{dead[0]} is set, but every style sets its own "
+                         f"(hair.styles.<style>.{dead[0]}); set it per style"
+                         + (" or scale all with hair.strand_scale" if dead[0] == "n_strands" else ""))
+    style_ranges = {**common, **cfg["styles"][style]}
     missing = sorted((set(GROW_KEYS) - set(_DRAWN_HERE) | {"fringe_share"}) - set(style_ranges))
     if missing:
         raise ValueError(f"hair style {style!r} leaves params undefined: {missing}")
@@ -46,10 +52,15 @@ def sample_params(rng: np.random.Generator | int, cfg: Mapping[str, Any], index:
     scale = float(cfg["strand_scale"])
     if not scale > 0:
         raise ValueError(f"hair.strand_scale must be a positive number, got {scale}")
-    out["n_strands"] = max(1, int(round(out["n_strands"] * scale)))
-    out["n_clumps"] = max(1, min(int(round(out["n_clumps"])), out["n_strands"]))
+    if out["n_strands"] >= 1:   # a small scale still leaves a strand; a count below 1 is the groom's to refuse
+        out["n_strands"] = max(1, int(round(out["n_strands"] * scale)))
+    out["n_clumps"] = min(int(round(out["n_clumps"])), out["n_strands"])
     for k in _INT_KEYS:
         out[k] = int(round(out[k]))
+    try:   # the groom's own rules, applied when the clip is planned rather than inside its worker
+        checked({k: out[k] for k in GROW_KEYS})
+    except ValueError as e:
+        raise ValueError(f"hair style {style}: {e}") from None
     return out
 
 

@@ -20,6 +20,8 @@ import torch
 import clipstore
 from clipstore.location import name as store_name
 from core import seeds
+from core.checks import integer, is_number
+from core.errors import UserError
 from core.colour import alpha_float, linear_to_srgb, srgb_to_linear
 from core.ranges import draw
 from gvm_train.data.backgrounds import Backgrounds
@@ -91,10 +93,23 @@ def mask_weight(mask: np.ndarray, band_px: int) -> np.ndarray:
     return out
 
 
+def check(cfg: dict[str, Any]) -> None:
+    """The `data` values a window needs, checked before any store is opened (and by every dataset)."""
+    integer(cfg["frames"], "data.frames", 1)
+    integer(cfg["size"], "data.size", 8)
+    lo, hi = cfg["crop_scale"] if isinstance(cfg["crop_scale"], (list, tuple)) else (cfg["crop_scale"],) * 2
+    if not (is_number(lo) and is_number(hi) and 0 < lo <= hi <= 1):
+        raise UserError(f"data.crop_scale must be [low, high] with 0 < low <= high <= 1, got {cfg['crop_scale']!r}")
+    if not (is_number(cfg["val_fraction"]) and 0 <= cfg["val_fraction"] < 1):
+        raise UserError(f"data.val_fraction must be a number in [0, 1), got {cfg['val_fraction']!r}")
+    integer(cfg["val_min_clips"], "data.val_min_clips", 0)
+
+
 class WindowDataset(torch.utils.data.Dataset):
     """`length` windows; item i is drawn from a generator seeded by (seed, i)."""
 
     def __init__(self, refs: list[ClipRef], cfg: dict[str, Any], seed: int, length: int):
+        check(cfg)
         if not refs:
             raise ValueError("no clips to sample windows from")
         self.refs, self.cfg, self.seed, self.length = refs, cfg, seed, length
@@ -105,7 +120,8 @@ class WindowDataset(torch.utils.data.Dataset):
         longest = max(r.n_frames for r in refs)
         if span > longest:
             raise ValueError(f"data.frames={cfg['frames']} at stride {stride_max} spans {span} frames, "
-                             f"longer than the longest clip ({longest} frames)")
+                             f"longer than the longest clip ({longest} frames): lower data.frames or data.stride, "
+                             f"or render longer clips")
         self.usable = [r for r in refs if r.n_frames >= span]
         self.weights = self._clip_weights(self.usable)
 

@@ -89,7 +89,12 @@ def load_unet_vae(root: Path, label: str) -> tuple[UNetSpatioTemporalConditionMo
         variant = _weights_variant(folder, label)
         # float32 whatever the file holds (snapshots often ship fp16): mixed precision is the
         # training loop's choice (autocast), not the checkpoint's.
-        model = cls.from_pretrained(root, subfolder=sub, variant=variant, local_files_only=True, torch_dtype=torch.float32)
+        try:
+            model = cls.from_pretrained(root, subfolder=sub, variant=variant, local_files_only=True,
+                                        torch_dtype=torch.float32)
+        except (OSError, RuntimeError) as e:   # a truncated or corrupt weights file, weights of another shape
+            first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+            raise ValueError(f"{label}: {folder} cannot be loaded ({first[:300]})") from None
         loaded.append(_own_memory(model))
     return loaded[0], loaded[1]
 
