@@ -64,3 +64,13 @@ def writable(path: Any, key: str, folder: bool = True) -> Path:
     if not os.access(parent, os.W_OK):
         raise UserError(f"{key}: {p} cannot be created: {parent} is not writable")
     return p
+
+
+def number(value: Any, key: str, low: float | None = None, high: float | None = None, above: bool = False) -> float:
+    """`value` if it is a real number in [low, high] (above=True: strictly above `low`)."""
+    ok = is_number(value) and (low is None or (value > low if above else value >= low)) and (high is None or value <= high)
+    if not ok:
+        bounds = ([f"> {low:g}" if above else f">= {low:g}"] if low is not None else []) + \
+                 ([f"<= {high:g}"] if high is not None else [])
+        raise UserError(f"{key} must be a number {' and '.join(bounds)}, got {value!r}".replace(" ,", ","))
+    return value

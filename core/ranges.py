@@ -10,25 +10,46 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 
-def draw(spec: Any, rng: np.random.Generator, where: str) -> Any:
+def _parse(spec: Any, where: str) -> tuple[str, Any]:
+    """The range's kind (fixed, int, choice, uniform) and its values, or the error naming `where`."""
     if isinstance(spec, bool):
         raise ValueError(f"{where}: a boolean is not a number or a range")
     if isinstance(spec, (int, float)):
-        return spec
+        return "fixed", spec
     if isinstance(spec, Mapping) and set(spec) == {"int"} and len(spec["int"]) == 2:
         lo, hi = (int(v) for v in spec["int"])
         if hi < lo:
             raise ValueError(f"{where}: range {{int: [{lo}, {hi}]}} has its low end above its high end")
-        return int(rng.integers(lo, hi, endpoint=True))
+        return "int", (lo, hi)
     if isinstance(spec, Mapping) and set(spec) == {"choice"} and len(spec["choice"]) > 0:
-        return spec["choice"][int(rng.integers(len(spec["choice"])))]
+        return "choice", list(spec["choice"])
     if (isinstance(spec, Sequence) and not isinstance(spec, str) and len(spec) == 2
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in spec)):
         lo, hi = float(spec[0]), float(spec[1])
         if hi < lo:
             raise ValueError(f"{where}: range [{lo}, {hi}] has its low end above its high end")
-        return float(rng.uniform(lo, hi))
+        return "uniform", (lo, hi)
     raise ValueError(f"{where}: {spec!r} is not a number, [lo, hi], {{int: [lo, hi]}} or {{choice: [...]}}")
+
+
+def draw(spec: Any, rng: np.random.Generator, where: str) -> Any:
+    kind, v = _parse(spec, where)
+    if kind == "int":
+        return int(rng.integers(v[0], v[1], endpoint=True))
+    if kind == "choice":
+        return v[int(rng.integers(len(v)))]
+    if kind == "uniform":
+        return float(rng.uniform(*v))
+    return v
+
+
+def ends(spec: Any, where: str) -> list[Any]:
+    """Every value a range can reach at its ends (each item of a choice), so rules on the values can
+    be checked before anything is drawn."""
+    kind, v = _parse(spec, where)
+    if kind == "fixed":
+        return [v]
+    return list(v)
 
 
 def number(spec: Any, rng: np.random.Generator, where: str) -> float:

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from core import done, quiet
-from core.checks import integer, require_keys, writable
+from core.checks import integer, number, require_keys, writable
 from core.cli import UserError, app, to_container
 from matting import layout
 from matting.foreground import estimate_foreground
@@ -79,8 +79,16 @@ class ClassicalMatting:
         integer(c["max_size"], "max_size", 1)
         if c["max_frames"] is not None:
             integer(c["max_frames"], "max_frames", 1)
-        require_keys(c["trimap"], TRIMAP_KEYS, "trimap")
-        require_keys(c["closed_form"], CLOSED_FORM_KEYS, "closed_form")
+        t = require_keys(c["trimap"], TRIMAP_KEYS, "trimap")
+        number(t["bg_threshold"], "trimap.bg_threshold", 0, 1)
+        number(t["fg_threshold"], "trimap.fg_threshold", t["bg_threshold"], 1)
+        number(t["fg_erode"], "trimap.fg_erode", 0, 1)
+        number(t["bg_dilate"], "trimap.bg_dilate", 0, 1)
+        f = require_keys(c["closed_form"], CLOSED_FORM_KEYS, "closed_form")
+        number(f["epsilon"], "closed_form.epsilon", 0, above=True)
+        integer(f["radius"], "closed_form.radius", 1)
+        number(f["cg_rtol"], "closed_form.cg_rtol", 0, above=True)
+        integer(f["cg_maxiter"], "closed_form.cg_maxiter", 1)
         self.cfg = c
         self._segment = Segmenter(c["segmenter"], c[c["segmenter"]])
 

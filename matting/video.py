@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
-from core.checks import require_keys
+from core.checks import is_number, require_keys
 from core.conf import load as load_conf
 from matting import layout
 
@@ -319,6 +319,8 @@ def check_output_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     colour = c["preview"]["colour"]
     if len(colour) != 3 or not all(0 <= v <= 255 for v in colour):
         raise ValueError(f"writer.preview.colour: {colour!r} is not three values in 0..255")
+    if not (is_number(c["folder_fps"]) and c["folder_fps"] > 0):
+        raise ValueError(f"writer.folder_fps: {c['folder_fps']!r} is not a positive number of frames per second")
     if not 0 <= c["png_compression"] <= 9:
         raise ValueError(f"writer.png_compression: {c['png_compression']!r} is not in 0..9")
     return c

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 from assets import body, camera, clothing, hair, lighting, motions, skin
 from core import seeds
-from core.checks import at, integer, is_number, one_of
+from core.checks import at, integer, is_number, number, one_of
 from core.errors import UserError
 from render.spec import ClipSpec
 
@@ -54,6 +55,15 @@ def check(cfg: dict) -> None:
         raise UserError(f"cycles.fgr_min_alpha must be a number in [0, 1), got {c['fgr_min_alpha']!r}")
     if not is_number(c["pixel_filter_width"]) or c["pixel_filter_width"] <= 0:
         raise UserError(f"cycles.pixel_filter_width must be a positive number, got {c['pixel_filter_width']!r}")
+    number(cfg["lighting"]["backlit_share"], "lighting.backlit_share", 0, 1)
+    amass = cfg["motion"]["amass"]
+    number(amass["fraction"], "motion.amass.fraction", 0, 1)
+    if amass["dir"] and amass["fraction"] > 0 and not Path(amass["dir"]).expanduser().is_dir():
+        raise UserError(f"motion.amass.dir: {amass['dir']} is not a folder")
+    try:
+        hair.check(cfg["hair"])
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def definition(cfg: dict, model: dict) -> dict:

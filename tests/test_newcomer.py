@@ -161,6 +161,12 @@ def test_a_classical_run_on_the_sample_is_quiet_and_verbose_shows_it_all(tmp_pat
     assert not (tmp_path / "h2" / "libraries.log").exists()
 
 
+@pytest.mark.parametrize("config", sorted(p.stem for p in (ROOT / "conf").glob("*.yaml")))
+def test_every_app_config_composes_with_its_console_keys(config):
+    cfg = to_container(compose(config, []))
+    assert cfg["verbose"] is False
+
+
 @pytest.mark.parametrize("module, config", [("pipelines.render", "render"), ("gvm_train.finetune", "finetune"),
                                             ("matting.classical", "classical"), ("pipelines.publish", "publish")])
 def test_help_describes_the_app_and_its_main_keys(module, config):

@@ -211,5 +211,5 @@ def test_bad_config_one_line(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         publish.main.task(cfg(tmp_path / "nowhere.zarr", tmp_path / "r"))
     (tmp_path / "file").write_text("x")
-    with pytest.raises(UserError, match="output_dir .*cannot be created"):
+    with pytest.raises(UserError, match="output_dir.*cannot be created"):
         publish.main.task(cfg(store, tmp_path / "file" / "release"))

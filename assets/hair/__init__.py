@@ -4,7 +4,7 @@ from assets.hair.dynamics import Body, Motion, move
 from assets.hair.field import BodyField, HeadField, vertex_normals
 from assets.hair.groom import GROW_KEYS, TIES, Groom, grow
 from assets.hair.measure import groom_stats
-from assets.hair.sample import MATERIAL_KEYS, sample, sample_params
+from assets.hair.sample import MATERIAL_KEYS, check, sample, sample_params
 
 __all__ = ["strand_melanin", "Body", "Motion", "move", "BodyField", "HeadField", "vertex_normals", "GROW_KEYS", "TIES",
-           "Groom", "grow", "groom_stats", "MATERIAL_KEYS", "sample", "sample_params"]
+           "Groom", "grow", "groom_stats", "MATERIAL_KEYS", "check", "sample", "sample_params"]

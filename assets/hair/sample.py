@@ -2,7 +2,7 @@
 colour and motion. This module knows only the names of the parameters; conf/ holds the numbers."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -29,12 +29,9 @@ def _style(cfg: Mapping[str, Any], rng: np.random.Generator, index: int | None =
     return pick
 
 
-def sample_params(rng: np.random.Generator | int, cfg: Mapping[str, Any], index: int | None = None) -> dict[str, Any]:
-    """Pick a style (by `style_weights`) and draw every geometry param; a flat dict plus "style".
-    Strand counts are scaled by `strand_scale` (1 for the dataset, less for quick previews).
-    With `style_order: cycle` clip `index` takes the families with a positive weight in turn."""
-    rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
-    style = _style(cfg, rng, index)
+def _geometry(cfg: Mapping[str, Any], style: str, value: Callable[[Any, str], Any],
+              roll: Callable[[], float]) -> dict[str, Any]:
+    """The style's geometry params, each range resolved by `value(range, key)`, the fringe by `roll()`."""
     common = cfg.get("common") or {}
     dead = sorted(k for k in common if all(k in s for s in cfg["styles"].values()))
     if dead:   # a common value no style takes would be silently ignored
@@ -47,8 +44,8 @@ def sample_params(rng: np.random.Generator | int, cfg: Mapping[str, Any], index:
         raise ValueError(f"hair style {style!r} leaves params undefined: {missing}")
     out: dict[str, Any] = {"style": style}
     for k in sorted(style_ranges):
-        out[k] = ranges.draw(style_ranges[k], rng, f"hair.{style}.{k}")
-    out["fringe"] = int(rng.random() < float(out.pop("fringe_share")))
+        out[k] = value(style_ranges[k], f"hair.{style}.{k}")
+    out["fringe"] = int(roll() < float(out.pop("fringe_share")))
     scale = float(cfg["strand_scale"])
     if not scale > 0:
         raise ValueError(f"hair.strand_scale must be a positive number, got {scale}")
@@ -62,6 +59,26 @@ def sample_params(rng: np.random.Generator | int, cfg: Mapping[str, Any], index:
     except ValueError as e:
         raise ValueError(f"hair style {style}: {e}") from None
     return out
+
+
+def sample_params(rng: np.random.Generator | int, cfg: Mapping[str, Any], index: int | None = None) -> dict[str, Any]:
+    """Pick a style (by `style_weights`) and draw every geometry param; a flat dict plus "style".
+    Strand counts are scaled by `strand_scale` (1 for the dataset, less for quick previews).
+    With `style_order: cycle` clip `index` takes the families with a positive weight in turn."""
+    rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+    style = _style(cfg, rng, index)
+    return _geometry(cfg, style, lambda spec, where: ranges.draw(spec, rng, where), rng.random)
+
+
+def check(cfg: Mapping[str, Any]) -> None:
+    """Every style a clip can draw, at both ends of its ranges, against the groom's rules: a bad value
+    in any style is refused when the dataset is planned, not only in the clips that happen to draw it."""
+    _style(cfg, np.random.default_rng(0))   # the weights and the order, as drawing checks them
+    styles = cfg["styles"]
+    weights = dict(cfg.get("style_weights") or {s: 1.0 for s in styles})
+    for style in sorted(s for s in styles if float(weights.get(s, 0)) > 0):
+        for end, roll in ((0, 0.0), (-1, 1.0 - 1e-9)):   # low ends with a fringe, high ends without
+            _geometry(cfg, style, lambda spec, where: ranges.ends(spec, where)[end], lambda: roll)
 
 
 def sample(cfg: Mapping[str, Any], seed: int, index: int | None = None) -> dict[str, Any]:
