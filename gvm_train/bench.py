@@ -88,6 +88,12 @@ def main(cfg: DictConfig) -> int:
     loaded = loader_rate(ds, b["windows"], t["batch_size"], t["workers"])
     model = build_model(c["model"])
     batch = torch.utils.data.default_collate([ds[i] for i in range(t["batch_size"])])
+    # The autoencoder's ceiling: what decode(encode(x)) loses before any UNet works (MAD x1e3).
+    with torch.no_grad():
+        alpha_back = model.decode_alpha(model.encode_alpha(batch["alpha"]))
+        rgb_back = model.decode(model.encode(batch["rgb"])) * 0.5 + 0.5
+    print(f"autoencoder_alpha_mad: {1e3 * (alpha_back - batch['alpha']).abs().mean().item():.3f}")
+    print(f"autoencoder_rgb_mad: {1e3 * (rgb_back.clamp(0, 1) - batch['rgb']).abs().mean().item():.3f}")
     tiny = step_seconds(model, batch, c["model"]["loss"], b["steps"])
     consumed = t["batch_size"] / tiny
     print(f"loader_windows_per_s: {loaded:.2f}")

@@ -4,8 +4,8 @@
 
 Writes `<output_dir>/checkpoints/step-XXXXXXX/` (model folder or LoRA adapter, optimizer,
 scheduler, EMA), `log.csv`, `val.csv`, `loss.png`, TensorBoard events under `tensorboard/`
-and the final model to `<output_dir>/final` (with train.save_initial, the step-0 model, after
-any VAE warm-up, to `<output_dir>/initial`, the untrained reference for evaluations).
+and the final model to `<output_dir>/final` (with train.save_initial, the step-0 model to
+`<output_dir>/initial`, the untrained reference for evaluations).
 A rerun continues from the latest checkpoint. Resuming is exact: sample i of the run is a pure
 function of (seed, i) and each step's noise of (seed, step), so a resumed run replays what an
 uninterrupted one would have done.
@@ -36,30 +36,6 @@ from gvm_train.pipeline import GVMPipeline
 LOG_FIELDS = ("step", "loss", "latent", "l1", "laplacian", "gradient", "lr", "seconds")
 
 
-def warm_up_vae(model: GVMModel, dataset: data.WindowDataset, cfg: dict, seed: int) -> float:
-    """Train the (random, tiny) VAE as an autoencoder of alpha and RGB frames; returns the last L1."""
-    from tqdm import tqdm
-    vae = model.vae
-    vae.requires_grad_(True).train()
-    opt = torch.optim.Adam(vae.parameters(), lr=cfg["lr"])
-    last = float("nan")
-    for step in (bar := tqdm(range(cfg["steps"]), desc="VAE warm-up", unit="step")):
-        # Indices past the training samples: the warm-up never sees the windows training will.
-        items = [dataset[len(dataset) + step * cfg["batch_size"] + b] for b in range(cfg["batch_size"])]
-        rgb = torch.cat([it["rgb"] for it in items]).to(model.device)          # (N,3,H,W) frames
-        alpha = torch.cat([it["alpha"] for it in items]).to(model.device).expand(-1, 3, -1, -1)
-        x = torch.cat([rgb, alpha]) * 2 - 1
-        recon = vae.decode(vae.encode(x).latent_dist.mode(), num_frames=x.shape[0]).sample
-        loss = (recon - x).abs().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        last = loss.item()
-        bar.set_postfix(l1=f"{last:.3f}")
-    vae.requires_grad_(False).eval()
-    return last
-
-
 def save_model(model: GVMModel, folder: Path) -> Path:
     """The model as a pipeline folder, written aside and renamed: a stopped run leaves no half model."""
     tmp = folder.with_name(folder.name + ".partial")
@@ -82,6 +58,9 @@ def load_model(c: dict, out: Path, ckpt: Path | None) -> GVMModel:
     if model.config.preset != c["model"]["preset"]:
         raise ValueError(f"checkpoint {ckpt} holds a {model.config.preset!r} model but the config asks for "
                          f"model={c['model']['preset']}; use another output_dir or the same model")
+    if model.config.mask_guided != bool(c["model"]["gvm"]["mask_guided"]):
+        raise ValueError(f"checkpoint {ckpt} holds a model with mask_guided={model.config.mask_guided}; "
+                         "use another output_dir or the same model.gvm.mask_guided")
     if lora:
         load_lora(model.unet, ckpt / "lora")
     return model
@@ -111,7 +90,7 @@ def validation_mad(model: GVMModel, val_set: data.WindowDataset, batch_size: int
     errors = []
     for start in range(0, len(val_set), batch_size):
         batch = torch.utils.data.default_collate([val_set[i] for i in range(start, min(start + batch_size, len(val_set)))])
-        pred = predict_alpha(model, batch["rgb"], generator=torch.Generator().manual_seed(start))
+        pred = predict_alpha(model, batch["rgb"], batch.get("mask"), generator=torch.Generator().manual_seed(start))
         errors.append((pred.cpu() - batch["alpha"]).abs().flatten(1).mean(1))
     model.train()
     return 1e3 * float(torch.cat(errors).mean())
@@ -169,7 +148,6 @@ def check(c: dict) -> None:
         integer(t[key], f"train.{key}", 0)
     integer(t["latent_cache"]["windows"], "train.latent_cache.windows", 0)
     integer(t["latent_cache"]["batch_size"], "train.latent_cache.batch_size", 1)
-    integer(c["model"]["vae_warmup"]["steps"], "model.vae_warmup.steps", 0)
     integer(c["seed"], "seed", 0)
     for key in ("lr", "weight_decay"):
         if not is_number(t[key]) or t[key] < 0 or (key == "lr" and t[key] == 0):
@@ -195,8 +173,10 @@ def train(c: dict) -> dict[str, Any]:
         refs = data.index_stores(c["data"]["stores"])
         train_refs, val_refs = data.split(refs, c["data"]["val_fraction"], c["data"]["val_min_clips"])
         per_step = t["batch_size"] * t["grad_accum"] * nproc
-        train_set = data.WindowDataset(train_refs, c["data"], seed, t["steps"] * per_step)
-        val_set = data.WindowDataset(val_refs or train_refs, c["data"], seeds.derive(seed, "val") % 2**32, t["val_windows"])
+        guided = bool(c["model"]["gvm"]["mask_guided"])
+        train_set = data.WindowDataset(train_refs, c["data"], seed, t["steps"] * per_step, guide=guided)
+        val_set = data.WindowDataset(val_refs or train_refs, c["data"], seeds.derive(seed, "val") % 2**32, t["val_windows"],
+                                     guide=guided)
         found = _checkpoints(out) if t["resume"] else []
         ckpt = found[-1] if found else None
         model = load_model(c, out, ckpt)
@@ -204,9 +184,6 @@ def train(c: dict) -> dict[str, Any]:
         raise UserError(str(e)) from None
     out.mkdir(parents=True, exist_ok=True)
     model.to(accelerator.device)
-    warm = c["model"]["vae_warmup"]
-    if ckpt is None and warm["steps"] > 0:
-        print(f"VAE warm-up: {warm['steps']} steps, reconstruction L1 {warm_up_vae(model, train_set, warm, seed):.3f}")
     lora = c["model"]["regime"]["name"] == "lora"
     if lora and ckpt is None:
         save_model(model, out / "base")  # adapters are saved alone; the frozen base once

@@ -24,13 +24,14 @@ from core import done
 from core.checks import integer, writable
 from core.cli import UserError, app, to_container
 from gvm_train.pipeline import GVMPipeline, window_starts
-from matting import layout, video
+from matting import layout, person, video
 from matting.foreground import estimate_foreground
+from matting.segment import person_maps
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # What decides the output; a finished run with the same record is not redone.
-RECORD_KEYS = ("input", "checkpoint", "window", "overlap", "decode_context", "num_steps", "short_side",
-               "max_long_side", "seed", "max_frames", "writer")
+RECORD_KEYS = ("input", "checkpoint", "mask", "chain", "window", "overlap", "decode_context", "num_steps",
+               "short_side", "max_long_side", "seed", "max_frames", "writer")
 
 
 def device_and_dtype(c: dict) -> tuple[torch.device, torch.dtype]:
@@ -99,13 +100,25 @@ def matte(c: dict, pipe: GVMPipeline | None = None) -> dict[str, Any]:
     except ValueError as e:
         raise UserError(f"{e} (window null: the model's {pipe.unet.config.num_frames})") from None
     n = source.n_frames if c["max_frames"] is None else min(source.n_frames, int(c["max_frames"]))
+    guided = pipe.model.config.mask_guided
+    files = None
+    if guided and c["mask"] != "segmenter":
+        try:
+            files = person.guide_files(c["mask"], Path(source.path), n, source.width, source.height)
+        except video.VideoError as e:
+            raise UserError(str(e)) from None
     print(f"matting {n} frames of {source.path} ({source.width}x{source.height}"
-          + (f", short side {c['short_side']}" if c["short_side"] else ", native size") + f") on {device}", flush=True)
+          + (f", short side {c['short_side']}" if c["short_side"] else ", native size")
+          + (f", guided by {'the segmenter' if files is None else c['mask']}" if guided else "") + f") on {device}",
+          flush=True)
     start = time.perf_counter()
-    # One decode, two readers: the pipeline reads at most a window ahead of the alphas it has
+    # One decode, several readers: the pipeline reads at most a window ahead of the alphas it has
     # given out, so tee holds about a window of frames, whatever the video's length.
-    to_model, to_writer = itertools.tee(source.frames(0, n))
-    alphas = pipe.stream(to_model, n, window=c["window"],
+    to_model, to_writer, to_mask = itertools.tee(source.frames(0, n), 3)
+    masks = None
+    if guided:
+        masks = person_maps(to_mask, c["chain"]) if files is None else map(person.read_guide, files)
+    alphas = pipe.stream(to_model, n, masks=masks, window=c["window"],
                          overlap=c["overlap"], num_inference_steps=c["num_steps"], short_side=c["short_side"],
                          max_long_side=c["max_long_side"], decode_context=c["decode_context"], seed=c["seed"])
     out.mkdir(parents=True, exist_ok=True)
@@ -149,7 +162,11 @@ def main(cfg: DictConfig) -> int:
     for i, clip in enumerate(clips, 1):
         print(f"clip {i}/{len(clips)}: {clip.name}", flush=True)
         dest = str(Path(c["output_dir"]) / clip.name)
-        print(_line(matte({**c, "input": str(clip / layout.COM), "output_dir": dest}, pipe), dest))
+        mask = c["mask"]
+        if mask != "segmenter":   # a set's masks: <mask>/<clip>/pha/ (a prediction folder) or <mask>/<clip>/
+            mask = str(next((p for p in (Path(mask) / clip.name / "pha", Path(mask) / clip.name) if p.is_dir()),
+                            Path(mask) / clip.name))
+        print(_line(matte({**c, "input": str(clip / layout.COM), "output_dir": dest, "mask": mask}, pipe), dest))
     print(f"{len(clips)} clips of {c['input']} matted -> {c['output_dir']}; score them with\n"
           f"  python -m matting.evaluate pred={c['output_dir']} gt={c['input']}")
     return 0

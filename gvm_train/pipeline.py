@@ -86,16 +86,18 @@ class Geometry:
         return cls(height, width, (h, w), (pad(h), pad(w)))
 
     def to_model(self, frame: np.ndarray) -> torch.Tensor:
-        """uint8 (H, W, 3) -> float (3, h', w') in [0, 1], resized and edge-padded."""
+        """uint8 (H, W, 3) -> float (3, h', w') in [0, 1], resized and edge-padded; a mask (H, W),
+        float in [0, 1] or bool, -> (1, h', w') the same way."""
         if frame.shape[:2] != (self.height, self.width):
             raise ValueError(f"frame of size {frame.shape[1]}x{frame.shape[0]} in a video of "
                              f"{self.width}x{self.height}")
+        x = frame.astype(np.float32) / (255.0 if frame.dtype == np.uint8 else 1.0)
         h, w = self.scaled
         if (h, w) != (self.height, self.width):
             interp = cv2.INTER_AREA if h < self.height else cv2.INTER_LINEAR
-            frame = cv2.resize(frame, (w, h), interpolation=interp)
-        frame = cv2.copyMakeBorder(frame, 0, self.padded[0] - h, 0, self.padded[1] - w, cv2.BORDER_REPLICATE)
-        return torch.from_numpy(frame).permute(2, 0, 1).float() / 255
+            x = cv2.resize(x, (w, h), interpolation=interp)
+        x = cv2.copyMakeBorder(x, 0, self.padded[0] - h, 0, self.padded[1] - w, cv2.BORDER_REPLICATE)
+        return torch.from_numpy(x.reshape(*x.shape[:2], -1)).permute(2, 0, 1)
 
     def from_model(self, alpha: np.ndarray) -> np.ndarray:
         """(h', w') -> (H, W): un-pad, resize back, clip to [0, 1]."""
@@ -176,11 +178,13 @@ class GVMPipeline(DiffusionPipeline):
         return GVMPipelineOutput(alphas=np.stack(list(self.stream(frames, len(frames), **kwargs))))
 
     @torch.no_grad()
-    def stream(self, frames: Iterable[np.ndarray], n_frames: int, *, window: int | None = None, overlap: int = 2,
+    def stream(self, frames: Iterable[np.ndarray], n_frames: int, *, masks: Iterable[np.ndarray] | None = None,
+               window: int | None = None, overlap: int = 2,
                num_inference_steps: int | None = None, sigmas: Sequence[float] | None = None,
                short_side: int | None = None, max_long_side: int | None = None, decode_context: int = 2,
                seed: int = 0) -> Iterator[np.ndarray]:
-        """Alpha frames (H, W) float32, in order, for `n_frames` uint8 RGB frames (H, W, 3).
+        """Alpha frames (H, W) float32, in order, for `n_frames` uint8 RGB frames (H, W, 3) and, for a
+        mask-guided model, as many coarse person masks (H, W) in [0, 1].
 
         window: frames per UNet call (default: the UNet's num_frames); overlap: frames shared by
         neighbouring windows and cross-faded in latent space; decode_context: already emitted
@@ -190,9 +194,13 @@ class GVMPipeline(DiffusionPipeline):
         window = int(window or self.unet.config.num_frames)
         starts = window_starts(n_frames, window, overlap)
         weights = torch.from_numpy(crossfade_weights(window, overlap))
-        source = iter(frames)
+        guided = model.config.mask_guided
+        if guided != (masks is not None):
+            raise ValueError("masks: a mask-guided model needs one mask per frame" if guided else
+                             "masks: this model is not mask-guided")
+        source, mask_source = iter(frames), iter(masks) if guided else None
         geo: Geometry | None = None
-        pixels: dict[int, torch.Tensor] = {}     # model-space frames read and not yet encoded
+        pixels: dict[int, torch.Tensor] = {}     # model-space frames read and not yet encoded (mask channel last)
         acc: dict[int, torch.Tensor] = {}        # frame -> weighted latent sum of the windows so far
         wsum: dict[int, float] = {}
         done: list[torch.Tensor] = []            # the last decode_context final latents, for context
@@ -206,11 +214,16 @@ class GVMPipeline(DiffusionPipeline):
                     raise ValueError(f"the video ended after {read} of {n_frames} frames")
                 geo = geo or Geometry.plan(*frame.shape[:2], self.size_multiple, short_side, max_long_side)
                 pixels[read] = geo.to_model(frame)
+                if guided:
+                    mask = next(mask_source, None)
+                    if mask is None:
+                        raise ValueError(f"the masks ended after {read} of {n_frames} frames")
+                    pixels[read] = torch.cat([pixels[read], geo.to_model(mask)])
                 read += 1
-            rgb = torch.stack([pixels[i] for i in idx])[None].to(model.device, model.dtype)
-            rgb_lat = model.encode(rgb)
-            noise = self._noise(idx, rgb_lat.shape[2:], seed).to(rgb_lat)
-            clean = sample_clean_latents(model, rgb_lat, num_steps=num_inference_steps, sigmas=sigmas, noise=noise)[0]
+            x = torch.stack([pixels[i] for i in idx])[None].to(model.device, model.dtype)
+            cond = model.condition(x[:, :, :3], x[:, :, 3:] if guided else None)
+            noise = self._noise(idx, model.alpha_shape(cond)[2:], seed).to(cond)
+            clean = sample_clean_latents(model, cond, num_steps=num_inference_steps, sigmas=sigmas, noise=noise)[0]
             for j, i in enumerate(dict.fromkeys(idx)):  # repeated padding frames count once
                 w = float(weights[j])
                 acc[i] = acc.get(i, 0) + w * clean[j]
@@ -228,6 +241,17 @@ class GVMPipeline(DiffusionPipeline):
                 emitted = final_upto
             bar.update()
         bar.close()
+
+    @torch.no_grad()
+    def autoencode(self, alphas: Iterable[np.ndarray], *, short_side: int | None = None,
+                   max_long_side: int | None = None) -> Iterator[np.ndarray]:
+        """Alpha frames (H, W) in [0, 1] through the model's autoencoder alone, resized as `stream`
+        resizes frames: the best any UNet output could give back at that size (the model's ceiling)."""
+        model, geo = self.model, None
+        for a in alphas:
+            geo = geo or Geometry.plan(*a.shape[:2], self.size_multiple, short_side, max_long_side)
+            x = geo.to_model(np.asarray(a, np.float32))[None, None].to(model.device, model.dtype)
+            yield geo.from_model(model.decode_alpha(model.encode_alpha(x))[0, 0, 0].float().cpu().numpy())
 
     @staticmethod
     def _noise(frame_index: Sequence[int], shape: Sequence[int], seed: int) -> torch.Tensor:

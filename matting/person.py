@@ -74,3 +74,31 @@ def read_mask(path: Path, instance: int | None) -> np.ndarray:
 def masks(files: list[Path], start: int, stop: int, instance: int | None) -> Iterator[np.ndarray]:
     for f in files[start:stop]:
         yield read_mask(f, instance)
+
+
+def guide_files(folder: str | Path, video: Path, n_frames: int, width: int, height: int) -> list[Path]:
+    """A mask-guided model's masks for one video: `<folder>/<video>/*.png` (DAVIS layout) or, when
+    that does not exist, the PNGs in `folder` itself (a pseudo-label's or a matting run's pha/);
+    at least `n_frames` of the video's size."""
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise VideoError(f"mask: {root} is not a folder")
+    nested = root / video_name(video)
+    files = sorted((nested if nested.is_dir() else root).glob("*.png"), key=natural_key)
+    if not files:
+        raise VideoError(f"mask: no .png files in {nested if nested.is_dir() else root}")
+    if len(files) < n_frames:
+        raise VideoError(f"mask: {len(files)} masks in {files[0].parent} for {n_frames} frames")
+    check_masks(files[:n_frames], n_frames, width, height, video)
+    return files[:n_frames]
+
+
+def read_guide(path: Path) -> np.ndarray:
+    """float32 (H, W) in [0, 1]: palette ids -> any object; grey (8 or 16 bit) -> its value."""
+    with Image.open(path) as im:
+        if im.mode == "P":
+            return (np.asarray(im) > 0).astype(np.float32)
+        a = np.asarray(im)
+    if a.ndim == 3:
+        a = a[..., 0]
+    return (a.astype(np.float32) / (65535.0 if a.dtype == np.uint16 or a.max() > 255 else 255.0)).clip(0, 1)

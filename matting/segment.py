@@ -2,7 +2,7 @@
 nothing is downloaded), as `frame -> person probability`."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -36,3 +36,15 @@ class Segmenter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def person_maps(frames: Iterator[np.ndarray], chain: Mapping[str, Any]) -> Iterator[np.ndarray]:
+    """The chain's segmenter (conf/chain/default.yaml) over a stream of frames: person probability
+    (H, W) float32 per frame, segmented at most `max_size` on the long side like the classical chain."""
+    from matting.image import resize
+    with Segmenter(chain["segmenter"], chain[chain["segmenter"]]) as seg:
+        for frame in frames:
+            h, w = frame.shape[:2]
+            scale = min(1.0, chain["max_size"] / max(h, w))
+            small = resize(frame, (max(1, round(w * scale)), max(1, round(h * scale))))
+            yield np.clip(resize(seg(small), (w, h)), 0.0, 1.0)

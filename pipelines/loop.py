@@ -1,9 +1,11 @@
 """`python -m pipelines.loop` (`make loop`): the whole loop, small, in one command.
 
-Renders a small store, fine-tunes the tiny model on it, composites the held-out clips into a
-benchmark set, mattes that set with the untrained model, the fine-tuned one and the classical
-baseline, evaluates all three and writes `<output_dir>/report.md`: one table per resolution, the
-training curve, the per-frame metric plots and a contact sheet of the predictions.
+Renders a small store, fine-tunes the tiny model on it twice (mask-free, the paper's mode, and
+mask-guided), composites the held-out clips into a benchmark set, mattes that set with the
+untrained mask-guided model (its step-0 weights), both fine-tuned ones and the classical baseline,
+puts the true alpha through the model's autoencoder at the inference size (the ceiling no model
+output can pass), evaluates them all and writes `<output_dir>/report.md`: one table per
+resolution, the training curves, the per-frame metric plots and a contact sheet of the predictions.
 
 Each stage is one of the project's own apps called with the overrides listed for it in
 conf/loop.yaml, and each is resumable, so a rerun after an interruption picks up where it stopped
@@ -17,19 +19,28 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 from omegaconf import DictConfig
 
 from core import done
-from core.checks import writable
+from core.checks import one_of, writable
 from core.cli import UserError, app, compose, to_container
 from gvm_train import infer
 from gvm_train.finetune import train
+from gvm_train.pipeline import GVMPipeline
 from matting import classical, layout, sheet
 from matting.evaluate import compare_table, evaluate, write_report as write_evaluation
 from pipelines import benchmark_set
 from pipelines import render as render_driver
 
-METHODS = ("untrained", "fine-tuned", "classical")
+MODELS = {   # method: (fine-tune folder under output_dir, saved model in it)
+    "untrained": ("finetune_guided", "initial"),
+    "fine-tuned": ("finetune", "final"),
+    "mask-guided": ("finetune_guided", "final"),
+}
+CEILING = "autoencoder"   # the true alpha through the fine-tuned model's autoencoder at the inference size
+METHODS = (*MODELS, "classical", CEILING)
+SHOWN = (*MODELS, "classical")   # the contact sheet's prediction columns
 
 
 def _cfg(name: str, overrides: list[str]) -> dict:
@@ -60,10 +71,11 @@ class Stages:
         if code:
             raise UserError(f"render: {code} (some clips failed; rerun make loop to retry them)")
 
-    def finetune(self) -> Path:
-        result = train(_cfg("finetune", [*self.c["finetune"], f"data.stores=[{self.store}]",
-                                         f"output_dir={self.out / 'finetune'}", "train.save_initial=true"]))
-        return Path(result["final"])
+    def finetune(self) -> None:
+        for folder, extra in (("finetune", []), ("finetune_guided", self.c["guided"])):
+            print(f"-- {folder}", flush=True)
+            train(_cfg("finetune", [*self.c["finetune"], *extra, f"data.stores=[{self.store}]",
+                                    f"output_dir={self.out / folder}", "train.save_initial=true"]))
 
     def benchmark(self) -> list[Path]:
         # The split keys must be finetune's, or the benchmark could hold a training clip.
@@ -72,10 +84,9 @@ class Stages:
                                                           f"output_dir={self.out / 'benchmark'}"]))
 
     def predict(self, sets: list[Path]) -> None:
-        checkpoints = {"untrained": self.out / "finetune" / "initial", "fine-tuned": self.out / "finetune" / "final"}
         classical_cfg = _cfg("classical", self.c["classical"])
         for bench in sets:
-            for method in METHODS:
+            for method in ("classical", *MODELS, CEILING):   # classical first: it can be the models' guide
                 pipe = None
                 for clip in layout.clips(bench, layout.COM):
                     dest = self.out / "pred" / bench.name / method / clip.name
@@ -85,12 +96,17 @@ class Stages:
                             print(f"{method}: {bench.name}/{clip.name}", flush=True)
                             classical.matte_folder(cc["input"], dest, classical_cfg)
                         continue
-                    ic = _cfg("infer", [*self.c["infer"], f"input={clip / layout.COM}",
-                                        f"checkpoint={checkpoints[method]}", f"output_dir={dest}"])
-                    if not done.is_done(dest, infer.settings(ic)):
+                    folder, saved = MODELS.get(method, MODELS["fine-tuned"])
+                    guide = (f"mask={self.out / 'pred' / bench.name / 'classical' / clip.name / layout.PHA}"
+                             if self.c["guide"] == "classical" else "mask=segmenter")
+                    ic = _cfg("infer", [*self.c["infer"], f"input={clip / layout.COM}", guide,
+                                        f"checkpoint={self.out / folder / saved}", f"output_dir={dest}"])
+                    if pipe is None:
+                        pipe = infer.load_pipeline(ic["checkpoint"], *infer.device_and_dtype(ic))
+                    if method == CEILING:
+                        autoencode(pipe, clip, dest, ic)
+                    elif not done.is_done(dest, infer.settings(ic)):
                         print(f"{method}: {bench.name}/{clip.name}", flush=True)
-                        if pipe is None:
-                            pipe = infer.load_pipeline(ic["checkpoint"], *infer.device_and_dtype(ic))
                         infer.matte(ic, pipe)
 
     def evaluate(self, sets: list[Path]) -> dict[str, dict[str, Any]]:
@@ -105,6 +121,20 @@ class Stages:
         return results
 
 
+def autoencode(pipe: GVMPipeline, clip: Path, dest: Path, ic: dict) -> None:
+    """The clip's true alpha through the model's autoencoder at the size inference works at."""
+    record = {"method": CEILING, "checkpoint": ic["checkpoint"], "short_side": ic["short_side"],
+              "max_long_side": ic["max_long_side"], "truth": str(clip / layout.PHA)}
+    if done.is_done(dest, record):
+        return
+    files = layout.frames(clip, layout.PHA)
+    truth = (cv2.imread(str(f), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255 for f in files)
+    (dest / layout.PHA).mkdir(parents=True, exist_ok=True)
+    for f, a in zip(files, pipe.autoencode(truth, short_side=ic["short_side"], max_long_side=ic["max_long_side"])):
+        cv2.imwrite(str(dest / layout.PHA / f.name), np.rint(a * 255).astype(np.uint8))
+    done.mark(dest, record)
+
+
 def prediction_sheet(bench: Path, pred_root: Path, path: Path, cell: int, max_clips: int) -> Path:
     """Per clip (row): the composite, the true alpha and each method's alpha at the middle frame."""
     rows = []
@@ -112,17 +142,21 @@ def prediction_sheet(bench: Path, pred_root: Path, path: Path, cell: int, max_cl
         name = layout.frames(clip, layout.PHA)[len(layout.frames(clip, layout.PHA)) // 2].name
         images = [cv2.cvtColor(cv2.imread(str(clip / layout.COM / name)), cv2.COLOR_BGR2RGB),
                   cv2.imread(str(clip / layout.PHA / name), cv2.IMREAD_GRAYSCALE)]
-        images += [cv2.imread(str(pred_root / m / clip.name / layout.PHA / name), cv2.IMREAD_GRAYSCALE) for m in METHODS]
+        images += [cv2.imread(str(pred_root / m / clip.name / layout.PHA / name), cv2.IMREAD_GRAYSCALE) for m in SHOWN]
         rows.append(sheet.row([sheet.tile(i, height=cell) for i in images]))
-    labels = ("composite", "truth", *METHODS)
+    labels = ("composite", "truth", *SHOWN)
     return sheet.write(path, sheet.grid(rows, columns=labels, column_width=rows[0].shape[1] // len(labels)))
 
 
 def write_report(out: Path, results: dict[str, dict[str, Any]], seconds: dict[str, float], c: dict) -> Path:
+    guide = {"classical": "the classical baseline's matte", "segmenter": "the segmenter's person map"}[c["guide"]]
     lines = ["# gvm-synth loop report", "",
-             "Render a small store, fine-tune the tiny model, matte its held-out clips composited onto still and "
-             "moving backgrounds, and score the untrained model (the step-0 weights), the fine-tuned one and the "
-             "classical baseline (mediapipe segmentation -> trimap -> closed-form matting).", "",
+             "Render a small store, fine-tune the tiny model on it mask-free (the paper's mode) and mask-guided, "
+             "matte its held-out clips composited onto still and moving backgrounds, and score: the untrained "
+             "mask-guided model (its step-0 weights), both fine-tuned models, the classical baseline (mediapipe "
+             f"segmentation -> trimap -> closed-form matting) and the autoencoder ceiling (the true alpha through "
+             f"the model's autoencoder at the inference size: no model output can do better). The mask-guided "
+             f"models are guided by {guide}.", "",
              "Stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items())
              + f" (total {sum(seconds.values()):.0f} s)", ""]
     for bench, by_method in results.items():
@@ -131,7 +165,8 @@ def write_report(out: Path, results: dict[str, dict[str, Any]], seconds: dict[st
                                    c["report"]["cell"], c["report"]["clips"])
         lines += [f"![predictions]({picture.name})", ""]
         lines += [f"Per-frame metrics: [{m}](eval/{bench}/{m}.png)" for m in METHODS] + [""]
-    lines += ["## Training", "", "![loss](finetune/loss.png)", ""]
+    lines += ["## Training", "", "mask-free: ![loss](finetune/loss.png)", "",
+              "mask-guided: ![loss](finetune_guided/loss.png)", ""]
     report = out / "report.md"
     report.write_text("\n".join(lines))
     (out / "report.json").write_text(json.dumps(
@@ -157,6 +192,7 @@ def run(c: dict) -> Path:
 def main(cfg: DictConfig) -> int:
     c = to_container(cfg)
     writable(c["output_dir"], "output_dir")
+    one_of(c["guide"], ("classical", "segmenter"), "guide")
     print(f"report: {run(c)}")
     return 0
 

@@ -167,6 +167,21 @@ class Segmented(PersonSource):
         self._seg.close()
 
 
+class _Lazy(PersonSource):
+    """A source built on first use (a mask-free model never builds its guide's segmenter)."""
+    def __init__(self, make):
+        self._make, self._source, self.name = make, None, "segmenter"
+
+    def __call__(self, frames, start, size):
+        self._source = self._source or self._make()
+        self.name = self._source.name
+        return self._source(frames, start, size)
+
+    def close(self) -> None:
+        if self._source is not None:
+            self._source.close()
+
+
 class Masked(PersonSource):
     def __init__(self, files: list[Path], instance: int | None, masks_dir: str):
         self.name, self._files, self._instance = f"masks:{masks_dir}", files, instance
@@ -178,30 +193,46 @@ class Masked(PersonSource):
 
 
 class Model(PersonSource):
-    """A fine-tuned gvm_train model's alpha (GVMPipeline, any length), as the person map."""
+    """A fine-tuned gvm_train model's alpha (GVMPipeline, any length), as the person map. A
+    mask-guided model is guided by `guide` (the user's masks, or the segmenter)."""
     _pipes: dict[str, Any] = {}
 
-    def __init__(self, checkpoint: str, g: dict):
+    def __init__(self, checkpoint: str, g: dict, guide: PersonSource | None = None):
         from gvm_train.pipeline import GVMPipeline
         if checkpoint not in self._pipes:
             self._pipes[checkpoint] = GVMPipeline.from_pretrained(checkpoint)
         self.name, self._pipe, self._g = f"gvm:{checkpoint}", self._pipes[checkpoint], g
+        self._guide = guide if self._pipe.model.config.mask_guided else None
+        if self._guide is not None:
+            self.name += f" guided by {guide.name}"
 
     def __call__(self, frames, start, size):
-        alphas = self._pipe.stream(iter(frames), len(frames), window=self._g["window"], overlap=self._g["overlap"],
-                                   seed=self._g["seed"], short_side=self._g["short_side"])
+        masks = None
+        if self._guide is not None:
+            masks = iter(self._guide(frames, start, (frames.shape[2], frames.shape[1])))
+        alphas = self._pipe.stream(iter(frames), len(frames), masks=masks, window=self._g["window"],
+                                   overlap=self._g["overlap"], seed=self._g["seed"], short_side=self._g["short_side"])
         return np.stack([resize(np.asarray(a, np.float32), size) for a in alphas])
+
+    def close(self) -> None:
+        if self._guide is not None:
+            self._guide.close()
 
 
 def person_sources(video: VideoInput, path: Path, size: tuple[int, int], c: dict) -> list[PersonSource]:
-    """Where the person is, by the labeller: the model, the user's masks, or the segmenter(s);
-    `segmenter=best` gives both, and each window keeps the labels that score higher."""
-    if c["labeler"] == "gvm":
-        return [Model(c["checkpoint"], c["gvm"])]
+    """Where the person is, by the labeller: the model (a mask-guided one guided by the user's
+    masks or the segmenter), the user's masks, or the segmenter(s); `segmenter=best` gives both,
+    and each window keeps the labels that score higher."""
+    masked = None
     if c["masks"] is not None:
         files = people.mask_files(c["masks"], path)
         people.check_masks(files, video.n_frames, video.width, video.height, path)
-        return [Masked(files, c["instance"], c["masks"])]
+        masked = Masked(files, c["instance"], c["masks"])
+    if c["labeler"] == "gvm":
+        one = {**c, "segmenter": "auto" if c["segmenter"] == "best" else c["segmenter"]}   # one map guides
+        return [Model(c["checkpoint"], c["gvm"], masked or _Lazy(lambda: Segmented(choose_segmenter(video, size, one), c)))]
+    if masked is not None:
+        return [masked]
     if c["segmenter"] == "best":
         return [Segmented(kind, c) for kind in SEGMENTERS]
     return [Segmented(choose_segmenter(video, size, c), c)]

@@ -127,3 +127,58 @@ def test_video_folder_backgrounds_move(tmp_path):
     clip = bg(6, 32, np.random.default_rng(0))
     assert clip.shape == (6, 32, 32, 3) and clip.dtype == np.float32 and 0 <= clip.min() and clip.max() <= 1
     assert np.abs(clip[0] - clip[-1]).mean() > 0.01            # a real video: the background moves
+
+
+# -- a mask-guided model's coarse masks --------------------------------------------------------------
+def _disc_alpha(t=4, size=64):
+    yy, xx = np.mgrid[:size, :size].astype(np.float32)
+    return np.stack([np.clip(18 - np.hypot(yy - 32, xx - 28 - 2 * i), 0, 1) for i in range(t)])
+
+
+NONE = {"light": 0.0, "threshold": 0.5, "threshold_jitter": 0.0, "morph_px": 0, "jitter_px": 0.0, "polygon": 0.0, "polygon_px": 1.0, "holes": 0.0, "hole_count": 1,
+        "hole_size": 0.1, "down": 1, "blur_sigma": 0.0, "stale": 0.0, "empty": 0.0}
+
+
+@pytest.mark.parametrize("change, check", [
+    ({}, lambda a, m: np.array_equal(m, (a > 0.5).astype(np.float32))),                  # threshold only
+    ({"morph_px": 3}, lambda a, m: m.sum() > (a > 0.5).sum() * 1.2 and (m >= (a > 0.5)).all()),   # dilated
+    ({"morph_px": -3}, lambda a, m: m.sum() < (a > 0.5).sum() * 0.8 and (m <= (a > 0.5)).all()),  # eroded
+    ({"polygon": 1.0, "polygon_px": 4.0}, lambda a, m: 0 < np.abs(m - (a > 0.5)).sum() < 0.1 * (a > 0.5).sum()),
+    ({"holes": 1.0, "hole_count": 3, "hole_size": 0.3}, lambda a, m: not np.array_equal(m, (a > 0.5).astype(np.float32))),
+    ({"down": 8}, lambda a, m: ((m > 0) & (m < 1)).sum() > 2 * ((a > 0) & (a < 1)).sum()),      # blocky, soft
+    ({"blur_sigma": 2.0}, lambda a, m: ((m > 0.01) & (m < 0.99)).sum() > ((a > 0) & (a < 1)).sum()),
+    ({"stale": 1.0}, lambda a, m: all(np.array_equal(m[0], f) for f in m)),                # every frame late
+    ({"empty": 1.0}, lambda a, m: m.max() == 0),                                           # every frame missed
+    ({"jitter_px": 2.0}, lambda a, m: len({int(f.sum() - (g > 0.5).sum()) for f, g in zip(m, a)}) > 1),   # flicker
+    ({"light": 1.0, "morph_px": 3, "down": 8, "holes": 1.0}, lambda a, m: np.array_equal(m, (a > 0.5).astype(np.float32))),
+])
+def test_each_mask_damage_does_what_it_says(change, check):
+    from gvm_train.data import guide
+    a = _disc_alpha()
+    m = guide.degrade(a, {**NONE, **change}, np.random.default_rng(0))
+    assert m.shape == a.shape and m.dtype == np.float32 and 0 <= m.min() and m.max() <= 1
+    assert check(a, m)
+
+
+def test_guide_masks_are_deterministic_per_seed_and_index(tmp_path):
+    refs = data.index_stores([_write(tmp_path / "a.zarr", 3)])
+    ds = data.WindowDataset(refs, _cfg(), seed=5, length=10, guide=True)
+    s, again = ds[3], data.WindowDataset(refs, _cfg(), seed=5, length=10, guide=True)[3]
+    assert s["mask"].shape == s["alpha"].shape and torch.equal(s["mask"], again["mask"])
+    masks = [ds[i]["mask"] for i in range(10)]
+    assert len({m.numpy().tobytes() for m in masks}) == 10                      # each window its own damage
+    assert not torch.equal(data.WindowDataset(refs, _cfg(), seed=6, length=10, guide=True)[3]["mask"], s["mask"])
+    # The mask-free dataset draws the same windows: the damage has its own random stream.
+    plain = data.WindowDataset(refs, _cfg(), seed=5, length=10)[3]
+    assert "mask" not in plain and torch.equal(plain["rgb"], s["rgb"])
+    # Coarse, yet about the person: most of it overlaps the true alpha.
+    m, a = torch.stack(masks), torch.stack([ds[i]["alpha"] for i in range(10)])
+    assert (m * a).sum() > 0.5 * m.sum()
+
+
+def test_a_bad_guide_mask_value_is_named(tmp_path):
+    from core.errors import UserError
+    with pytest.raises(UserError, match="data.guide_mask.blur_sigma"):
+        data.check(_cfg("data.guide_mask.blur_sigma=[2,1]"))
+    with pytest.raises(UserError, match="data.guide_mask"):
+        data.check(_cfg("~data.guide_mask.stale"))

@@ -19,7 +19,7 @@ from tests.conftest import write_store
 pytestmark = [pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL = ["data.size=32", "data.frames=4", "model.unet.num_frames=4", "model.vae_warmup.steps=2",
+SMALL = ["data.size=32", "data.frames=4", "model.unet.num_frames=4",
          "train.val_windows=2", "train.threads=1"]
 
 

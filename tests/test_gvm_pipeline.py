@@ -109,11 +109,12 @@ def test_overlap_frames_are_latent_crossfades(saved):
     starts = window_starts(n, window, overlap)
     assert starts == [0, 4]
     w = torch.from_numpy(crossfade_weights(window, overlap))
-    acc, tot, first = torch.zeros(n, 4, 2, 2), torch.zeros(n), None
+    shape = m.alpha_shape(m.encode(rgb[:, :1]))[2:]   # 16x16 frames: (16, 4, 4) latents per frame
+    acc, tot, first = torch.zeros(n, *shape), torch.zeros(n), None
     with torch.no_grad():
         for s in starts:
             idx = list(range(s, s + window))
-            clean = sample_clean_latents(m, m.encode(rgb[:, idx]), noise=GVMPipeline._noise(idx, (4, 2, 2), 3))[0]
+            clean = sample_clean_latents(m, m.encode(rgb[:, idx]), noise=GVMPipeline._noise(idx, shape, 3))[0]
             first = clean if first is None else first
             acc[idx] += w[:, None, None, None] * clean
             tot[idx] += w

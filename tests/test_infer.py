@@ -83,3 +83,33 @@ def test_bad_inputs_are_one_line(checkpoint, tmp_path):
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert r.returncode == 2 and len(errors) == 1 and "junk.mp4" in errors[0], r.stderr
     assert not (tmp_path / "d").exists()
+
+
+def test_a_mask_guided_model_follows_its_mask_source(tmp_path):
+    """The segmenter guides by default; a folder of masks (a pseudo-label's pha/, or DAVIS layout)
+    guides instead, and what the mask says changes the matte; a folder too short is one line."""
+    model = tmp_path / "guided"
+    cfg = to_container(compose("finetune", ["model.gvm.mask_guided=true"]))["model"]
+    GVMPipeline.from_model(build_model(cfg)).save_pretrained(model)
+    video = sample_video("carphone_pristine.mp4")
+    base = [f"input={video}", f"checkpoint={model}", "short_side=64", "max_frames=3", "writer.alpha_video=none",
+            "writer.preview.enabled=false"]
+    assert main.task(_cfg(*base, f"output_dir={tmp_path / 'seg'}")) == 0
+    assert json.loads((tmp_path / "seg" / "run.json").read_text())["mask"] == "segmenter"
+    for name, value in (("full", 65535), ("none", 0)):   # 16-bit grey mattes, DAVIS layout: <folder>/<video>/
+        folder = tmp_path / name / "carphone_pristine"
+        folder.mkdir(parents=True)
+        for i in range(3):
+            cv2.imwrite(str(folder / f"{i:05d}.png"), np.full((144, 176), value, np.uint16))
+        assert main.task(_cfg(*base, f"mask={tmp_path / name}", f"output_dir={tmp_path / ('out_' + name)}")) == 0
+    read = lambda d: np.stack([cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted((d / "pha").glob("*.png"))])
+    full, none, seg = read(tmp_path / "out_full"), read(tmp_path / "out_none"), read(tmp_path / "seg")
+    assert len(full) == len(none) == len(seg) == 3
+    assert np.abs(full.astype(int) - none).max() > 0 and np.abs(seg.astype(int) - none).max() > 0
+    with pytest.raises(UserError, match="mask: 2 masks"):
+        short = tmp_path / "short"
+        short.mkdir()
+        for i in range(2):
+            cv2.imwrite(str(short / f"{i}.png"), np.zeros((144, 176), np.uint8))
+        main.task(_cfg(*base, f"mask={short}", f"output_dir={tmp_path / 'out_short'}"))
+    assert not (tmp_path / "out_short").exists()

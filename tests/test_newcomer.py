@@ -204,7 +204,7 @@ def _sigterm_when(proc: subprocess.Popen, log: Path, needle: str, timeout: float
 @pytest.mark.slow
 def test_finetune_stops_on_sigterm_and_resumes_to_the_same_model(tmp_path):
     store = write_store(tmp_path / "s.zarr", 3, t=16, h=40, w=48)
-    args = [f"data.stores=[{store}]", "train.steps=6", "train.checkpoint_every=2", "model.vae_warmup.steps=0",
+    args = [f"data.stores=[{store}]", "train.steps=6", "train.checkpoint_every=2",
             "train.val_every=0", "train.tensorboard=false", "train.threads=1", f"hydra.run.dir={tmp_path / 'h'}"]
     log = tmp_path / "ft.log"
     with open(log, "w") as out:
@@ -240,7 +240,7 @@ def readme_commands(*sections: str) -> list[list[str]]:
 
 
 SMALLER = {   # documented overrides that make the examples quick; each replaces or adds a key
-    "gvm_train.finetune": ["train.steps=2", "model.vae_warmup.steps=2", "train.val_every=0", "train.tensorboard=false"],
+    "gvm_train.finetune": ["train.steps=2", "train.val_every=0", "train.tensorboard=false"],
     "gvm_train.infer": ["max_frames=3"],
     "matting.classical": ["max_frames=2"],
     "pipelines.benchmark_set": ["frames=4"],
@@ -273,3 +273,57 @@ def test_readme_model_examples_run_as_written(tmp_path, monkeypatch):
     assert len(metrics["clips"]) >= 2 and len(metrics["clips"]) % 2 == 0   # each clip on a still and a moving background
     assert (tmp_path / "outputs" / "sample" / "pha" / "0002.png").is_file()
     assert len(list((tmp_path / "outputs" / "sample_classical" / "pha").glob("*.png"))) == 2
+
+
+@pytest.mark.slow
+def test_infer_stops_on_sigterm_and_the_rerun_completes_it(tmp_path):
+    from gvm_train.model import build_model
+    from gvm_train.pipeline import GVMPipeline
+    model = tmp_path / "model"
+    GVMPipeline.from_model(build_model(to_container(compose("finetune", []))["model"])).save_pretrained(model)
+    args = ["input=sample", f"checkpoint={model}", "threads=1", f"output_dir={tmp_path / 'out'}",
+            f"hydra.run.dir={tmp_path / 'h'}"]
+    log = tmp_path / "infer.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([PY, "-m", "gvm_train.infer", *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    took = _sigterm_when(proc, log, "20/", 240)
+    text = log.read_text()
+    assert proc.returncode == 143 and took < 10, text[-2000:]
+    assert "stopped after" in text and "Traceback" not in text
+    pha = tmp_path / "out" / "pha"
+    kept = {p.name: p.read_bytes() for p in pha.glob("*.png")}
+    assert kept and not (tmp_path / "out" / "run.json").exists() and not list(pha.glob("*.part"))
+    again = run("gvm_train.infer", *args, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["frames"] == len(list(pha.glob("*.png")))
+    assert all((pha / name).read_bytes() == data for name, data in kept.items())   # the same frames, bit for bit
+
+
+@pytest.mark.slow
+def test_pseudolabel_stops_on_sigterm_and_the_rerun_keeps_finished_clips(tmp_path):
+    store = tmp_path / "pseudo.zarr"
+    args = ["input=sample", f"store.path={store}", "segmenter=selfie", "clip.seconds=1", "clip.min_seconds=1",
+            "quality.min_score=0", f"hydra.run.dir={tmp_path / 'h'}"]
+    log = tmp_path / "pl.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([PY, "-m", "pipelines.pseudolabel", *args], cwd=ROOT, stdout=out,
+                                stderr=subprocess.STDOUT, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+
+    def complete() -> list[Path]:
+        return sorted(p.parent for p in store.glob("clips/*/zarr.json") if '"complete": true' in p.read_text())
+    end = time.monotonic() + 240
+    while not complete():
+        assert proc.poll() is None and time.monotonic() < end, log.read_text()[-3000:]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    proc.wait(30)
+    text = log.read_text()
+    assert proc.returncode == 143 and time.monotonic() - start < 10, text[-2000:]
+    assert "not finished" in text and "Traceback" not in text
+    first = complete()
+    kept = {p: p.read_bytes() for c in first for p in c.rglob("*") if p.is_file()}
+    again = run("pipelines.pseudolabel", *args, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(complete()) > len(first)
+    assert all(p.read_bytes() == data for p, data in kept.items())   # finished clips untouched

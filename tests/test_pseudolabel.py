@@ -247,7 +247,7 @@ def test_self_training_at_toy_size(tmp_path, capsys):
     from gvm_train.finetune import train
     from tests.conftest import write_store
     synth = write_store(tmp_path / "synth.zarr", 4, t=10)
-    small = ["data.size=32", "data.frames=4", "model.unet.num_frames=4", "model.vae_warmup.steps=2",
+    small = ["data.size=32", "data.frames=4", "model.unet.num_frames=4",
              "train.val_windows=2", "train.threads=1", "train.steps=3"]
     first = train(to_container(compose("finetune", [*small, f"data.stores=[{synth}]", f"output_dir={tmp_path / 'ft1'}"])))
     pseudo_store = tmp_path / "pseudo.zarr"
@@ -289,3 +289,31 @@ def test_pseudo_labels_of_rendered_composites_against_their_true_alpha(tmp_path,
     assert np.median(r["per_clip_mad"]) < 40 and r["pseudo_mad"] < 0.5 * r["empty_mad"], r
     assert r["dtssd_stabilised"] < r["dtssd_per_frame"]
     assert r["pseudo_mad"] < 1.05 * r["pseudo_mad_per_frame"]
+
+
+@pytest.mark.slow
+def test_a_mask_guided_labeler_is_guided_by_the_given_masks(tmp_path):
+    """labeler=gvm with a mask-guided model: the user's masks (DAVIS layout) are its condition,
+    and the clip's record says so."""
+    import cv2
+    from gvm_train.model import build_model
+    from gvm_train.pipeline import GVMPipeline
+    model = tmp_path / "guided"
+    GVMPipeline.from_model(build_model(to_container(compose("finetune", ["model.gvm.mask_guided=true"]))["model"])
+                           ).save_pretrained(model)
+    masks = tmp_path / "masks" / "carphone_pristine"
+    masks.mkdir(parents=True)
+    for i in range(120):   # an ellipse where the man sits
+        m = np.zeros((144, 176), np.uint8)
+        cv2.ellipse(m, (100, 90), (45, 60), 0, 0, 360, 255, -1)
+        cv2.imwrite(str(masks / f"{i:05d}.png"), m)
+    store = tmp_path / "pseudo.zarr"
+    c = cfg(tmp_path, f"input={CARPHONE}", f"store.path={store}", "labeler=gvm", f"checkpoint={model}",
+            f"masks={tmp_path / 'masks'}", "gvm.short_side=32", "person_threshold=0.0", "quality.min_score=0",
+            "clip.seconds=2", "clip.min_seconds=2")
+    assert pseudolabel.main.task(c) == 0
+    root = clipstore.open_store(store)
+    ids = clipstore.complete_ids(root)
+    assert ids
+    spec = clipstore.read_clip(root, ids[0]).attrs["spec"]
+    assert spec["mask_source"] == f"gvm:{model} guided by masks:{tmp_path / 'masks'}"

@@ -22,8 +22,6 @@ import torch
 from core import done
 from gvm_train.model import GVMModel
 
-# rgb/alpha latents feed the UNet; alpha pixels and weight feed the pixel losses.
-ARRAYS = ("rgb_latents", "alpha_latents", "alpha", "weight")
 
 
 def vae_digest(model: GVMModel) -> str:
@@ -37,7 +35,7 @@ def vae_digest(model: GVMModel) -> str:
 def cache_key(dataset: Any, model: GVMModel, windows: int) -> str:
     clips = [(r.store, r.clip_id, r.n_frames) for r in dataset.usable]
     record = json.dumps({"data": dataset.cfg, "clips": clips, "seed": dataset.seed, "windows": windows,
-                         "vae": vae_digest(model)}, sort_keys=True, default=str)
+                         "vae": vae_digest(model), "guide": dataset.guide}, sort_keys=True, default=str)
     return hashlib.sha256(record.encode()).hexdigest()[:16]
 
 
@@ -55,9 +53,12 @@ def build(dataset: Any, model: GVMModel, windows: int, root: Path, batch_size: i
         for start in tqdm(range(0, windows, batch_size), desc="caching latents", unit="batch"):
             items = [dataset[i] for i in range(start, min(start + batch_size, windows))]
             batch = torch.utils.data.default_collate(items)
+            # rgb/alpha (and a mask-guided model's mask) latents feed the UNet; alpha and weight the pixel losses.
             values = {"rgb_latents": model.encode(batch["rgb"].to(model.device)),
                       "alpha_latents": model.encode_alpha(batch["alpha"].to(model.device)),
                       "alpha": batch["alpha"], "weight": batch["weight"]}
+            if "mask" in batch:
+                values["mask_latents"] = model.encode_alpha(batch["mask"].to(model.device))
             for name, v in values.items():
                 v = v.float().cpu().numpy()
                 if name not in out:
@@ -65,7 +66,7 @@ def build(dataset: Any, model: GVMModel, windows: int, root: Path, batch_size: i
                 out[name][start:start + len(v)] = v
     for a in out.values():
         a.flush()
-    done.mark(tmp, {"windows": windows})  # last, then renamed: a pool exists whole or not at all
+    done.mark(tmp, {"windows": windows, "arrays": sorted(out)})  # last, then renamed: a pool exists whole or not at all
     os.replace(tmp, folder)
     return folder
 
@@ -83,5 +84,5 @@ class CachedWindows(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         if self._arrays is None:  # memory-mapped lazily, once per loader worker
-            self._arrays = {n: np.load(self.folder / f"{n}.npy", mmap_mode="r") for n in ARRAYS}
+            self._arrays = {n: np.load(self.folder / f"{n}.npy", mmap_mode="r") for n in done.read(self.folder)["arrays"]}
         return {n: torch.from_numpy(np.array(a[i % self.windows])) for n, a in self._arrays.items()}

@@ -24,6 +24,7 @@ from core.checks import integer, is_number
 from core.errors import UserError
 from core.colour import alpha_float, linear_to_srgb, srgb_to_linear
 from core.ranges import draw
+from gvm_train.data import guide
 from gvm_train.data.backgrounds import Backgrounds
 from matting.image import disc
 
@@ -103,16 +104,21 @@ def check(cfg: dict[str, Any]) -> None:
     if not (is_number(cfg["val_fraction"]) and 0 <= cfg["val_fraction"] < 1):
         raise UserError(f"data.val_fraction must be a number in [0, 1), got {cfg['val_fraction']!r}")
     integer(cfg["val_min_clips"], "data.val_min_clips", 0)
+    try:
+        guide.check(cfg["guide_mask"])
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 class WindowDataset(torch.utils.data.Dataset):
-    """`length` windows; item i is drawn from a generator seeded by (seed, i)."""
+    """`length` windows; item i is drawn from a generator seeded by (seed, i). With `guide`, each
+    also holds `mask`: its alpha damaged into a coarse mask (gvm_train.data.guide)."""
 
-    def __init__(self, refs: list[ClipRef], cfg: dict[str, Any], seed: int, length: int):
+    def __init__(self, refs: list[ClipRef], cfg: dict[str, Any], seed: int, length: int, guide: bool = False):
         check(cfg)
         if not refs:
             raise ValueError("no clips to sample windows from")
-        self.refs, self.cfg, self.seed, self.length = refs, cfg, seed, length
+        self.refs, self.cfg, self.seed, self.length, self.guide = refs, cfg, seed, length, guide
         self.backgrounds = Backgrounds(cfg["backgrounds"])
         self._clips: dict[tuple[str, str], clipstore.Clip] = {}
         stride_max = max(cfg["stride"]["int"]) if isinstance(cfg["stride"], dict) else int(cfg["stride"])
@@ -189,5 +195,8 @@ class WindowDataset(torch.utils.data.Dataset):
         else:
             raise ValueError(f"data.composite_space must be srgb or linear, got {cfg['composite_space']!r}")
         to_t = lambda x: torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).permute(0, 3, 1, 2)  # noqa: E731
-        return {"rgb": to_t(rgb), "alpha": to_t(a), "fgr": to_t(fgr), "bg": to_t(bg), "weight": to_t(weight[..., None]),
-                "clip": f"{store_name(ref.store)}/{ref.clip_id}", "start": start, "stride": stride, "index": i}
+        out = {"rgb": to_t(rgb), "alpha": to_t(a), "fgr": to_t(fgr), "bg": to_t(bg), "weight": to_t(weight[..., None]),
+               "clip": f"{store_name(ref.store)}/{ref.clip_id}", "start": start, "stride": stride, "index": i}
+        if self.guide:
+            out["mask"] = to_t(guide.degrade(alpha, cfg["guide_mask"], guide.rng_for(self.seed, i))[..., None])
+        return out

@@ -13,7 +13,8 @@ pixel losses decode through the frozen VAE and so reach the UNet's weights.
 
 A batch is a dict: `rgb` (B, F, 3, H, W) and `alpha` (B, F, 1, H, W) in [0, 1], either of which
 may be replaced by precomputed `rgb_latents` / `alpha_latents` (alpha pixels are still needed
-when a pixel loss is on), and optionally `weight` (B, F, 1, H, W): where it is 0 the alpha is not
+when a pixel loss is on), for a mask-guided model `mask` (B, F, 1, H, W) or `mask_latents`, and
+optionally `weight` (B, F, 1, H, W): where it is 0 the alpha is not
 trusted (the band around a binary segmentation mask's edge) and no loss term looks there; the
 latent loss ignores every latent pixel whose footprint touches such a pixel.
 """
@@ -54,22 +55,24 @@ def training_loss(model: GVMModel, batch: Mapping[str, torch.Tensor], loss_cfg: 
     `t` (B,) and `noise` fix the flow-matching draw (validation, tests); otherwise they are drawn
     from `generator` (or the global RNG)."""
     cfg = loss_settings(loss_cfg)
-    rgb_lat, alpha_lat = _latents(model, batch)
+    cond, alpha_lat = _latents(model, batch)
+    base = model.base_latents(cond)
+    x0 = alpha_lat - base   # what the model generates: alpha latents, or their correction over the mask's
     if model.config.objective == "flow_matching":
-        b = alpha_lat.shape[0]
+        b = x0.shape[0]
         if t is None:
-            t = sample_t(b, cfg, device=alpha_lat.device, generator=generator)
-        t = t.to(alpha_lat.device, alpha_lat.dtype).reshape(b, 1, 1, 1, 1)
+            t = sample_t(b, cfg, device=x0.device, generator=generator)
+        t = t.to(x0.device, x0.dtype).reshape(b, 1, 1, 1, 1)
         if noise is None:
-            noise = torch.randn(alpha_lat.shape, generator=generator, device=alpha_lat.device, dtype=alpha_lat.dtype)
-        x_t = (1 - t) * alpha_lat + t * noise
-        pred = model(x_t, rgb_lat, t.flatten() * model.num_train_timesteps)
-        target = noise - alpha_lat
-        pred_x0 = x_t - t * pred  # the clean latent this velocity implies
+            noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        x_t = (1 - t) * x0 + t * noise
+        pred = model(x_t, cond, t.flatten() * model.num_train_timesteps)
+        target = noise - x0
+        pred_x0 = x_t - t * pred + base  # the clean alpha latent this velocity implies
     else:
-        pred = model(torch.zeros_like(alpha_lat), rgb_lat, model.config.one_step_timestep)
-        target = alpha_lat
-        pred_x0 = pred
+        pred = model(torch.zeros_like(x0), cond, model.config.one_step_timestep)
+        target = x0
+        pred_x0 = pred + base
     weight = batch.get("weight")
     if weight is not None:
         weight = weight.to(pred.device, pred.dtype)
@@ -96,13 +99,18 @@ def sample_t(batch_size: int, cfg: Mapping[str, Any], device: torch.device | str
 
 
 def _latents(model: GVMModel, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(condition, alpha latents) of a batch, encoding whatever is not precomputed."""
     def get(name: str, encode) -> torch.Tensor:
         if f"{name}_latents" in batch:
             return batch[f"{name}_latents"].to(model.device, model.dtype)
         if name in batch:
             return encode(batch[name].to(model.device))
-        raise ValueError(f"batch: needs '{name}' or '{name}_latents'")
-    return get("rgb", model.encode), get("alpha", model.encode_alpha)
+        raise ValueError(f"batch: needs '{name}' or '{name}_latents'" +
+                         (" (the model is mask-guided)" if name == "mask" else ""))
+    cond = get("rgb", model.encode)
+    if model.config.mask_guided:
+        cond = torch.cat([cond, get("mask", model.encode_alpha)], dim=2)
+    return cond, get("alpha", model.encode_alpha)
 
 
 # -- sampling -------------------------------------------------------------------------------------
@@ -113,49 +121,52 @@ def flow_sigmas(num_steps: int) -> list[float]:
     return [1 - i / num_steps for i in range(num_steps)]
 
 
-def sample_flow_matching(model: GVMModel, rgb_latents: torch.Tensor, sigmas: Sequence[float], *,
+def sample_flow_matching(model: GVMModel, condition: torch.Tensor, sigmas: Sequence[float], *,
                          noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Euler integration of the predicted velocity from sigmas[0] down to 0; returns clean latents.
 
     Plain torch, so it is differentiable when called with gradients enabled."""
     check_sigmas(list(sigmas), "sigmas")
     if noise is None:
-        noise = torch.randn(rgb_latents.shape, generator=generator, device=rgb_latents.device, dtype=rgb_latents.dtype)
+        noise = torch.randn(model.alpha_shape(condition), generator=generator, device=condition.device,
+                            dtype=condition.dtype)
     # Starting below sigma=1 means starting from a noised zero-alpha prior rather than pure noise.
     x = noise * sigmas[0]
     levels = [*map(float, sigmas), 0.0]
-    b = rgb_latents.shape[0]
+    b = condition.shape[0]
     for s, s_next in zip(levels, levels[1:]):
-        v = model(x, rgb_latents, torch.full((b,), s * model.num_train_timesteps, device=x.device))
+        v = model(x, condition, torch.full((b,), s * model.num_train_timesteps, device=x.device))
         x = x + (s_next - s) * v
     return x
 
 
-def predict_one_step(model: GVMModel, rgb_latents: torch.Tensor) -> torch.Tensor:
+def predict_one_step(model: GVMModel, condition: torch.Tensor) -> torch.Tensor:
     """The released checkpoint's mode: zeros in, fixed timestep, clean latent out."""
-    return model(torch.zeros_like(rgb_latents), rgb_latents, model.config.one_step_timestep)
+    zeros = torch.zeros(model.alpha_shape(condition), device=condition.device, dtype=condition.dtype)
+    return model(zeros, condition, model.config.one_step_timestep)
 
 
-def sample_clean_latents(model: GVMModel, rgb_latents: torch.Tensor, *, num_steps: int | None = None,
+def sample_clean_latents(model: GVMModel, condition: torch.Tensor, *, num_steps: int | None = None,
                          sigmas: Sequence[float] | None = None, noise: torch.Tensor | None = None,
                          generator: torch.Generator | None = None) -> torch.Tensor:
-    """Clean alpha latents for RGB latents by the model's objective; num_steps / sigmas override the
-    saved flow-matching schedule, `noise` fixes its starting draw."""
+    """Clean alpha latents for a condition (GVMModel.condition) by the model's objective; num_steps /
+    sigmas override the saved flow-matching schedule, `noise` fixes its starting draw."""
     if model.config.objective == "one_step":
-        return predict_one_step(model, rgb_latents)
+        return predict_one_step(model, condition) + model.base_latents(condition)
     if sigmas is None:
         sigmas = (flow_sigmas(num_steps) if num_steps is not None
                   else model.config.sigmas or flow_sigmas(model.config.num_steps))
-    return sample_flow_matching(model, rgb_latents, sigmas, noise=noise, generator=generator)
+    return sample_flow_matching(model, condition, sigmas, noise=noise, generator=generator) + model.base_latents(condition)
 
 
 @torch.no_grad()
-def predict_alpha(model: GVMModel, rgb: torch.Tensor, *, num_steps: int | None = None,
-                  sigmas: Sequence[float] | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """RGB (B, F, 3, H, W) in [0, 1] -> alpha (B, F, 1, H, W) in [0, 1], one window at a time
-    (whole videos of any length: gvm_train.pipeline.GVMPipeline)."""
-    latents = sample_clean_latents(model, model.encode(rgb.to(model.device)), num_steps=num_steps, sigmas=sigmas,
-                                   generator=generator)
+def predict_alpha(model: GVMModel, rgb: torch.Tensor, mask: torch.Tensor | None = None, *,
+                  num_steps: int | None = None, sigmas: Sequence[float] | None = None,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """RGB (B, F, 3, H, W) in [0, 1] (and a mask-guided model's mask (B, F, 1, H, W)) -> alpha
+    (B, F, 1, H, W) in [0, 1], one window at a time (whole videos: gvm_train.pipeline.GVMPipeline)."""
+    cond = model.condition(rgb.to(model.device), None if mask is None else mask.to(model.device))
+    latents = sample_clean_latents(model, cond, num_steps=num_steps, sigmas=sigmas, generator=generator)
     return model.decode_alpha(latents, clamp=True)
 
 

@@ -1,9 +1,12 @@
 """Models built from a `model:` config section (conf/model/<preset>.yaml), and the UNet / VAE /
 scheduler of a folder on disk.
 
-- `tiny`: randomly initialised, seeded, small enough to train on CPU (tests and demos);
+- `tiny`: a randomly initialised UNet, seeded, small enough to train on CPU (tests and demos),
+          over the exact patch autoencoder (gvm_train.model.patch_vae);
 - `svd`:  `unet/` and `vae/` (and `scheduler/` when it holds a flow-matching one) of a local
           Stable Video Diffusion snapshot folder, `model.path`.
+The UNet's input width follows from the autoencoder and `gvm.mask_guided`: a mask-guided SVD UNet
+gets a wider first convolution whose mask weights start at zero, so it starts as the mask-free model.
 """
 from __future__ import annotations
 
@@ -19,6 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from gvm_train.model.gvm import PRESETS, GVMModel
+from gvm_train.model.patch_vae import PatchAutoencoder
+
+VAES = (AutoencoderKLTemporalDecoder, PatchAutoencoder)   # what a model folder's vae/ may hold
 
 # diffusers writes one of these per model folder (plain, sharded, or as a dtype variant).
 _WEIGHT_STEMS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin",
@@ -30,10 +36,17 @@ def build_model(cfg: Mapping[str, Any]) -> GVMModel:
     an OmegaConf node)."""
     cfg = _plain(cfg)
     preset = cfg.get("preset")
+    guided = bool(cfg.get("gvm", {}).get("mask_guided", False))
     if preset == "tiny":
-        unet, vae = _tiny_unet_vae(cfg)
+        unet, vae = _tiny_unet_vae(cfg, guided)
+        if cfg.get("gvm", {}).get("mask_residual"):
+            with torch.no_grad():   # a fresh residual model starts by returning its guide unchanged
+                unet.conv_out.weight.zero_()
+                unet.conv_out.bias.zero_()
     elif preset == "svd":
         unet, vae = _svd_unet_vae(cfg)
+        if guided:
+            unet = _widen_conv_in(unet, unet.config.out_channels * 3)
     else:
         raise ValueError(f"model.preset: unknown preset {preset!r} (known: {', '.join(PRESETS)})")
     scheduler = build_scheduler(cfg)
@@ -46,22 +59,47 @@ def _plain(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(dict(cfg))
 
 
-def _tiny_unet_vae(cfg: dict[str, Any]) -> tuple[UNetSpatioTemporalConditionModel, AutoencoderKLTemporalDecoder]:
+def _tiny_unet_vae(cfg: dict[str, Any], guided: bool) -> tuple[UNetSpatioTemporalConditionModel, PatchAutoencoder]:
     for key in ("unet", "vae"):
         if not isinstance(cfg.get(key), dict):
             raise ValueError(f"model.{key}: the tiny preset needs a {key} section of constructor settings")
+    for key in ("in_channels", "out_channels"):
+        if key in cfg["unet"]:
+            raise ValueError(f"model.unet.{key}: set by the autoencoder's latent channels and gvm.mask_guided, "
+                             "not by hand")
+    try:
+        vae = PatchAutoencoder(**cfg["vae"])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"model.vae: {e}") from None
+    n, grey = vae.latent_channels, vae.grey_channels
     # Seed the initial weights without disturbing the caller's global RNG stream.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(cfg["seed"]))
         try:
-            unet = UNetSpatioTemporalConditionModel(**cfg["unet"])
-            vae = AutoencoderKLTemporalDecoder(**cfg["vae"])
+            # alpha (grey) latents, then RGB latents, then a mask's (grey) latents
+            unet = UNetSpatioTemporalConditionModel(in_channels=grey + n + (grey if guided else 0), out_channels=grey,
+                                                    **cfg["unet"])
         except TypeError as e:
-            raise ValueError(f"model.unet / model.vae: {e}") from None
+            raise ValueError(f"model.unet: {e}") from None
     return unet, vae
 
 
-def _svd_unet_vae(cfg: dict[str, Any]) -> tuple[UNetSpatioTemporalConditionModel, AutoencoderKLTemporalDecoder]:
+@torch.no_grad()
+def _widen_conv_in(unet: UNetSpatioTemporalConditionModel, channels: int) -> UNetSpatioTemporalConditionModel:
+    """The UNet with `channels` inputs; the added ones (the mask's latents) start with zero weights."""
+    old = unet.conv_in
+    if old.in_channels == channels:
+        return unet
+    new = nn.Conv2d(channels, old.out_channels, old.kernel_size, old.stride, old.padding)
+    new.weight.zero_()
+    new.weight[:, :old.in_channels] = old.weight
+    new.bias.copy_(old.bias)
+    unet.conv_in = new
+    unet.register_to_config(in_channels=channels)
+    return unet
+
+
+def _svd_unet_vae(cfg: dict[str, Any]) -> tuple[UNetSpatioTemporalConditionModel, nn.Module]:
     path = cfg.get("path")
     if not path:
         raise ValueError("model.path is not set: model=svd needs model.path=<local Stable Video Diffusion folder>")
@@ -71,9 +109,9 @@ def _svd_unet_vae(cfg: dict[str, Any]) -> tuple[UNetSpatioTemporalConditionModel
     return load_unet_vae(root, label="model.path")
 
 
-def load_unet_vae(root: Path, label: str) -> tuple[UNetSpatioTemporalConditionModel, AutoencoderKLTemporalDecoder]:
+def load_unet_vae(root: Path, label: str) -> tuple[UNetSpatioTemporalConditionModel, nn.Module]:
     loaded = []
-    for sub, cls in (("unet", UNetSpatioTemporalConditionModel), ("vae", AutoencoderKLTemporalDecoder)):
+    for sub, classes in (("unet", (UNetSpatioTemporalConditionModel,)), ("vae", VAES)):
         folder = root / sub
         if not folder.is_dir():
             raise FileNotFoundError(f"{label}: {root} has no {sub}/ subfolder (expected unet/, vae/, scheduler/)")
@@ -84,8 +122,10 @@ def load_unet_vae(root: Path, label: str) -> tuple[UNetSpatioTemporalConditionMo
             class_name = json.loads(config.read_text()).get("_class_name")
         except json.JSONDecodeError as e:
             raise ValueError(f"{label}: {config} is not valid JSON ({e})") from None
-        if class_name != cls.__name__:
-            raise ValueError(f"{label}: {config} describes a {class_name}, not a {cls.__name__}")
+        cls = next((c for c in classes if c.__name__ == class_name), None)
+        if cls is None:
+            raise ValueError(f"{label}: {config} describes a {class_name}, not a "
+                             f"{' or '.join(c.__name__ for c in classes)}")
         variant = _weights_variant(folder, label)
         # float32 whatever the file holds (snapshots often ship fp16): mixed precision is the
         # training loop's choice (autocast), not the checkpoint's.
