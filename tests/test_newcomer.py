@@ -161,6 +161,21 @@ def test_a_classical_run_on_the_sample_is_quiet_and_verbose_shows_it_all(tmp_pat
     assert not (tmp_path / "h2" / "libraries.log").exists()
 
 
+@pytest.mark.slow
+def test_an_infer_run_on_the_sample_is_quiet(tmp_path):
+    from gvm_train.model import build_model
+    from gvm_train.pipeline import GVMPipeline
+    model = tmp_path / "model"   # mask-guided: the segmenter (mediapipe, TF Lite) runs too
+    GVMPipeline.from_model(build_model(to_container(compose("finetune", ["model.gvm.mask_guided=true"]))["model"])
+                           ).save_pretrained(model)
+    p = run("gvm_train.infer", "input=sample", f"checkpoint={model}", "max_frames=3", f"output_dir={tmp_path / 'out'}",
+            f"hydra.run.dir={tmp_path / 'h'}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    noise = re.compile(r"TensorFlow|absl|WARNING|PERFORMANCE|Warning|W0000|INFO:")
+    assert not noise.search(p.stdout + p.stderr), p.stdout + p.stderr
+    assert "infer: 100%" in p.stderr and "3 frames of 176x144" in p.stdout
+
+
 @pytest.mark.parametrize("config", sorted(p.stem for p in (ROOT / "conf").glob("*.yaml")))
 def test_every_app_config_composes_with_its_console_keys(config):
     cfg = to_container(compose(config, []))
