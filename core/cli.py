@@ -141,6 +141,18 @@ def _overrides(argv: list[str]) -> list[str] | None:
     return out
 
 
+def _replaced_sections(default: DictConfig, composed: DictConfig, overrides: list[str]) -> None:
+    """A section of keys given one value (`store=x.zarr` for `store.path=x.zarr`) composes
+    without complaint and fails deep inside the task: refuse it here, naming the keys it holds."""
+    for o in overrides:
+        key = o.split("=", 1)[0].lstrip("+~")
+        was, now = OmegaConf.select(default, key), OmegaConf.select(composed, key)
+        if isinstance(was, DictConfig) and not isinstance(now, DictConfig):
+            inner = ", ".join(f"{key}.{k}" for k in list(was.keys())[:4])
+            fail(f"{key}: is a section of keys ({inner}, ...), not a value; set one of them, e.g. "
+                 f"{key}.{next(iter(was.keys()), 'key')}=...")
+
+
 def compose(config_name: str, overrides: list[str]) -> DictConfig:
     """The config an app would see; for tests and tools that call apps as functions (also from
     inside a running app, whose Hydra already reads this same conf/ tree)."""
@@ -190,7 +202,7 @@ def app(config_name: str) -> Callable[[Callable[[DictConfig], int]], Callable[[]
             overrides = _overrides(sys.argv[1:])
             if overrides is not None:
                 try:
-                    compose(config_name, overrides)
+                    _replaced_sections(compose(config_name, []), compose(config_name, overrides), overrides)
                 except (HydraException, OmegaConfBaseException) as e:
                     fail(f"bad override: {_one_line(e)}")
             hydra_main()

@@ -68,9 +68,19 @@ def routed(log_path: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def chatter() -> Iterator[None]:
-    """A library call's prints to stdout go to the log (when output is routed; else they show)."""
+    """A library call's prints to stdout, Python's and C's (Blender's log, Cycles' device probes),
+    go to the log (when output is routed; else they show)."""
     if _log is None:
         yield
         return
-    with contextlib.redirect_stdout(_log):
-        yield
+    import ctypes
+    sys.stdout.flush()
+    terminal_fd = os.dup(1)
+    os.dup2(_log.fileno(), 1)
+    try:
+        with contextlib.redirect_stdout(_log):
+            yield
+    finally:
+        ctypes.CDLL(None).fflush(None)   # C's buffered prints land in the log, not later on the terminal
+        os.dup2(terminal_fd, 1)
+        os.close(terminal_fd)

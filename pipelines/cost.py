@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 import clipstore
+from core import quiet
 from core.colour import quantise_alpha
 from pipelines.table import columns
 from render.spec import ClipSpec
@@ -67,10 +68,11 @@ def first_frame(spec: ClipSpec) -> tuple[ClipSpec, Any, float]:
 def probe(spec: ClipSpec, threads: int, compression: clipstore.Compression) -> Probe:
     from render import frames
     from render.scene import build_and_render
-    spec1, geo, geometry_s = first_frame(spec)
-    start = time.perf_counter()
-    out = build_and_render(spec1, geo, threads=threads)
-    build_s = time.perf_counter() - start
+    with quiet.chatter():   # the body model's kernel compiler and Blender print to stdout
+        spec1, geo, geometry_s = first_frame(spec)
+        start = time.perf_counter()
+        out = build_and_render(spec1, geo, threads=threads)
+        build_s = time.perf_counter() - start
     start = time.perf_counter()
     fgr, alpha = frames.to_store(out.rgba, out.alpha, spec.cycles["fgr_min_alpha"])
     arrays = {"fgr": fgr, "alpha": alpha}

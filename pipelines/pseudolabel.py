@@ -35,7 +35,7 @@ from matting import person as people
 from matting import pseudo
 from matting.image import resize
 from matting.segment import SEGMENTERS, Segmenter
-from matting.video import VideoError, VideoInput, open_input, video_name
+from matting.video import VideoError, VideoInput, open_input, resolve_input, video_name
 from pipelines import contact_sheet
 from pipelines.table import columns
 
@@ -49,8 +49,9 @@ SETTINGS = ("labeler", "checkpoint", "refine", "gvm", "segmenter", "auto", "self
 
 
 def find_videos(path: str | Path) -> list[Path]:
-    """The videos an input names: a file; a folder's video files; or a folder of frames (one video)."""
-    p = Path(path)
+    """The videos an input names: a file; a folder's video files; a folder of frames (one video); or
+    `sample`, the bundled real clip."""
+    p = resolve_input(path)
     if not p.exists():
         raise UserError(f"input: {p} does not exist")
     if p.is_file():

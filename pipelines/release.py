@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import shutil
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,8 +141,12 @@ def write_zarr_shard(path: Path, root: Any, ids: list[str], attrs: Mapping[str, 
     """A zip of a zarr store in the store contract holding these clips (written as a folder, then
     zipped once, stored: the chunks are compressed already)."""
     def write(tmp: Path) -> None:
-        with tempfile.TemporaryDirectory(prefix="gvm-shard-") as d:
-            folder = Path(d) / "shard.zarr"
+        # The folder sits beside the shard, hidden, not in a TemporaryDirectory: a stop signal leaves
+        # zarr's writer thread finishing its chunks after this thread has gone, which no cleanup can
+        # wait for; the next write of this shard clears whatever it left.
+        folder = tmp.with_name(tmp.name + ".zarr")
+        shutil.rmtree(folder, ignore_errors=True)
+        try:
             out = clipstore.create(folder, {**store_attrs})
             for cid in ids:
                 clip = clipstore.read_clip(root, cid)
@@ -150,6 +154,8 @@ def write_zarr_shard(path: Path, root: Any, ids: list[str], attrs: Mapping[str, 
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
                 for f in sorted(p for p in folder.rglob("*") if p.is_file()):
                     z.write(f, f.relative_to(folder).as_posix())
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
     _atomic(path, write)
 
 

@@ -116,6 +116,17 @@ def test_values_that_cannot_be_meant_are_refused_before_work(app, overrides, wor
     assert sorted(p.name for p in tmp_path.iterdir()) == []   # refused before anything was created
 
 
+@pytest.mark.parametrize("args, key", [
+    (["pipelines.pseudolabel", "input=sample", "store={t}/p.zarr"], "store"),
+    (["pipelines.render", "dry_run=plan", "store={t}/s.zarr"], "store"),
+    (["gvm_train.finetune", "train=5"], "train"),
+])
+def test_a_value_given_to_a_section_of_keys_is_one_line(args, key, tmp_path):
+    p = run(*(a.format(t=tmp_path) for a in args))
+    last = one_error_line(p, f"{key}: is a section of keys", f"{key}.")
+    assert list(tmp_path.iterdir()) == [], last
+
+
 def test_overlap_not_below_the_window_is_refused_with_the_models_window(tmp_path):
     from gvm_train import infer
     from gvm_train.model import build_model
@@ -159,6 +170,17 @@ def test_a_classical_run_on_the_sample_is_quiet_and_verbose_shows_it_all(tmp_pat
                f"hydra.run.dir={tmp_path / 'h2'}", "verbose=true")
     assert loud.returncode == 0 and "TensorFlow Lite" in loud.stderr
     assert not (tmp_path / "h2" / "libraries.log").exists()
+
+
+@pytest.mark.blender
+@pytest.mark.slow
+def test_a_render_dry_run_is_quiet(tmp_path, cache_dir):
+    p = run("pipelines.render", *SMALL, "dry_run=true", "n_clips=1", f"body.cache_dir={cache_dir}",
+            f"store.path={tmp_path / 's.zarr'}", f"hydra.run.dir={tmp_path / 'h'}", timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "probe: frame 1 of clip000000" in p.stdout and "estimate:" in p.stdout
+    assert not re.search(r"CUEW|HIPEW|WARNING|Kernel cache|Warp", p.stdout + p.stderr), p.stdout + p.stderr
+    assert "CUEW" in (tmp_path / "h" / "libraries.log").read_text()   # kept, not lost
 
 
 @pytest.mark.slow
@@ -312,3 +334,53 @@ def test_infer_stops_on_sigterm_and_the_rerun_completes_it(tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
     assert json.loads((tmp_path / "out" / "run.json").read_text())["frames"] == len(list(pha.glob("*.png")))
     assert all((pha / name).read_bytes() == data for name, data in kept.items())   # the same frames, bit for bit
+
+
+def _clip_files(store: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(store / "clips")): p.read_bytes() for p in (store / "clips").rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_pseudolabel_stops_on_sigterm_and_the_rerun_completes_it(tmp_path):
+    store = tmp_path / "pseudo.zarr"
+    args = ["input=sample", "segmenter=selfie", "clip.seconds=1", "clip.min_seconds=1", "quality.min_score=0",
+            f"store.path={store}", f"hydra.run.dir={tmp_path / 'h'}"]
+    log = tmp_path / "pl.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([PY, "-m", "pipelines.pseudolabel", *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    took = _sigterm_when(proc, log, "30/120", 240)
+    text = log.read_text()
+    assert proc.returncode == 143 and took < 10, text[-2000:]
+    assert "stopped by SIGTERM" in text and "Traceback" not in text
+    kept = _clip_files(store)
+    clips = lambda: [p for p in (store / "clips").iterdir() if p.is_dir()]  # noqa: E731
+    assert 1 <= len(clips()) < 4, clips()   # whole clips only: a clip is there or it is not
+    again = run("pipelines.pseudolabel", *args, timeout=300)
+    assert again.returncode == 0 and "already done" in again.stdout, again.stderr[-2000:]
+    after = _clip_files(store)
+    assert len(clips()) == 4
+    assert all(after[name] == data for name, data in kept.items())   # the clips written before the stop, bit for bit
+
+
+@pytest.mark.slow
+def test_publish_stops_on_sigterm_and_the_rerun_reuses_what_it_packed(tmp_path):
+    from tests.test_publish import make_store
+    store = make_store(tmp_path / "s.zarr", n=40, t=12, h=96, w=128)
+    out = tmp_path / "release"
+    args = [f"store={store}", f"output_dir={out}", "shard_bytes=1", f"hydra.run.dir={tmp_path / 'h'}"]
+    log = tmp_path / "publish.log"
+    with open(log, "w") as sink:
+        proc = subprocess.Popen([PY, "-m", "pipelines.publish", *args], cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
+    took = _sigterm_when(proc, log, "packing shards:", 240)
+    text = log.read_text()
+    assert proc.returncode == 143 and took < 10, text[-2000:]
+    assert "stopped after" in text and "stopped by SIGTERM" in text and "Traceback" not in text
+    assert not (out / "manifest.json").exists()
+    kept = {p: p.read_bytes() for p in (out / "data").rglob("*") if p.is_file() and ".part" not in str(p)}
+    assert kept and all(p.suffix in (".zip", ".tar") for p in kept)   # whole shards only in sight
+    again = run("pipelines.publish", *args, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"{len(kept)} reused" in again.stdout, again.stdout
+    assert all(p.read_bytes() == data for p, data in kept.items())
+    assert run("pipelines.publish", "verify", str(out)).returncode == 0
+    assert not [p for p in out.rglob("*") if ".part" in p.name]   # nothing the stop left behind
