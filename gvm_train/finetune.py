@@ -27,7 +27,7 @@ from core import seeds
 from core.checks import integer, is_number, one_of, writable
 from core.cli import UserError, app, to_container
 from gvm_train import data
-from gvm_train.data import latent_cache
+from gvm_train.data import guided_sets, latent_cache
 from gvm_train.model import GVMModel, build_model
 from gvm_train.model.objectives import predict_alpha, training_loss
 from gvm_train.model.regimes import apply_regime, has_lora, load_lora, merge_lora, save_lora
@@ -175,6 +175,12 @@ def train(c: dict) -> dict[str, Any]:
         per_step = t["batch_size"] * t["grad_accum"] * nproc
         guided = bool(c["model"]["gvm"]["mask_guided"])
         train_set = data.WindowDataset(train_refs, c["data"], seed, t["steps"] * per_step, guide=guided)
+        sets = c["data"]["guided_sets"]
+        if sets["sets"] and not guided:
+            raise ValueError("data.guided_sets: only a mask-guided model (model.gvm.mask_guided=true) trains on them")
+        if sets["sets"] and sets["share"] > 0:
+            windows = guided_sets.GuidedSetWindows(guided_sets.index(sets["sets"]), c["data"], seed, len(train_set))
+            train_set = guided_sets.Mixed(train_set, windows, sets["share"], seed)
         val_set = data.WindowDataset(val_refs or train_refs, c["data"], seeds.derive(seed, "val") % 2**32, t["val_windows"],
                                      guide=guided)
         found = _checkpoints(out) if t["resume"] else []

@@ -10,6 +10,11 @@ absolute frame, so two windows start from the same noise on the frames they shar
 more where they are blended. A last window that would run past the end is moved back to end on
 the last frame; a video shorter than a window is padded by repeating its last frame.
 
+A mask-residual model predicts a correction to its guide mask; the correction is resized back and
+added to the mask at the input's own resolution, so the detail of a fine guide (a pseudo-label, the
+classical matte) that the model's smaller working size cannot hold is kept, and a model that has
+learnt nothing returns its guide unchanged.
+
 Frames are resized (short side, capped long side), padded to a size the UNet can halve as often
 as it needs, and un-padded and resized back afterwards. `stream()` yields alpha frames in order
 as soon as no later window can change them, holding only about one window in memory, so videos
@@ -99,13 +104,13 @@ class Geometry:
         x = cv2.copyMakeBorder(x, 0, self.padded[0] - h, 0, self.padded[1] - w, cv2.BORDER_REPLICATE)
         return torch.from_numpy(x.reshape(*x.shape[:2], -1)).permute(2, 0, 1)
 
-    def from_model(self, alpha: np.ndarray) -> np.ndarray:
-        """(h', w') -> (H, W): un-pad, resize back, clip to [0, 1]."""
+    def from_model(self, alpha: np.ndarray, clip: bool = True) -> np.ndarray:
+        """(h', w') -> (H, W): un-pad, resize back, clip to [0, 1] (a correction: not clipped)."""
         h, w = self.scaled
         alpha = alpha[:h, :w]
         if (h, w) != (self.height, self.width):
             alpha = cv2.resize(alpha, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
-        return np.clip(alpha, 0.0, 1.0).astype(np.float32)
+        return (np.clip(alpha, 0.0, 1.0) if clip else alpha).astype(np.float32)
 
 
 class GVMPipeline(DiffusionPipeline):
@@ -198,12 +203,15 @@ class GVMPipeline(DiffusionPipeline):
         if guided != (masks is not None):
             raise ValueError("masks: a mask-guided model needs one mask per frame" if guided else
                              "masks: this model is not mask-guided")
+        residual = model.config.mask_residual
         source, mask_source = iter(frames), iter(masks) if guided else None
         geo: Geometry | None = None
         pixels: dict[int, torch.Tensor] = {}     # model-space frames read and not yet encoded (mask channel last)
+        guides: dict[int, np.ndarray] = {}       # residual: each frame's mask at full size, until emitted
+        base: dict[int, torch.Tensor] = {}       # residual: each frame's mask latents
         acc: dict[int, torch.Tensor] = {}        # frame -> weighted latent sum of the windows so far
         wsum: dict[int, float] = {}
-        done: list[torch.Tensor] = []            # the last decode_context final latents, for context
+        done: list[tuple[torch.Tensor, torch.Tensor | None]] = []   # the last decode_context (final, base) latents
         emitted = read = 0
         bar = self.progress_bar(total=len(starts))
         for k, start in enumerate(starts):
@@ -219,6 +227,8 @@ class GVMPipeline(DiffusionPipeline):
                     if mask is None:
                         raise ValueError(f"the masks ended after {read} of {n_frames} frames")
                     pixels[read] = torch.cat([pixels[read], geo.to_model(mask)])
+                    if residual:
+                        guides[read] = np.asarray(mask, np.float32) / (255.0 if mask.dtype == np.uint8 else 1.0)
                 read += 1
             x = torch.stack([pixels[i] for i in idx])[None].to(model.device, model.dtype)
             cond = model.condition(x[:, :, :3], x[:, :, 3:] if guided else None)
@@ -228,15 +238,21 @@ class GVMPipeline(DiffusionPipeline):
                 w = float(weights[j])
                 acc[i] = acc.get(i, 0) + w * clean[j]
                 wsum[i] = wsum.get(i, 0.0) + w
+                if residual:
+                    base.setdefault(i, model.base_latents(cond)[0, j])
             final_upto = starts[k + 1] if k + 1 < len(starts) else n_frames
-            block = [acc.pop(i) / wsum.pop(i) for i in range(emitted, final_upto)]
+            block = [(acc.pop(i) / wsum.pop(i), base.pop(i, None)) for i in range(emitted, final_upto)]
             for i in range(emitted, final_upto):
                 pixels.pop(i, None)
             if block:
                 context = done[-decode_context:] if decode_context else []
-                alpha = model.decode_alpha(torch.stack(context + block)[None])[0, len(context):, 0]
-                for a in alpha.float().cpu().numpy():
-                    yield geo.from_model(a)
+                latents = lambda k: torch.stack([pair[k] for pair in context + block])[None]  # noqa: E731
+                alpha = model.decode_alpha(latents(0), clamp=not residual)[0, len(context):, 0].float().cpu().numpy()
+                if residual:   # the correction, at full size, over the full-size guide
+                    alpha -= model.decode_alpha(latents(1), clamp=False)[0, len(context):, 0].float().cpu().numpy()
+                for n, a in enumerate(alpha):
+                    i = emitted + n
+                    yield np.clip(guides.pop(i) + geo.from_model(a, clip=False), 0, 1) if residual else geo.from_model(a)
                 done = (done + block)[-max(decode_context, 1):]
                 emitted = final_upto
             bar.update()

@@ -59,8 +59,8 @@ def parse_resolution(text: Any) -> tuple[int, int]:
 
 
 def _check(c: dict) -> None:
-    if c["clips"] not in ("heldout", "all"):
-        raise UserError(f"clips must be heldout or all, got {c['clips']!r}")
+    if c["clips"] not in ("heldout", "train", "all"):
+        raise UserError(f"clips must be heldout, train or all, got {c['clips']!r}")
     n = c["frames"]
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise UserError(f"frames must be a positive integer or null, got {c['frames']!r}")
@@ -78,7 +78,8 @@ def store_label(path: str) -> str:
 
 
 def select_clips(c: dict) -> list[data.ClipRef]:
-    """The clips the benchmark holds: finetune's held-out split of `stores`, or all of them."""
+    """The clips the set holds: finetune's held-out split of `stores`, its training clips (composites
+    for training a mask-guided model on its guide's own mattes), or all of them."""
     if not c["stores"]:
         raise UserError("no stores given: pass stores=[path/to/store.zarr,...] (or data.stores, which finetune uses)")
     try:
@@ -94,7 +95,9 @@ def select_clips(c: dict) -> list[data.ClipRef]:
     if c["clips"] == "all":
         return refs
     d = c["data"]
-    _, val = data.split(refs, d["val_fraction"], d["val_min_clips"])
+    train, val = data.split(refs, d["val_fraction"], d["val_min_clips"])
+    if c["clips"] == "train":
+        return train
     if not val:
         raise UserError(f"no held-out clips among the {len(refs)} clip(s) of stores {list(c['stores'])} "
                         f"(data.val_fraction={d['val_fraction']}, data.val_min_clips={d['val_min_clips']}): "

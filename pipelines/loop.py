@@ -29,6 +29,7 @@ from gvm_train import infer
 from gvm_train.finetune import train
 from gvm_train.pipeline import GVMPipeline
 from matting import classical, layout, sheet
+from matting.video import open_input
 from matting.evaluate import compare_table, evaluate, write_report as write_evaluation
 from pipelines import benchmark_set
 from pipelines import render as render_driver
@@ -71,31 +72,52 @@ class Stages:
         if code:
             raise UserError(f"render: {code} (some clips failed; rerun make loop to retry them)")
 
-    def finetune(self) -> None:
-        for folder, extra in (("finetune", []), ("finetune_guided", self.c["guided"])):
+    def guide_sets(self) -> list[dict[str, str]]:
+        """The training clips composited (conf guided_train) and matted by the classical baseline:
+        the mask-guided model also learns from the errors of the guide it will refine."""
+        if self.c["guide"] != "classical" or not self.c["guided_train"]:
+            return []
+        sets = benchmark_set.build(_cfg("benchmark_set", [*self.split, *self.c["guided_train"], "clips=train",
+                                                          f"stores=[{self.store}]",
+                                                          f"output_dir={self.out / 'guided_train'}"]))
+        for s in sets:
+            self.classical(s, self.out / "guided_train_classical" / s.name)
+        return [{"frames": str(s), "guide": str(self.out / "guided_train_classical" / s.name)} for s in sets]
+
+    def finetune(self, guide_sets: list[dict[str, str]]) -> None:
+        sets = ",".join(f"{{frames:'{s['frames']}',guide:'{s['guide']}'}}" for s in guide_sets)
+        guided = [*self.c["guided"], f"data.guided_sets.sets=[{sets}]"]
+        for folder, extra in (("finetune", []), ("finetune_guided", guided)):
             print(f"-- {folder}", flush=True)
             train(_cfg("finetune", [*self.c["finetune"], *extra, f"data.stores=[{self.store}]",
                                     f"output_dir={self.out / folder}", "train.save_initial=true"]))
 
+    @property
+    def split(self) -> list[str]:
+        """finetune's split keys: a benchmark set made with others could hold a training clip."""
+        return [o for o in self.c["finetune"] if o.startswith("data.")]
+
     def benchmark(self) -> list[Path]:
-        # The split keys must be finetune's, or the benchmark could hold a training clip.
-        split = [o for o in self.c["finetune"] if o.startswith("data.")]
-        return benchmark_set.build(_cfg("benchmark_set", [*split, *self.c["benchmark"], f"stores=[{self.store}]",
+        return benchmark_set.build(_cfg("benchmark_set", [*self.split, *self.c["benchmark"], f"stores=[{self.store}]",
                                                           f"output_dir={self.out / 'benchmark'}"]))
 
-    def predict(self, sets: list[Path]) -> None:
+    def classical(self, bench: Path, root: Path) -> None:
+        """The classical baseline's mattes of every clip of a set, under root/<clip>/."""
         classical_cfg = _cfg("classical", self.c["classical"])
+        for clip in layout.clips(bench, layout.COM):
+            dest = root / clip.name
+            cc = {**classical_cfg, "input": str(clip / layout.COM), "output_dir": str(dest)}
+            if not done.is_done(dest, classical.settings(cc)):
+                print(f"classical: {bench.name}/{clip.name}", flush=True)
+                classical.matte_folder(cc["input"], dest, classical_cfg)
+
+    def predict(self, sets: list[Path]) -> None:
         for bench in sets:
-            for method in ("classical", *MODELS, CEILING):   # classical first: it can be the models' guide
+            self.classical(bench, self.out / "pred" / bench.name / "classical")   # first: it can be the models' guide
+            for method in (*MODELS, CEILING):
                 pipe = None
                 for clip in layout.clips(bench, layout.COM):
                     dest = self.out / "pred" / bench.name / method / clip.name
-                    if method == "classical":
-                        cc = {**classical_cfg, "input": str(clip / layout.COM), "output_dir": str(dest)}
-                        if not done.is_done(dest, classical.settings(cc)):
-                            print(f"{method}: {bench.name}/{clip.name}", flush=True)
-                            classical.matte_folder(cc["input"], dest, classical_cfg)
-                        continue
                     folder, saved = MODELS.get(method, MODELS["fine-tuned"])
                     guide = (f"mask={self.out / 'pred' / bench.name / 'classical' / clip.name / layout.PHA}"
                              if self.c["guide"] == "classical" else "mask=segmenter")
@@ -119,6 +141,31 @@ class Stages:
                 write_evaluation(r, self.out / "eval" / bench.name / f"{method}.json")
                 results[bench.name][method] = r
         return results
+
+
+def real_video(out: Path, c: dict) -> Path:
+    """The bundled real clip (`real.input`) matted by the classical baseline and both fine-tuned models,
+    the mask-guided one guided by that classical matte, and a contact sheet of them (frames as rows)."""
+    r = c["real"]
+    root = out / "real"
+    classical_cfg = _cfg("classical", [*c["classical"], f"max_frames={r['frames']}"])
+    classical.matte_folder(r["input"], root / "classical", classical_cfg)
+    shown = {"classical": root / "classical"}
+    for method in ("fine-tuned", "mask-guided"):
+        folder, saved = MODELS[method]
+        ic = _cfg("infer", [*c["infer"], f"input={r['input']}", f"max_frames={r['frames']}",
+                            f"mask={root / 'classical' / layout.PHA}", f"checkpoint={out / folder / saved}",
+                            f"output_dir={root / method}"])
+        infer.matte(ic)
+        shown[method] = root / method
+    frames = list(open_input(r["input"]).frames(0, r["frames"]))
+    picks = np.linspace(0, len(frames) - 1, r["sheet_frames"]).round().astype(int)
+    names = [layout.frames(root / "classical", layout.PHA)[i].name for i in picks]
+    rows = [sheet.row([sheet.tile(frames[i], height=r["cell"])]
+                      + [sheet.tile(cv2.imread(str(d / layout.PHA / n), cv2.IMREAD_GRAYSCALE), height=r["cell"])
+                         for d in shown.values()], label=f"frame {i}") for i, n in zip(picks, names)]
+    labels = ("frame", *shown)
+    return sheet.write(out / "real_sample.png", sheet.grid(rows, columns=labels, column_width=rows[0].shape[1] // len(labels)))
 
 
 def autoencode(pipe: GVMPipeline, clip: Path, dest: Path, ic: dict) -> None:
@@ -165,6 +212,9 @@ def write_report(out: Path, results: dict[str, dict[str, Any]], seconds: dict[st
                                    c["report"]["cell"], c["report"]["clips"])
         lines += [f"![predictions]({picture.name})", ""]
         lines += [f"Per-frame metrics: [{m}](eval/{bench}/{m}.png)" for m in METHODS] + [""]
+    lines += ["## The bundled real video", "",
+              f"{c['real']['input']}: its frames, the classical matte, the mask-free and the mask-guided model's "
+              "(guided by that classical matte).", "", "![real video](real_sample.png)", ""]
     lines += ["## Training", "", "mask-free: ![loss](finetune/loss.png)", "",
               "mask-guided: ![loss](finetune_guided/loss.png)", ""]
     report = out / "report.md"
@@ -179,10 +229,12 @@ def run(c: dict) -> Path:
     s = Stages(c)
     s.out.mkdir(parents=True, exist_ok=True)
     s.timed("render", s.render)
-    s.timed("finetune", s.finetune)
+    guide_sets = s.timed("guides", s.guide_sets)
+    s.timed("finetune", s.finetune, guide_sets)
     sets = s.timed("benchmark", s.benchmark)
     s.timed("predict", s.predict, sets)
     results = s.timed("evaluate", s.evaluate, sets)
+    s.timed("real video", real_video, s.out, c)
     report = write_report(s.out, results, s.seconds, c)
     print("\n" + report.read_text())
     return report

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import clipstore
 from assets import body
-from core import provenance
+from core import provenance, quiet
 from core.checks import writable
 from core.cli import UserError, app, stop_on_signals, to_container
 from pipelines import contact_sheet, cost, plan, report
@@ -300,7 +300,9 @@ def main(cfg: DictConfig) -> int:
     if todo and model["kind"] == "anny":
         from assets import anny_body
         print("anny: loading the body model (its first build on a machine takes about 90 s) ...", flush=True)
-        print(f"anny: ready in {anny_body.ensure_built(model['path']):.0f} s", flush=True)
+        with quiet.chatter():   # warp's kernel compiler prints its devices and cache to stdout
+            seconds = anny_body.ensure_built(model["path"])
+        print(f"anny: ready in {seconds:.0f} s", flush=True)
     done, failed, stopped = run_ray(todo, c) if todo else ([], {}, None)
     if stopped is not None:   # no sheet, report or manifest: the next run, which resumes, writes them
         print(summary(c, len(specs), len(specs) - len(todo), done, failed, time.perf_counter() - start, None))

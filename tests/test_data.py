@@ -1,4 +1,5 @@
 """Training windows from real zarr stores (written through the store API, no render needed)."""
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -182,3 +183,53 @@ def test_a_bad_guide_mask_value_is_named(tmp_path):
         data.check(_cfg("data.guide_mask.blur_sigma=[2,1]"))
     with pytest.raises(UserError, match="data.guide_mask"):
         data.check(_cfg("~data.guide_mask.stale"))
+
+
+def _guided_set(root, n_clips=2, t=6, h=36, w=64, offset=0.0):
+    """A benchmark-layout set of moving discs and a 'guide' that mattes them a little too wide."""
+    yy, xx = np.mgrid[:h, :w]
+    for c in range(n_clips):
+        for f in range(t):
+            d = np.sqrt((yy - h / 2) ** 2 + (xx - 20 - 2 * f - 5 * c) ** 2)
+            alpha = np.clip(9 - d, 0, 1)
+            rgb = np.zeros((h, w, 3), np.uint8)
+            rgb[..., 0] = 40 + 200 * alpha
+            for layer, img in (("com", rgb), ("pha", alpha * 255), ("guide", np.clip(11 + offset - d, 0, 1) * 255)):
+                folder = root / ("frames" if layer != "guide" else "guide") / f"clip{c}" / ("pha" if layer == "guide" else layer)
+                folder.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(folder / f"{f:04d}.png"), np.rint(img).astype(np.uint8))
+    return [{"frames": str(root / "frames"), "guide": str(root / "guide")}]
+
+
+def test_guided_set_windows_pair_truth_with_the_guides_mattes(tmp_path):
+    from gvm_train.data import guided_sets
+    sets = _guided_set(tmp_path)
+    cfg = _cfg("data.size=16", "data.frames=4", "data.crop_scale=[0.5,0.9]")
+    ds = guided_sets.GuidedSetWindows(guided_sets.index(sets), cfg, seed=3, length=20)
+    s = ds[7]
+    assert s["rgb"].shape == (4, 3, 16, 16) and s["alpha"].shape == s["mask"].shape == (4, 1, 16, 16)
+    assert torch.equal(s["mask"], guided_sets.GuidedSetWindows(guided_sets.index(sets), cfg, seed=3, length=20)[7]["mask"])
+    items = [ds[i] for i in range(20)]
+    assert all(it["alpha"].max() > 0.5 for it in items)                        # crops land on the person
+    for it in items:   # the guide's own matte, cropped alike: wider than the truth, covering it
+        assert it["mask"].sum() > it["alpha"].sum() and (it["mask"] >= it["alpha"] - 0.02).all()
+    # Mixed: about `share` of the windows from the guided set, each as its source gives it.
+    plain = data.WindowDataset(data.index_stores([_write(tmp_path / "a.zarr", 3)]), cfg, seed=3, length=200, guide=True)
+    mixed = guided_sets.Mixed(plain, guided_sets.GuidedSetWindows(guided_sets.index(sets), cfg, 3, 200), 0.3, seed=3)
+    picked = [mixed[i]["clip"].startswith("clip") for i in range(200)]
+    assert 0.2 < np.mean(picked) < 0.4
+    i = picked.index(True)
+    assert torch.equal(mixed[i]["mask"], mixed.guided[i]["mask"]) and set(mixed[i]) == set(guided_sets.Mixed.KEYS)
+
+
+def test_a_guided_set_with_missing_guide_frames_is_named(tmp_path):
+    from core.errors import UserError
+    from gvm_train.data import guided_sets
+    sets = _guided_set(tmp_path)
+    (tmp_path / "guide" / "clip1" / "pha" / "0005.png").unlink()
+    with pytest.raises(ValueError, match="clip1 needs as many com/, pha/ and guide"):
+        guided_sets.index(sets)
+    with pytest.raises(UserError, match="data.guided_sets.share"):
+        data.check(_cfg("data.guided_sets.share=2"))
+    with pytest.raises(UserError, match="data.guided_sets.sets"):
+        data.check(_cfg("data.guided_sets.sets=[{frames:a}]"))

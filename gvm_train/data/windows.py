@@ -24,7 +24,7 @@ from core.checks import integer, is_number
 from core.errors import UserError
 from core.colour import alpha_float, linear_to_srgb, srgb_to_linear
 from core.ranges import draw
-from gvm_train.data import guide
+from gvm_train.data import guide, guided_sets
 from gvm_train.data.backgrounds import Backgrounds
 from matting.image import disc
 
@@ -108,6 +108,7 @@ def check(cfg: dict[str, Any]) -> None:
         guide.check(cfg["guide_mask"])
     except ValueError as e:
         raise UserError(str(e)) from None
+    guided_sets.check(cfg["guided_sets"])
 
 
 class WindowDataset(torch.utils.data.Dataset):
