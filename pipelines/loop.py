@@ -1,11 +1,13 @@
 """`python -m pipelines.loop` (`make loop`): the whole loop, small, in one command.
 
-Renders a small store, fine-tunes the tiny model on it twice (mask-free, the paper's mode, and
-mask-guided), composites the held-out clips into a benchmark set, mattes that set with the
-untrained mask-guided model (its step-0 weights), both fine-tuned ones and the classical baseline,
-puts the true alpha through the model's autoencoder at the inference size (the ceiling no model
-output can pass), evaluates them all and writes `<output_dir>/report.md`: one table per
-resolution, the training curves, the per-frame metric plots and a contact sheet of the predictions.
+Renders a small store; composites its training clips and mattes them with the classical baseline
+(the guide the mask-guided model will refine, so it also learns that guide's own errors);
+fine-tunes the tiny model twice (mask-free, the paper's mode, and mask-guided); composites the
+held-out clips into a benchmark set; mattes that set with the untrained mask-guided model (its
+step-0 weights), both fine-tuned ones and the classical baseline; puts the true alpha through the
+model's autoencoder at the inference size (the ceiling of a mask-free output); evaluates them all;
+mattes the bundled real video; and writes `<output_dir>/report.md`: one table per resolution, the
+training curves, the per-frame metric plots and contact sheets of the predictions.
 
 Each stage is one of the project's own apps called with the overrides listed for it in
 conf/loop.yaml, and each is resumable, so a rerun after an interruption picks up where it stopped
@@ -23,7 +25,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from core import done
-from core.checks import one_of, writable
+from core.checks import integer, one_of, writable
 from core.cli import UserError, app, compose, to_container
 from gvm_train import infer
 from gvm_train.finetune import train
@@ -87,7 +89,7 @@ class Stages:
     def finetune(self, guide_sets: list[dict[str, str]]) -> None:
         sets = ",".join(f"{{frames:'{s['frames']}',guide:'{s['guide']}'}}" for s in guide_sets)
         guided = [*self.c["guided"], f"data.guided_sets.sets=[{sets}]"]
-        for folder, extra in (("finetune", []), ("finetune_guided", guided)):
+        for folder, extra in (("finetune", self.c["mask_free"]), ("finetune_guided", guided)):
             print(f"-- {folder}", flush=True)
             train(_cfg("finetune", [*self.c["finetune"], *extra, f"data.stores=[{self.store}]",
                                     f"output_dir={self.out / folder}", "train.save_initial=true"]))
@@ -245,6 +247,8 @@ def main(cfg: DictConfig) -> int:
     c = to_container(cfg)
     writable(c["output_dir"], "output_dir")
     one_of(c["guide"], ("classical", "segmenter"), "guide")
+    for key in ("frames", "sheet_frames", "cell"):
+        integer(c["real"][key], f"real.{key}", 1)
     print(f"report: {run(c)}")
     return 0
 

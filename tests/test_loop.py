@@ -16,6 +16,7 @@ def test_loop_writes_the_report_and_resumes(tmp_path, cache_dir):
     c["finetune"] = ["train.steps=3", "train.val_every=0", "train.threads=1", "train.checkpoint_every=3",
                      "data.size=32", "data.frames=4", "data.stride=1", "model.unet.num_frames=4",
                      "data.val_min_clips=1"]
+    c["mask_free"] = []
     c["benchmark"] = ["resolutions=[64x36]", "backgrounds.kinds=[still]"]
     c["guided_train"] = ["name=train", "resolutions=[64x36]", "backgrounds.kinds=[still]", "seed=1"]
     c["infer"] = ["short_side=32", "threads=1", "writer.alpha_video=none", "writer.preview.enabled=false"]

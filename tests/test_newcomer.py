@@ -127,6 +127,11 @@ def test_a_value_given_to_a_section_of_keys_is_one_line(args, key, tmp_path):
     assert list(tmp_path.iterdir()) == [], last
 
 
+def test_the_loops_real_video_sheet_needs_frames(tmp_path):
+    one_error_line(run("pipelines.loop", "real.sheet_frames=0", f"output_dir={tmp_path / 'loop'}"), "real.sheet_frames")
+    assert not (tmp_path / "loop").exists()
+
+
 def test_overlap_not_below_the_window_is_refused_with_the_models_window(tmp_path):
     from gvm_train import infer
     from gvm_train.model import build_model
