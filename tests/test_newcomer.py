@@ -243,18 +243,24 @@ def _sigterm_when(proc: subprocess.Popen, log: Path, needle: str, timeout: float
     return time.monotonic() - start
 
 
+def _stopped_by_sigterm(module: str, args: list[str], log: Path, needle: str) -> str:
+    """Start `module`, send SIGTERM once its output matches `needle`; it must exit 143 within 10 s.
+    Returns what it printed."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen([PY, "-m", module, *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    took = _sigterm_when(proc, log, needle, 240)
+    text = log.read_text()
+    assert proc.returncode == 143 and took < 10, text[-2000:]
+    return text
+
+
 @pytest.mark.slow
 def test_finetune_stops_on_sigterm_and_resumes_to_the_same_model(tmp_path):
     store = write_store(tmp_path / "s.zarr", 3, t=16, h=40, w=48)
     args = [f"data.stores=[{store}]", "train.steps=6", "train.checkpoint_every=2",
             "train.val_every=0", "train.tensorboard=false", "train.threads=1", f"hydra.run.dir={tmp_path / 'h'}"]
     log = tmp_path / "ft.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([PY, "-m", "gvm_train.finetune", *args, f"output_dir={tmp_path / 'a'}"], cwd=ROOT,
-                                stdout=out, stderr=subprocess.STDOUT)
-    took = _sigterm_when(proc, log, "3/6", 240)
-    text = log.read_text()
-    assert proc.returncode == 143 and took < 10, text[-2000:]
+    text = _stopped_by_sigterm("gvm_train.finetune", [*args, f"output_dir={tmp_path / 'a'}"], log, "3/6")
     assert "stopped at step" in text and "stopped by SIGTERM" in text and "Traceback" not in text
     assert not (tmp_path / "a" / "final").exists()
     assert not list((tmp_path / "a" / "checkpoints").glob("*.tmp"))
@@ -326,11 +332,7 @@ def test_infer_stops_on_sigterm_and_the_rerun_completes_it(tmp_path):
     args = ["input=sample", f"checkpoint={model}", "threads=1", f"output_dir={tmp_path / 'out'}",
             f"hydra.run.dir={tmp_path / 'h'}"]
     log = tmp_path / "infer.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([PY, "-m", "gvm_train.infer", *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    took = _sigterm_when(proc, log, "20/", 240)
-    text = log.read_text()
-    assert proc.returncode == 143 and took < 10, text[-2000:]
+    text = _stopped_by_sigterm("gvm_train.infer", args, log, "20/")
     assert "stopped after" in text and "Traceback" not in text
     pha = tmp_path / "out" / "pha"
     kept = {p.name: p.read_bytes() for p in pha.glob("*.png")}
@@ -351,11 +353,7 @@ def test_pseudolabel_stops_on_sigterm_and_the_rerun_completes_it(tmp_path):
     args = ["input=sample", "segmenter=selfie", "clip.seconds=1", "clip.min_seconds=1", "quality.min_score=0",
             f"store.path={store}", f"hydra.run.dir={tmp_path / 'h'}"]
     log = tmp_path / "pl.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([PY, "-m", "pipelines.pseudolabel", *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    took = _sigterm_when(proc, log, "30/120", 240)
-    text = log.read_text()
-    assert proc.returncode == 143 and took < 10, text[-2000:]
+    text = _stopped_by_sigterm("pipelines.pseudolabel", args, log, "30/120")
     assert "stopped by SIGTERM" in text and "Traceback" not in text
     kept = _clip_files(store)
     clips = lambda: [p for p in (store / "clips").iterdir() if p.is_dir()]  # noqa: E731
@@ -374,11 +372,7 @@ def test_publish_stops_on_sigterm_and_the_rerun_reuses_what_it_packed(tmp_path):
     out = tmp_path / "release"
     args = [f"store={store}", f"output_dir={out}", "shard_bytes=1", f"hydra.run.dir={tmp_path / 'h'}"]
     log = tmp_path / "publish.log"
-    with open(log, "w") as sink:
-        proc = subprocess.Popen([PY, "-m", "pipelines.publish", *args], cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
-    took = _sigterm_when(proc, log, r"packing shards: .*\| [1-9]\d*/", 240)   # once a shard is whole
-    text = log.read_text()
-    assert proc.returncode == 143 and took < 10, text[-2000:]
+    text = _stopped_by_sigterm("pipelines.publish", args, log, r"packing shards: .*\| [1-9]\d*/")   # once a shard is whole
     assert "stopped after" in text and "stopped by SIGTERM" in text and "Traceback" not in text
     assert not (out / "manifest.json").exists()
     kept = {p: p.read_bytes() for p in (out / "data").rglob("*") if p.is_file() and ".part" not in str(p)}
