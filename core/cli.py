@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import os
 import re
 import signal
 import sys
@@ -196,8 +197,17 @@ def app(config_name: str) -> Callable[[Callable[[DictConfig], int]], Callable[[]
         hydra_main = hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(job)
 
         def main() -> None:
+            try:
+                run()
+            except BrokenPipeError:
+                # The reader went away (`--help | head`): Python's documented quiet exit, with the
+                # output still buffered sent nowhere instead of failing again at shutdown.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                sys.exit(1)
+
+        def run() -> None:
             if any(a in ("-h", "--help") for a in sys.argv[1:]):
-                print(help_text(config_name, _module(task)))
+                print(help_text(config_name, _module(task)), flush=True)
                 return
             overrides = _overrides(sys.argv[1:])
             if overrides is not None:

@@ -231,6 +231,15 @@ def test_help_on_the_command_line_is_fast():
     assert time.monotonic() - start < 10
 
 
+def test_help_into_a_closed_pipe_ends_quietly():
+    # `--help | head`: the reader is gone before the app writes; no traceback for the user.
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.render", "--help"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(60) == 1 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
 def _sigterm_when(proc: subprocess.Popen, log: Path, needle: str, timeout: float) -> float:
     end = time.monotonic() + timeout
     while not re.search(needle, log.read_text()):
