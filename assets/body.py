@@ -160,6 +160,7 @@ class PosedBody:
     face_uv: np.ndarray | None = None    # (F,3,2) texture coordinates per corner (anny)
     face_part: np.ndarray | None = None  # (F,) int8 material part: 0 skin, 1 eye, 2 inside eyes and mouth (anny)
     regions: dict | None = None          # region name -> (V,) bool, what garments cover (anny)
+    face_sites: tuple | None = None      # (face skin faces, (left eye rim, right eye rim)): brows and lashes (anny)
 
 
 @functools.lru_cache(maxsize=4)

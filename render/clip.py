@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from assets import body, clothing, hair, motions
+from core import seeds
 from core.colour import quantise_alpha
 from render import frames
 from render.scene import Geometry, build_and_render
@@ -65,9 +66,25 @@ def geometry(spec: ClipSpec) -> Geometry:
                 verts, faces = clothing.dress(posed.vertices, posed.faces, covered, g["thickness_m"], normals)
             garments.append({"name": part, "vertices": verts, "faces": faces, "fabric": g["fabric"]})
     stats = hair.groom_stats(groom.points, groom.radius, posed.rest_vertices[posed.head].mean(axis=0))
+    face_hair = brows_and_lashes(spec, posed)
+    if face_hair is not None:
+        stats["brows"] = int((face_hair["kind"] == hair.face.BROW).sum())
+        stats["lashes"] = int((face_hair["kind"] == hair.face.LASH).sum())
     return Geometry(posed.faces, posed.vertices, posed.joints, posed.head_transform, posed.rest_vertices,
                     moving, groom.radius, melanin, {"style": spec.hair["geometry"]["style"], **stats},
-                    posed.face_uv, posed.face_part, tuple(garments))
+                    posed.face_uv, posed.face_part, tuple(garments), face_hair)
+
+
+def brows_and_lashes(spec: ClipSpec, posed: body.PosedBody) -> dict | None:
+    """The clip's brows and lashes in the rest pose, where the body knows its eyes (anny) and
+    `hair.face` is on; None otherwise (the clip's hair stats then have no brow or lash counts)."""
+    p = spec.hair.get("face")
+    if p is None or posed.face_sites is None:
+        return None
+    skin, rims = posed.face_sites
+    fh = hair.face.grow(posed.rest_vertices, posed.faces, skin, rims, p, seeds.derive(spec.hair["seed"], "face"))
+    return {"points": fh.points, "radius": fh.radius, "kind": fh.kind,
+            "melanin": hair.face.melanin(spec.hair["colour"], fh.kind, p, seeds.derive(spec.hair["seed"], "face_colour"))}
 
 
 def render_clip(spec: ClipSpec, threads: int = 0) -> RenderedClip:

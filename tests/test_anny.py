@@ -5,7 +5,7 @@ import socket
 import numpy as np
 import pytest
 
-from assets import anny_body, body, motions
+from assets import anny_body, body, hair, motions
 from core.conf import load
 
 pytestmark = [pytest.mark.slow]
@@ -79,6 +79,50 @@ def test_scalp_is_the_top_and_back_of_the_head(anny_model):
     assert scalp[:, 1].max() >= head[:, 1].max() - 1e-6              # the crown is scalp
 
 
+def test_brows_and_lashes_grow_at_the_eyes_and_ride_the_head(anny_model, standin_model):
+    table = load("motion/procedural")["ranges"]
+    frames = motions.motion_frames({"kind": "procedural", "name": "head_turn",
+                                    "params": motions.sample_params("head_turn", 4, table)}, 12, 8.0)
+    posed = body.pose_body(anny_model, [], frames, _body(3))
+    p = hair.sample(load("hair/default"), 5)["face"]
+    skin, rims = posed.face_sites
+    fh = hair.face.grow(posed.rest_vertices, posed.faces, skin, rims, p, 11)
+    again = hair.face.grow(posed.rest_vertices, posed.faces, skin, rims, p, 11)
+    np.testing.assert_array_equal(fh.points, again.points)
+    brows, lashes = fh.points[fh.kind == hair.face.BROW], fh.points[fh.kind == hair.face.LASH]
+    assert len(brows) == 2 * p["brows"]["count"]
+    assert len(lashes) == 2 * (p["lashes"]["count_upper"] + p["lashes"]["count_lower"])
+    r = posed.rest_vertices
+    eyes = posed.rest_joints[[23, 24]]
+    skin_v = np.unique(skin)
+    normals = hair.vertex_normals(r.astype(np.float64), posed.faces)
+    for side, (eye, rim) in enumerate(zip(eyes, rims)):
+        mine = (brows[:, 0, 0] > 0) == (eye[0] > 0)
+        b = brows[mine]
+        assert len(b) == p["brows"]["count"], "each brow sits over its own eye"
+        # Above the lid's top and within a few centimetres of the eye, on the skin, lying outside it.
+        assert (b[:, 0, 1] > r[rim, 1].max()).all() and (np.abs(b[:, 0, 1] - eye[1]) < 0.04).all()
+        nearest = skin_v[np.argmin(np.linalg.norm(r[skin_v][None] - b[:, 0][:, None], axis=2), axis=1)]
+        assert np.linalg.norm(b[:, 0] - r[nearest], axis=1).max() < 0.008
+        for k in range(1, b.shape[1]):
+            near = skin_v[np.argmin(np.linalg.norm(r[skin_v][None] - b[:, k][:, None], axis=2), axis=1)]
+            assert (((b[:, k] - r[near]) * normals[near]).sum(axis=1) > -0.001).all(), "a brow hair enters the skin"
+        # Lashes root on this eye's lid margin; the upper ones turn up and forward, the lower ones down.
+        lm = lashes[(lashes[:, 0, 0] > 0) == (eye[0] > 0)]
+        gap = np.linalg.norm(lm[:, 0][:, None] - r[rim][None], axis=2).min(axis=1)
+        assert gap.max() < 0.004
+        centre = r[rim].mean(axis=0)
+        upper, lower = lm[lm[:, 0, 1] >= centre[1]], lm[lm[:, 0, 1] < centre[1]]
+        assert len(upper) >= p["lashes"]["count_upper"] * 0.8 and len(lower) >= p["lashes"]["count_lower"] * 0.8
+        assert (upper[:, -1, 1] > upper[:, 0, 1]).all() and (lower[:, -1, 1] < lower[:, 0, 1]).all()
+        assert (lm[:, -1, 2] > lm[:, 0, 2]).all()
+        # The head's transform carries the rim with the posed skin: what the strands ride on.
+        carried = np.einsum("tij,vj->tvi", posed.head_transform, np.c_[r[rim], np.ones(len(rim))])[..., :3]
+        assert np.abs(carried - posed.vertices[:, rim]).max() < 0.002
+    assert np.abs(posed.head_transform[:, :3, :3] - posed.head_transform[:1, :3, :3]).max() > 0.05, "the head turns"
+    assert body.pose_body(standin_model, [0.0] * 10, frames).face_sites is None   # no eyes to place them by
+
+
 def test_phenotypes_cover_teens_to_elders_and_stay_in_range():
     cfg = load("body/default")
     draws = [body.sample(cfg, s, "anny") for s in range(200)]
@@ -107,6 +151,8 @@ def test_a_rendered_anny_store_says_which_body_and_is_publishable(tmp_path, cach
     assert spec_body["model"]["kind"] == "anny" and set(spec_body["phenotype"]) == set(anny_body.PHENOTYPES)
     assert 13 <= spec_body["age_years"] <= 85
     assert clip.attrs["render"]["body_vertices"] == 13718 and (clip["alpha_hair"][:] > 0).any()
+    stats = clip.attrs["render"]["hair"]
+    assert stats["brows"] == 2 * clip.attrs["spec"]["hair"]["face"]["brows"]["count"] and stats["lashes"] > 0
 
 
 @pytest.mark.blender

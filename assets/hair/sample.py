@@ -74,11 +74,25 @@ def check(cfg: Mapping[str, Any]) -> None:
     """Every style a clip can draw, at both ends of its ranges, against the groom's rules: a bad value
     in any style is refused when the dataset is planned, not only in the clips that happen to draw it."""
     _style(cfg, np.random.default_rng(0))   # the weights and the order, as drawing checks them
+    face(cfg["face"], 0)
     styles = cfg["styles"]
     weights = dict(cfg.get("style_weights") or {s: 1.0 for s in styles})
     for style in sorted(s for s in styles if float(weights.get(s, 0)) > 0):
         for end, roll in ((0, 0.0), (-1, 1.0 - 1e-9)):   # low ends with a fringe, high ends without
             _geometry(cfg, style, lambda spec, where: ranges.ends(spec, where)[end], lambda: roll)
+
+
+def face(cfg: Mapping[str, Any], seed: int) -> dict[str, Any] | None:
+    """A clip's brows and lashes (`hair.face`): every range drawn, or None when they are off."""
+    if not cfg["enabled"]:
+        return None
+    rng = np.random.default_rng(seed)
+    out: dict[str, Any] = {k: v for k, v in cfg.items() if k not in ("enabled", "brows", "lashes")}
+    for part in ("brows", "lashes"):
+        out[part] = {k: ranges.draw(v, rng, f"hair.face.{part}.{k}") for k, v in sorted(cfg[part].items())}
+    if int(out["points_per_strand"]) < 2:
+        raise ValueError(f"hair.face.points_per_strand must be at least 2, got {out['points_per_strand']}")
+    return out
 
 
 def sample(cfg: Mapping[str, Any], seed: int, index: int | None = None) -> dict[str, Any]:
@@ -99,5 +113,5 @@ def sample(cfg: Mapping[str, Any], seed: int, index: int | None = None) -> dict[
     motion["wind"] = wind
     return {"geometry": geometry, "material": material,
             "colour": colour.sample(cfg["colour"], np.random.default_rng(seeds.derive(seed, "colour"))),
-            "dynamics": motion,
+            "dynamics": motion, "face": face(cfg["face"], seeds.derive(seed, "face")),
             "seed": seeds.derive(seed, "strands"), "motion_seed": seeds.derive(seed, "hair_motion")}

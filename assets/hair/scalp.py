@@ -63,6 +63,15 @@ def maps(verts: np.ndarray, faces: np.ndarray, center: np.ndarray, p: dict
     return np.maximum(density, 1e-3), length, front_d
 
 
+def on_triangles(weight: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """n points on triangles picked in proportion to `weight` (area times a density), uniform on
+    each: the triangle index and the barycentric coordinates of each point."""
+    f = rng.choice(len(weight), size=n, p=weight / weight.sum())
+    r1, r2 = rng.random(n), rng.random(n)
+    s = np.sqrt(r1)
+    return f, np.stack([1 - s, s * (1 - r2), s * r2], axis=1)
+
+
 def sample(verts: np.ndarray, faces: np.ndarray, n: int, center: np.ndarray, p: dict,
            rng: np.random.Generator) -> Roots:
     """n roots, area x density weighted, with smooth normals and their maps' values."""
@@ -76,11 +85,7 @@ def sample(verts: np.ndarray, faces: np.ndarray, n: int, center: np.ndarray, p: 
     vn = vertex_normals(verts, np.where(flip[:, None], faces[:, ::-1], faces))
     density, length, front_d = maps(verts, faces, center, p)
 
-    w = area * density[faces].mean(axis=1)
-    f = rng.choice(len(faces), size=n, p=w / w.sum())
-    r1, r2 = rng.random(n), rng.random(n)
-    s = np.sqrt(r1)
-    bary = np.stack([1 - s, s * (1 - r2), s * r2], axis=1)       # uniform on each triangle
+    f, bary = on_triangles(area * density[faces].mean(axis=1), n, rng)
     at = lambda a: np.einsum("nk,nk...->n...", bary, a[faces[f]])  # noqa: E731
     points = at(verts)
     normals = normalize(at(vn))
