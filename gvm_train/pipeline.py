@@ -71,6 +71,11 @@ def crossfade_weights(window: int, overlap: int) -> np.ndarray:
     return np.minimum(1.0, np.minimum(j + 1, window - j) / (overlap + 1)).astype(np.float32)
 
 
+def unit(a: np.ndarray) -> np.ndarray:
+    """A frame or mask as float32 in [0, 1]: uint8 scaled by 1/255, anything else as it is."""
+    return np.asarray(a, np.float32) / (255.0 if a.dtype == np.uint8 else 1.0)
+
+
 @dataclass(frozen=True)
 class Geometry:
     """How frames of one size are brought to the model and back."""
@@ -96,7 +101,7 @@ class Geometry:
         if frame.shape[:2] != (self.height, self.width):
             raise ValueError(f"frame of size {frame.shape[1]}x{frame.shape[0]} in a video of "
                              f"{self.width}x{self.height}")
-        x = frame.astype(np.float32) / (255.0 if frame.dtype == np.uint8 else 1.0)
+        x = unit(frame)
         h, w = self.scaled
         if (h, w) != (self.height, self.width):
             interp = cv2.INTER_AREA if h < self.height else cv2.INTER_LINEAR
@@ -228,7 +233,7 @@ class GVMPipeline(DiffusionPipeline):
                         raise ValueError(f"the masks ended after {read} of {n_frames} frames")
                     pixels[read] = torch.cat([pixels[read], geo.to_model(mask)])
                     if residual:
-                        guides[read] = np.asarray(mask, np.float32) / (255.0 if mask.dtype == np.uint8 else 1.0)
+                        guides[read] = unit(mask)
                 read += 1
             x = torch.stack([pixels[i] for i in idx])[None].to(model.device, model.dtype)
             cond = model.condition(x[:, :, :3], x[:, :, 3:] if guided else None)
