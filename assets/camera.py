@@ -27,8 +27,12 @@ def sample(cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
     kind = ranges.weighted(cfg["move"]["weights"], rng, "camera.move.weights", MOVES, "moves")
     per = cfg["move"].get(kind) or {}
     out["move"] = {"kind": kind, **{k: ranges.draw(per[k], rng, f"camera.move.{kind}.{k}") for k in sorted(per)}}
-    for k in ("exposure_target", "exposure_max_gain"):
+    for k in ("exposure_target", "exposure_max_gain", "exposure_highlight", "exposure_highlight_percentile"):
         out[k] = number(cfg[k], rng, f"camera.{k}")
+    if not 0 < out["exposure_highlight_percentile"] <= 100:
+        raise ValueError(f"camera.exposure_highlight_percentile must lie in (0, 100], got {out['exposure_highlight_percentile']}")
+    if not out["exposure_highlight"] > 0:
+        raise ValueError(f"camera.exposure_highlight must be positive (linear colour), got {out['exposure_highlight']}")
     fr = cfg["framing"]
     out["framing"] = ranges.weighted(fr["weights"], rng, "camera.framing.weights", FRAMINGS, "framings")
     out["frame_height_m"] = number(fr[out["framing"]], rng, f"camera.framing.{out['framing']}")

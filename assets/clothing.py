@@ -58,7 +58,7 @@ def sample(cfg: Mapping[str, Any], seed: int, body_kind: str) -> dict[str, Any]:
             raise ValueError(f"clothing.{part}.regions.{kind} names unknown regions {bad}; known: {', '.join(REGIONS)}")
         garment = {"kind": kind, "regions": regions,
                    "thickness_m": number(c["thickness_m"][kind], rng, f"clothing.{part}.thickness_m.{kind}"),
-                   "fabric": _fabric(cfg["fabric"], rng)}
+                   "fabric": _fabric(cfg["fabric"], rng), "hem_smoothing": int(cfg["hem_smoothing"])}
         if kind in HANGING:
             h = c[kind]
             garment["hang"] = {"hem": number(h["hem"], rng, f"clothing.{part}.{kind}.hem"),
@@ -70,20 +70,48 @@ def sample(cfg: Mapping[str, Any], seed: int, body_kind: str) -> dict[str, Any]:
     return out
 
 
+def hem_neighbours(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mesh's open edges as (vertex, neighbour along the rim) pairs, both ways round."""
+    e = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
+    uniq, count = np.unique(e, axis=0, return_counts=True)
+    rim = uniq[count == 1]
+    return np.concatenate([rim[:, 0], rim[:, 1]]), np.concatenate([rim[:, 1], rim[:, 0]])
+
+
+def smooth_hems(verts: np.ndarray, faces: np.ndarray, iterations: int) -> np.ndarray:
+    """Hems and collars cut along the body's triangle edges zigzag from one row of vertices to the
+    next; averaging each rim vertex with its neighbours along the rim (`iterations` times, every
+    frame alike) straightens them to the line between the rows. (T,v,3) -> the same, rims moved."""
+    if iterations <= 0:
+        return verts
+    a, b = hem_neighbours(faces)
+    out = verts.astype(np.float64)
+    degree = np.bincount(a, minlength=verts.shape[1])
+    on = degree > 0
+    for _ in range(iterations):
+        total = np.zeros_like(out)
+        np.add.at(total, (slice(None), a), out[:, b])
+        out[:, on] = 0.5 * out[:, on] + 0.5 * total[:, on] / degree[on][:, None]
+    return out.astype(verts.dtype)
+
+
 def dress(vertices: np.ndarray, faces: np.ndarray, covered: np.ndarray, thickness: float,
-          normals: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+          normals: np.ndarray | None = None, hem_smoothing: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The garment over the faces whose vertices are all `covered` (V,) bool, for a posed (T,V,3)
     sequence: (T,v,3) vertices and (f,3) faces. Each is its skin vertex offset by `thickness` along
-    the skin's normal (`normals`, (T,V,3), when the caller has them), then pushed out of any other
-    body part it would pass into (the torso's cloth under a lowered arm, the inside of a bent
-    elbow): to half its thickness above the plane of the nearest skin vertex."""
+    the skin's normal (`normals`, (T,V,3), when the caller has them), its hems smoothed
+    (`smooth_hems`), then pushed out of any other body part it would pass into (the torso's cloth
+    under a lowered arm, the inside of a bent elbow): to half its thickness above the plane of
+    the nearest skin vertex."""
     if normals is None:
         normals = vertex_normals(vertices.astype(np.float64), faces)
     on = covered[faces].all(axis=1)
     ids = np.unique(faces[on])
     remap = np.full(len(covered), -1, np.int64)
     remap[ids] = np.arange(len(ids))
-    verts = (vertices[:, ids] + thickness * normals[:, ids]).astype(np.float32)
+    garment_faces = remap[faces[on]].astype(np.int32)
+    verts = smooth_hems((vertices[:, ids] + thickness * normals[:, ids]).astype(np.float32), garment_faces,
+                        hem_smoothing)
     margin = 0.5 * thickness
     for t in range(len(verts)):
         skin = vertices[t].astype(np.float64)
@@ -93,7 +121,7 @@ def dress(vertices: np.ndarray, faces: np.ndarray, covered: np.ndarray, thicknes
         low = h < margin
         p[low] += (margin - h[low])[:, None] * normals[t, j[low]]
         verts[t] = p
-    return verts, remap[faces[on]].astype(np.int32)
+    return verts, garment_faces
 
 
 def skirt(vertices: np.ndarray, joints: np.ndarray, inside: np.ndarray, waist: np.ndarray, thickness: float,

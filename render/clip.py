@@ -63,7 +63,8 @@ def geometry(spec: ClipSpec) -> Geometry:
                 verts, faces = clothing.skirt(posed.vertices, posed.joints, covered, posed.regions["hips"],
                                               g["thickness_m"], g["hang"])
             else:
-                verts, faces = clothing.dress(posed.vertices, posed.faces, covered, g["thickness_m"], normals)
+                verts, faces = clothing.dress(posed.vertices, posed.faces, covered, g["thickness_m"], normals,
+                                              g["hem_smoothing"])
             garments.append({"name": part, "vertices": verts, "faces": faces, "fabric": g["fabric"]})
     stats = hair.groom_stats(groom.points, groom.radius, posed.rest_vertices[posed.head].mean(axis=0))
     face_hair = brows_and_lashes(spec, posed)

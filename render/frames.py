@@ -44,15 +44,20 @@ def extend_colour(rgb: np.ndarray, known: np.ndarray) -> np.ndarray:
     return coarse
 
 
-def exposure_gain(rgba: np.ndarray, target: float, limit: float) -> float:
+def exposure_gain(rgba: np.ndarray, target: float, limit: float, highlight: float, percentile: float) -> float:
     """The factor on linear colour that brings the median luminance of the fully covered pixels
-    (the person, straight colour there) to `target`, as a camera exposing for its subject would;
-    at most `limit` either way."""
+    (the person, straight colour there) to `target`, as a camera exposing for its subject would,
+    unless that would push the `percentile`-th brightest channel value of those pixels above
+    `highlight` (sunlit skin beside dark hair and clothes): then the highlights decide, as a
+    camera protecting them would. At most `limit` either way."""
     covered = rgba[..., 3] > 0.99
     if not covered.any():
         return 1.0
-    median = float(np.median(luminance(rgba[..., :3][covered] / rgba[..., 3][covered][:, None])))
-    return float(np.clip(target / max(median, 1e-6), 1 / limit, limit))
+    straight = rgba[..., :3][covered] / rgba[..., 3][covered][:, None]
+    median = float(np.median(luminance(straight)))
+    peak = float(np.percentile(straight.max(axis=1), percentile))
+    gain = min(target / max(median, 1e-6), highlight / max(peak, 1e-6))
+    return float(np.clip(gain, 1 / limit, limit))
 
 
 def to_store(rgba: np.ndarray, coverage: np.ndarray | None = None,

@@ -701,7 +701,9 @@ def build_and_render(spec: ClipSpec, geo: Geometry, threads: int = 0, workdir: s
             rgba[t], s = render_frame(Path(tmp) / f"c{t:04d}.exr")
             seconds["colour"] += s
             if t == 0:
-                gain = frames_io.exposure_gain(rgba[0], spec.camera["exposure_target"], spec.camera["exposure_max_gain"])
+                cam = spec.camera
+                gain = frames_io.exposure_gain(rgba[0], cam["exposure_target"], cam["exposure_max_gain"],
+                                               cam["exposure_highlight"], cam["exposure_highlight_percentile"])
                 placement["exposure_gain"] = gain
             rgba[t, ..., :3] *= gain
             if alpha is not None:

@@ -9,7 +9,7 @@ import dataclasses
 import json
 from typing import Any
 
-SPEC_VERSION = 4   # 2: clothing, 3: skirts (clothing.bottom.hang), 4: brows and lashes (hair.face)
+SPEC_VERSION = 4   # 2: clothing, 3: skirts (clothing.bottom.hang), 4: brows and lashes, exposure highlights, hem smoothing
 
 
 @dataclasses.dataclass(frozen=True)

@@ -38,3 +38,22 @@ def test_sampler_draws_every_move_and_refuses_unknown_ones():
         camera.sample({**CFG, "move": {**CFG["move"], "weights": {"crane": 1.0}}}, 0)
     with pytest.raises(ValueError, match="camera.shutter must lie in"):
         camera.sample({**CFG, "shutter": 1.5}, 0)
+
+
+def test_exposure_meets_the_target_unless_the_highlights_would_blow_out():
+    from core.colour import luminance
+    from render.frames import exposure_gain
+    rng = np.random.default_rng(0)
+    person = np.full((40, 40, 4), 1.0)
+    person[..., :3] = 0.02 + 0.01 * rng.random((40, 40, 3))          # dark hair and clothes ...
+    ok = exposure_gain(person, 0.18, 64.0, CFG["exposure_highlight"], CFG["exposure_highlight_percentile"])
+    assert np.median(luminance((person[..., :3] * ok).reshape(-1, 3))) == pytest.approx(0.18, rel=1e-6)
+    person[:12, :, :3] = 0.3                                          # ... beside sunlit skin
+    gain = exposure_gain(person, 0.18, 64.0, CFG["exposure_highlight"], CFG["exposure_highlight_percentile"])
+    lit = person[..., :3].reshape(-1, 3) * gain
+    assert gain < ok and np.percentile(lit.max(axis=1), CFG["exposure_highlight_percentile"]) == pytest.approx(
+        CFG["exposure_highlight"], rel=1e-6)
+    assert (lit.max(axis=1) > 1.0).mean() == 0                        # nothing clips to white
+    half = {**CFG, "exposure_highlight_percentile": 0.0}
+    with pytest.raises(ValueError, match="exposure_highlight_percentile"):
+        camera.sample(half, 0)

@@ -44,7 +44,11 @@ def test_each_kind_renders_exposed_for_the_subject(cache_dir, kind):
     assert spec.lighting["kind"] == kind and out.info["camera"]["exposure_gain"] > 0
     fgr, alpha = out.arrays["fgr"][0] / 255.0, out.arrays["alpha"][0] / 65535.0
     person = alpha > 0.99
-    median = float(np.median(luminance(srgb_to_linear(fgr[person]))))
-    assert median == pytest.approx(spec.camera["exposure_target"], rel=0.25)
-    # Exposed, not blown out: most of the person is below white.
-    assert (fgr[person].max(-1) >= 0.999).mean() < 0.3
+    linear = srgb_to_linear(fgr[person])
+    median = float(np.median(luminance(linear)))
+    peak = float(np.percentile(linear.max(-1), spec.camera["exposure_highlight_percentile"]))
+    # Exposed for the subject, unless its highlights decide (then they sit at exposure_highlight) ...
+    assert median == pytest.approx(spec.camera["exposure_target"], rel=0.25) or (
+        median < spec.camera["exposure_target"] and peak == pytest.approx(spec.camera["exposure_highlight"], rel=0.1))
+    # ... and not blown out: hardly any of the person is white.
+    assert (fgr[person].max(-1) >= 0.999).mean() < 0.02
