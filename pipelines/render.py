@@ -37,7 +37,21 @@ def _complete(root: Any, clip_id: str) -> bool:
     return True
 
 
-def render_and_store(spec_dict: dict, store_path: str, compression: dict, threads: int) -> dict:
+class FrameCounts:
+    """A Ray actor's state: frames finished per clip under way, reported by the workers after each
+    frame, read by the driver for its progress bar (a default clip runs for most of an hour)."""
+
+    def __init__(self) -> None:
+        self.frames: dict[str, int] = {}
+
+    def report(self, clip_id: str, n: int) -> None:
+        self.frames[clip_id] = n
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.frames)
+
+
+def render_and_store(spec_dict: dict, store_path: str, compression: dict, threads: int, progress: Any = None) -> dict:
     """One clip, start to finish, inside a worker: render, convert, write, mark complete.
 
     A clip found complete, before rendering or before writing, is left as it is: an earlier
@@ -56,7 +70,8 @@ def render_and_store(spec_dict: dict, store_path: str, compression: dict, thread
     torch.set_num_threads(max(threads, 1))  # Ray's OMP_NUM_THREADS is read once per reused worker
     from render.clip import render_clip  # bpy only ever loads in workers, never in the driver
 
-    clip = render_clip(spec, threads=threads)
+    tell = None if progress is None else (lambda n: progress.report.remote(spec.clip_id, n))
+    clip = render_clip(spec, threads=threads, on_frame=tell)
     if _complete(root, spec.clip_id):
         return {**found, "total_s": time.perf_counter() - start}
     node = ray.get_runtime_context().get_node_id()  # which machine of a cluster made it (provenance)
@@ -184,25 +199,40 @@ def run_ray(specs: list[ClipSpec], cfg: dict) -> tuple[list[dict], dict[str, str
                       max_retries=cl["max_retries"], retry_exceptions=cl["retry_exceptions"])(render_and_store)
     compression = dataclasses.asdict(clipstore.Compression.from_config(cfg["store"]))
     store_path = clipstore.absolute(cfg["store"]["path"])  # workers may run elsewhere
-    pending = {task.remote(s.to_dict(), store_path, compression, cl["cpus_per_worker"]): s.clip_id for s in specs}
+    progress = ray.remote(num_cpus=0)(FrameCounts).remote()
+    frames = {s.clip_id: s.n_frames for s in specs}
+    pending = {task.remote(s.to_dict(), store_path, compression, cl["cpus_per_worker"], progress): s.clip_id
+               for s in specs}
     done: list[dict] = []
     failed: dict[str, str] = {}
     stopped = None
+    finished = 0   # frames of clips that ended (rendered, found complete or failed)
+    drawn = time.monotonic()
     try:
-        with tqdm(total=len(pending), unit="clip", desc="render", file=sys.stderr, dynamic_ncols=True) as bar:
+        with tqdm(total=sum(frames.values()), unit="frame", desc="render", file=sys.stderr, dynamic_ncols=True) as bar:
+            bar.set_postfix(clips=f"0/{len(frames)}", failed=0)
             while pending:
                 # A bounded wait: the loop comes back to Python at least once a second, so a signal is handled.
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-                if not ready:
-                    continue
-                clip = pending.pop(ready[0])
+                if ready:
+                    clip = pending.pop(ready[0])
+                    finished += frames[clip]
+                    try:
+                        done.append(ray.get(ready[0]))
+                    except Exception as e:  # noqa: BLE001 - a clip's own failure must not stop the run
+                        failed[clip] = _why(e, cl)
+                        bar.write(f"{clip} failed: {failed[clip]}", file=sys.stderr)
+                    bar.set_postfix(clips=f"{len(done)}/{len(frames)}", failed=len(failed), refresh=False)
                 try:
-                    done.append(ray.get(ready[0]))
-                except Exception as e:  # noqa: BLE001 - a clip's own failure must not stop the run
-                    failed[clip] = _why(e, cl)
-                    bar.write(f"{clip} failed: {failed[clip]}", file=sys.stderr)
-                bar.set_postfix(done=len(done), failed=len(failed))
-                bar.update()
+                    under_way = ray.get(progress.snapshot.remote(), timeout=10.0)
+                except ray.exceptions.RayError:   # a timeout or a lost actor: the bar is a convenience, never a reason to stop
+                    under_way = {}
+                # A retried clip starts again from 0, so the bar is set, not advanced; redrawn when it
+                # moved, else every 10 s for the clock (a log file gets no line a second).
+                n = finished + sum(min(under_way.get(c, 0), frames[c]) for c in pending.values())
+                if n != bar.n or ready or time.monotonic() - drawn > 10.0:
+                    bar.n, drawn = n, time.monotonic()
+                    bar.refresh()
     except KeyboardInterrupt as e:
         stopped = e
         for ref in pending:

@@ -6,6 +6,7 @@ and the result is the store's arrays plus what the render itself resolved (devic
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -88,9 +89,10 @@ def brows_and_lashes(spec: ClipSpec, posed: body.PosedBody) -> dict | None:
             "melanin": hair.face.melanin(spec.hair["colour"], fh.kind, p, seeds.derive(spec.hair["seed"], "face_colour"))}
 
 
-def render_clip(spec: ClipSpec, threads: int = 0) -> RenderedClip:
+def render_clip(spec: ClipSpec, threads: int = 0, on_frame: Callable[[int], None] | None = None) -> RenderedClip:
+    """The clip's arrays and render record; `on_frame(n)` hears of each finished frame."""
     geo = geometry(spec)
-    out = build_and_render(spec, geo, threads=threads)
+    out = build_and_render(spec, geo, threads=threads, on_frame=on_frame)
     fgr, alpha = frames.to_store(out.rgba, out.alpha, spec.cycles["fgr_min_alpha"])
     info = {"device": out.device, "cycles_seconds": sum(out.seconds.values()), "pass_seconds": out.seconds,
             "camera": out.camera,

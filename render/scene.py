@@ -12,6 +12,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import bpy
 import numpy as np
@@ -674,9 +675,11 @@ def build(spec: ClipSpec, geo: Geometry, threads: int = 0) -> tuple[bpy.types.Ob
     return hair_obj, placement, device
 
 
-def build_and_render(spec: ClipSpec, geo: Geometry, threads: int = 0, workdir: str | None = None) -> Rendered:
+def build_and_render(spec: ClipSpec, geo: Geometry, threads: int = 0, workdir: str | None = None,
+                     on_frame: Callable[[int], None] | None = None) -> Rendered:
     """Render every frame: the strands posed, then the colour pass and (if alpha_samples) the
-    alpha pass of that frame. Persistent data keeps the synced scene and its BVH between the two."""
+    alpha pass of that frame. Persistent data keeps the synced scene and its BVH between the two.
+    `on_frame(n)` is told each time n frames are finished (progress)."""
     c = spec.cycles
     hair_obj, placement, device = build(spec, geo, threads)
     scene = bpy.context.scene
@@ -716,6 +719,8 @@ def build_and_render(spec: ClipSpec, geo: Geometry, threads: int = 0, workdir: s
                 plate, s = render_frame(Path(tmp) / f"b{t:04d}.exr")
                 seconds["bgr"] += s
                 bgr[t] = plate[..., :3] * gain
+            if on_frame is not None:
+                on_frame(t + 1)
     if alpha is None:
         alpha = rgba[..., 3]
     reset()

@@ -49,10 +49,12 @@ def test_ray_run_writes_complete_clips(two_clip_store):
     assert (report / "parameters.png").stat().st_size > 1000 and "| camera.focal_mm | 2 |" in (report / "parameters.md").read_text()
 
 
-def test_rerun_renders_only_missing(two_clip_store, cache_dir):
+def test_rerun_renders_only_missing(two_clip_store, cache_dir, capfd):
     path, cfg = two_clip_store
     before = _files(path / "clips")
     assert render_main.task({**cfg, "n_clips": 3}) == 0
+    bar = capfd.readouterr().err
+    assert "4/4" in bar and "frame" in bar and "clips=1/1" in bar   # the bar counts frames, not clips
     root = clipstore.open_store(path)
     assert clipstore.complete_ids(root) == ["clip000000", "clip000001", "clip000002"]
     after = _files(path / "clips")

@@ -77,7 +77,9 @@ def test_fgr_is_straight_colour(rendered):
 
 def test_same_spec_same_pixels(rendered):
     spec, full, _ = rendered
-    again = clip_mod.render_clip(spec, threads=2)
+    told = []
+    again = clip_mod.render_clip(spec, threads=2, on_frame=told.append)
+    assert told == [1, 2, 3, 4]          # progress after every frame
     np.testing.assert_array_equal(again.arrays["alpha"], full.arrays["alpha"])
     np.testing.assert_array_equal(again.arrays["fgr"], full.arrays["fgr"])
 
