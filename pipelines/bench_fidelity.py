@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
+from core import quiet
 from core.cli import UserError, app, to_container
 from core.colour import linear_to_srgb
 from pipelines import plan
@@ -49,8 +50,9 @@ def measure(spec, frame: int, f: dict, threads: int) -> dict:
     import bpy
     from render import scene
     from render.clip import geometry
-    geo = geometry(spec)
-    hair_obj, _, _ = scene.build(spec, geo, threads)
+    with quiet.chatter():   # the body model's kernel compiler and Blender's device probes print to stdout
+        geo = geometry(spec)
+        hair_obj, _, _ = scene.build(spec, geo, threads)
     bpy.context.scene.frame_set(frame + 1)
     scene.pose_hair(hair_obj, *scene.hair_at(geo.hair, frame, spec, {}))
     c = spec.cycles
