@@ -255,10 +255,10 @@ def hair_material(p: dict, colour: dict, model: str, name: str = "hair",
         mat.node_tree.links.new(strand.outputs["Fac"], hair.inputs["Melanin"])
         hair.inputs["Melanin Redness"].default_value = colour["melanin_redness"]
         hair.inputs["Random Color"].default_value = 0.0   # the attribute varies it already
-    for name, key in (("Roughness", "roughness"), ("Radial Roughness", "radial_roughness"),
-                      ("Coat", "coat"), ("IOR", "ior"), ("Random Roughness", "random_roughness")):
-        if key in p and name in hair.inputs:  # HUANG has no radial roughness or coat
-            hair.inputs[name].default_value = p[key]
+    for socket, key in (("Roughness", "roughness"), ("Radial Roughness", "radial_roughness"),
+                        ("Coat", "coat"), ("IOR", "ior"), ("Random Roughness", "random_roughness")):
+        if key in p and socket in hair.inputs:  # HUANG has no radial roughness or coat
+            hair.inputs[socket].default_value = p[key]
     _switch(mat, hair.outputs[0], coverage)
     return mat
 
