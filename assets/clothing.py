@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 from scipy.spatial import cKDTree
 
-from assets.hair.field import vertex_normals
+from assets.hair.field import open_edges, vertex_normals
 from core import ranges
 from core.colour import srgb_to_linear
 from core.ranges import number
@@ -72,9 +72,7 @@ def sample(cfg: Mapping[str, Any], seed: int, body_kind: str) -> dict[str, Any]:
 
 def hem_neighbours(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The mesh's open edges as (vertex, neighbour along the rim) pairs, both ways round."""
-    e = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
-    uniq, count = np.unique(e, axis=0, return_counts=True)
-    rim = uniq[count == 1]
+    rim = open_edges(faces)
     return np.concatenate([rim[:, 0], rim[:, 1]]), np.concatenate([rim[:, 1], rim[:, 0]])
 
 

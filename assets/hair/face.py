@@ -96,7 +96,7 @@ def grow(rest_vertices: np.ndarray, faces: np.ndarray, skin_faces: np.ndarray, r
         # the arch peaks a little outside the band's middle, as brows do
         mid = top + width * (b["gap"] + b["arch"] * np.sin(np.pi * np.clip(u, 0, 1) ** 0.8))
         half = 0.5 * width * (b["thickness_inner"] + (b["thickness_outer"] - b["thickness_inner"]) * np.clip(u, 0, 1))
-        front = centre_tri[:, 2] > rest_vertices[rim, 2].mean() - width       # the face, not the temple's side
+        front = centre_tri[:, 2] > v[:, 2].mean() - width       # the face, not the temple's side
         inside = (u >= 0) & (u <= 1) & (np.abs(centre_tri[:, 1] - mid) < half) & front
         if inside.any():
             n = int(b["count"])

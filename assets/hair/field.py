@@ -91,6 +91,13 @@ class HeadField:
         return out, inside
 
 
+def open_edges(faces: np.ndarray) -> np.ndarray:
+    """(E,2) vertex pairs of the edges used by exactly one face: a mesh patch's rim."""
+    e = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
+    uniq, count = np.unique(e, axis=0, return_counts=True)
+    return uniq[count == 1]
+
+
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area-weighted vertex normals (winding as the faces have it) of (..., V, 3) vertices: one
     mesh, or a posed sequence of it."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from assets.hair.field import normalize, vertex_normals
+from assets.hair.field import normalize, open_edges, vertex_normals
 
 _CROWN_DIRECTION = normalize(np.array([0.0, 0.8, -0.6]))   # up and back: where the whorl sits
 
@@ -33,9 +33,7 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 
 def boundary_vertices(faces: np.ndarray) -> np.ndarray:
     """Indices of vertices on edges used by exactly one face (the patch's rim)."""
-    e = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
-    uniq, count = np.unique(e, axis=0, return_counts=True)
-    return np.unique(uniq[count == 1])
+    return np.unique(open_edges(faces))
 
 
 def maps(verts: np.ndarray, faces: np.ndarray, center: np.ndarray, p: dict
