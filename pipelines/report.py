@@ -42,10 +42,18 @@ def leaves(d: Any, prefix: tuple = ()) -> Iterator[tuple[str, Any]]:
 
 
 def configured(definition: Mapping, name: str) -> tuple[float, float] | None:
-    """The union of the [lo, hi] (or {int: [lo, hi]}) ranges configured for a parameter's last key
-    anywhere under its top-level group: a spec's camera.focal_mm comes from camera.focal_mm, a
+    """The [lo, hi] (or {int: [lo, hi]}) range configured at the parameter's own path, else the union
+    of those configured for its last key anywhere under its top-level group: a spec's camera.focal_mm comes from camera.focal_mm, a
     sky's sun elevation from lighting.sky.sun_elevation_deg."""
     group, key = name.split(".")[0], name.split(".")[-1].split("[")[0]
+    exact: Any = definition   # a spec key at the same path as its config key (hair.face.brows.length) has one range
+    for part in name.split("[")[0].split("."):
+        exact = exact.get(part) if isinstance(exact, Mapping) else None
+    if isinstance(exact, Mapping) and set(exact) == {"int"}:
+        exact = exact["int"]
+    if (isinstance(exact, (list, tuple)) and len(exact) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in exact)):
+        return float(exact[0]), float(exact[1])
     found = []
 
     def walk(d: Any, last: str | None) -> None:

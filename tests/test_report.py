@@ -34,3 +34,13 @@ def test_outputs_beside_a_store_only_on_this_disk():
     assert beside("/data/synth.zarr", ".report") == Path("/data/synth.report")
     assert beside("file:///data/synth.zarr", ".contact_sheet.png") == Path("/data/synth.contact_sheet.png")
     assert beside("memory://bucket/synth.zarr", ".report") is None
+
+
+def test_a_parameter_at_its_config_path_takes_that_range_only():
+    from pipelines.report import configured
+    definition = {"hair": {"styles": {"bob": {"length": [0.16, 0.24]}, "long": {"length": [0.32, 0.5]}},
+                           "face": {"brows": {"length": [0.007, 0.011], "count": {"int": [250, 550]}}}}}
+    assert configured(definition, "hair.face.brows.length") == (0.007, 0.011)
+    assert configured(definition, "hair.face.brows.count") == (250.0, 550.0)
+    # A spec key elsewhere than its config key: every range of that name in the group.
+    assert configured(definition, "hair.geometry.length") == (0.007, 0.5)
