@@ -17,13 +17,14 @@ import re
 import signal
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import hydra
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from core import ranges
 from core.conf import CONF_DIR
 from core.errors import UserError
 
@@ -142,26 +143,64 @@ def _overrides(argv: list[str]) -> list[str] | None:
     return out
 
 
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node) if isinstance(node, (DictConfig, ListConfig)) else node
+
+
 def _replaced_sections(default: DictConfig, composed: DictConfig, overrides: list[str]) -> None:
     """A section of keys given one value (`store=x.zarr` for `store.path=x.zarr`) composes
-    without complaint and fails deep inside the task: refuse it here, naming the keys it holds."""
+    without complaint and fails deep inside the task: refuse it here, naming the keys it holds.
+    A range written as a mapping ({int: [lo, hi]}) is a value, not a section: a number fixes it."""
     for o in overrides:
         key = o.split("=", 1)[0].lstrip("+~")
         was, now = OmegaConf.select(default, key), OmegaConf.select(composed, key)
-        if isinstance(was, DictConfig) and not isinstance(now, DictConfig):
+        if isinstance(was, DictConfig) and not isinstance(now, DictConfig) and ranges.kind(_plain(was)) is None:
             inner = ", ".join(f"{key}.{k}" for k in list(was.keys())[:4])
             fail(f"{key}: is a section of keys ({inner}, ...), not a value; set one of them, e.g. "
                  f"{key}.{next(iter(was.keys()), 'key')}=...")
 
 
-def compose(config_name: str, overrides: list[str]) -> DictConfig:
-    """The config an app would see; for tests and tools that call apps as functions (also from
-    inside a running app, whose Hydra already reads this same conf/ tree)."""
+def _compose(config_name: str, overrides: list[str]) -> DictConfig:
     from hydra.core.global_hydra import GlobalHydra
     if GlobalHydra.instance().is_initialized():
         return hydra.compose(config_name=config_name, overrides=overrides)
     with hydra.initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra.compose(config_name=config_name, overrides=overrides)
+
+
+def as_ranges(config_name: str, overrides: list[str]) -> list[str]:
+    """Overrides of range keys rewritten as the ranges they mean: a [lo, hi] list takes the kind of
+    the key's default ({int: [lo, hi]}, {choice: [...]} or uniform), and any list or mapping replaces
+    the default instead of merging into it (Hydra cannot merge a list onto a mapping, and merging
+    {int: ...} onto {choice: ...} would keep both); a text fixes a choice of texts
+    (hair.styles.tied.tie=bun). A plain number needs nothing: it fixes the value."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    candidates = {i for i, o in enumerate(parsed)
+                  if not o.is_delete() and not o.is_add() and not o.is_sweep_override()
+                  and isinstance(o.value(), (list, dict, str))}
+    if not candidates:
+        return overrides
+    default = _compose(config_name, [o for i, o in enumerate(overrides) if i not in candidates])
+    out = []
+    for i, (text, o) in enumerate(zip(overrides, parsed)):
+        was = ranges.kind(_plain(OmegaConf.select(default, o.key_or_group))) if i in candidates else None
+        value, key = o.value(), o.key_or_group
+        if was == "choice" and isinstance(value, str):
+            text = f"{key}={{choice:[{o.get_value_element_as_str()}]}}"
+        elif was in ("int", "choice") and isinstance(value, list):
+            text = f"{key}={{{was}:{o.get_value_element_as_str()}}}"
+        elif was is None or isinstance(value, str):
+            out.append(text)
+            continue
+        out += [f"{key}=null", text]
+    return out
+
+
+def compose(config_name: str, overrides: list[str]) -> DictConfig:
+    """The config an app would see; for tests and tools that call apps as functions (also from
+    inside a running app, whose Hydra already reads this same conf/ tree)."""
+    return _compose(config_name, as_ranges(config_name, overrides))
 
 
 def app(config_name: str) -> Callable[[Callable[[DictConfig], int]], Callable[[], None]]:
@@ -212,9 +251,13 @@ def app(config_name: str) -> Callable[[Callable[[DictConfig], int]], Callable[[]
             overrides = _overrides(sys.argv[1:])
             if overrides is not None:
                 try:
-                    _replaced_sections(compose(config_name, []), compose(config_name, overrides), overrides)
+                    ranged = as_ranges(config_name, overrides)
+                    _replaced_sections(_compose(config_name, []), _compose(config_name, ranged), overrides)
                 except (HydraException, OmegaConfBaseException) as e:
                     fail(f"bad override: {_one_line(e)}")
+                # Hydra reads the command line itself: give it the overrides as the ranges they mean.
+                rest = [a for a in sys.argv[1:] if a not in overrides]
+                sys.argv[1:] = rest + ranged
             hydra_main()
         main.task = task  # the undecorated function, for tests
         main.config_name = config_name

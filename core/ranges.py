@@ -32,6 +32,15 @@ def _parse(spec: Any, where: str) -> tuple[str, Any]:
     raise ValueError(f"{where}: {spec!r} is not a number, [lo, hi], {{int: [lo, hi]}} or {{choice: [...]}}")
 
 
+def kind(spec: Any) -> str | None:
+    """"fixed", "int", "choice" or "uniform" when `spec` is written as a range, else None (a section of
+    keys, a text, a vector)."""
+    try:
+        return _parse(spec, "")[0]
+    except (ValueError, TypeError):
+        return None
+
+
 def draw(spec: Any, rng: np.random.Generator, where: str) -> Any:
     kind, v = _parse(spec, where)
     if kind == "int":

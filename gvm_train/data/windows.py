@@ -23,7 +23,7 @@ from core import seeds
 from core.checks import integer, is_number
 from core.errors import UserError
 from core.colour import alpha_float, linear_to_srgb, srgb_to_linear
-from core.ranges import draw
+from core.ranges import draw, ends
 from gvm_train.data import guide, guided_sets
 from gvm_train.data.backgrounds import Backgrounds
 from matting.image import disc
@@ -98,6 +98,12 @@ def check(cfg: dict[str, Any]) -> None:
     """The `data` values a window needs, checked before any store is opened (and by every dataset)."""
     integer(cfg["frames"], "data.frames", 1)
     integer(cfg["size"], "data.size", 8)
+    try:
+        strides = ends(cfg["stride"], "data.stride")
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in strides):
+        raise UserError(f"data.stride must be a positive integer or an integer range, got {cfg['stride']!r}")
     lo, hi = cfg["crop_scale"] if isinstance(cfg["crop_scale"], (list, tuple)) else (cfg["crop_scale"],) * 2
     if not (is_number(lo) and is_number(hi) and 0 < lo <= hi <= 1):
         raise UserError(f"data.crop_scale must be [low, high] with 0 < low <= high <= 1, got {cfg['crop_scale']!r}")
@@ -122,7 +128,7 @@ class WindowDataset(torch.utils.data.Dataset):
         self.refs, self.cfg, self.seed, self.length, self.guide = refs, cfg, seed, length, guide
         self.backgrounds = Backgrounds(cfg["backgrounds"])
         self._clips: dict[tuple[str, str], clipstore.Clip] = {}
-        stride_max = max(cfg["stride"]["int"]) if isinstance(cfg["stride"], dict) else int(cfg["stride"])
+        stride_max = int(max(ends(cfg["stride"], "data.stride")))
         span = (cfg["frames"] - 1) * stride_max + 1
         longest = max(r.n_frames for r in refs)
         if span > longest:
