@@ -27,6 +27,7 @@ class ClipCheck:
     """What validate found in one clip. Problems make it invalid; notes are said but do not."""
     clip_id: str
     complete: bool = False
+    readable: bool = True   # False: its group metadata cannot be read, so it cannot even say whether it is complete
     frames: int | None = None
     height: int | None = None
     width: int | None = None
@@ -202,6 +203,7 @@ def check_clip(root: zarr.Group, clip_id: str, manifest: Mapping[str, Any] | Non
         attrs = dict(g.attrs)
     except Exception as e:  # noqa: BLE001
         check.problems.append(f"clip group unreadable ({type(e).__name__}: {_one_line(e)})")
+        check.readable = False
         return check
     check.complete = complete = attrs.get("complete") is True
     if not complete:
@@ -231,6 +233,15 @@ def check_clip(root: zarr.Group, clip_id: str, manifest: Mapping[str, Any] | Non
     return check
 
 
+def check_clips(root: zarr.Group, ids: list[str], manifest: Mapping[str, Any] | None = None, workers: int = 0,
+                progress: bool = True) -> list[ClipCheck]:
+    """`check_clip` of each of `ids`, `workers` threads at a time (0: one per CPU), in the order given."""
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        jobs = pool.map(lambda cid: check_clip(root, cid, manifest), ids)
+        return list(tqdm(jobs, total=len(ids), unit="clip", desc="checking clips", file=sys.stderr,
+                         dynamic_ncols=True, disable=not progress))
+
+
 def manifest_only(root: zarr.Group, manifest: Mapping[str, Any] | None) -> list[ClipCheck]:
     """Clips the manifest lists that the store no longer holds: data lost since finalize."""
     present = set(all_ids(root))
@@ -238,23 +249,27 @@ def manifest_only(root: zarr.Group, manifest: Mapping[str, Any] | None) -> list[
             for cid, e in sorted((manifest or {}).get("clips", {}).items()) if cid not in present]
 
 
-def prune_incomplete(root: zarr.Group) -> list[str]:
-    """Delete the clip groups without `complete: true`; returns their ids. Complete clips are not
-    touched; a manifest and consolidated metadata, when the store has them, are rewritten. Run it
-    only when no writer is at work: an unfinished clip may be one being written."""
+def prune(root: zarr.Group, ids: list[str]) -> list[str]:
+    """Delete these clip groups; returns their ids. A manifest and consolidated metadata, when the
+    store has them, are rewritten without them. Run it only when no writer is at work."""
     clips = root[CLIPS] if CLIPS in root else None
-    removed = []
-    for cid in all_ids(root):
-        try:
-            complete = clips[cid].attrs.get("complete") is True
-        except Exception:  # noqa: BLE001 - unreadable group metadata: it cannot say it is complete
-            complete = False
-        if not complete:
-            del clips[cid]
-            removed.append(cid)
-    if removed and consolidated_ids(root) is not None:  # the snapshot listed the removed groups
-        finalize_root(root)
+    removed = [cid for cid in ids if cid in set(all_ids(root))]
+    for cid in removed:
+        del clips[cid]
+    if removed and (consolidated_ids(root) is not None or read_manifest(root) is not None):
+        finalize_root(root)   # the snapshots listed the removed groups
     return removed
+
+
+def prune_incomplete(root: zarr.Group) -> list[str]:
+    """Delete the clip groups without `complete: true` (an unfinished clip may be one being
+    written: run it only when no writer is at work); complete clips are not touched."""
+    def complete(cid: str) -> bool:
+        try:
+            return root[CLIPS][cid].attrs.get("complete") is True
+        except Exception:  # noqa: BLE001 - unreadable group metadata: it cannot say it is complete
+            return False
+    return prune(root, [cid for cid in all_ids(root) if not complete(cid)])
 
 
 @dataclass
@@ -279,18 +294,16 @@ class Report:
                 "notes": self.notes, "clips": [{**asdict(c), "status": self.status(c)} for c in self.clips]}
 
 
-def validate(path: str, workers: int = 0, prune: bool = False, finalize_store: bool = False,
-             progress: bool = True) -> Report:
+def validate(path: str, workers: int = 0, prune_incomplete_clips: bool = False, finalize_store: bool = False,
+             progress: bool = True, prune_invalid: bool = False) -> Report:
     """Check every clip of the store at `path` (`workers` threads, 0: one per CPU). Then, if asked:
-    delete the clips lacking `complete: true`, and write the manifest and consolidated metadata
-    (only when every remaining clip is valid). Raises StoreError when `path` is not a store."""
-    root = open_store(path, mode="r+" if prune or finalize_store else "r")
+    delete the clips lacking `complete: true` (or every clip found invalid, complete or not: damaged
+    data to render again), and write the manifest and consolidated metadata (only when every
+    remaining clip is valid). Raises StoreError when `path` is not a store."""
+    changes = prune_incomplete_clips or prune_invalid or finalize_store
+    root = open_store(path, mode="r+" if changes else "r")
     recorded = read_manifest(root)
-    ids = all_ids(root)
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        jobs = pool.map(lambda cid: check_clip(root, cid, recorded), ids)
-        checks = list(tqdm(jobs, total=len(ids), unit="clip", desc="validate", file=sys.stderr,
-                           dynamic_ncols=True, disable=not progress))
+    checks = check_clips(root, all_ids(root), recorded, workers, progress)
     report = Report(str(path), sorted(checks + manifest_only(root, recorded), key=lambda c: c.clip_id))
     listed = consolidated_ids(root)
     complete = [c.clip_id for c in checks if c.complete]
@@ -299,7 +312,13 @@ def validate(path: str, workers: int = 0, prune: bool = False, finalize_store: b
     if listed is not None and listed != complete:
         report.notes.append(f"consolidated metadata lists {len(listed)} complete clips, the store holds "
                             f"{len(complete)}: plain-zarr readers see a stale snapshot (run with --finalize)")
-    if prune:
+    if prune_invalid:
+        lost = [c.clip_id for c in report.clips if c not in checks]   # listed only by the manifest
+        report.removed = prune(root, [c.clip_id for c in checks if not c.ok])
+        if lost:   # the manifest, written anew, no longer lists them
+            finalize_root(root)
+            report.removed += lost
+    elif prune_incomplete_clips:
         report.removed = prune_incomplete(root)
     if finalize_store and not report.invalid:
         finalize(path)

@@ -63,18 +63,44 @@ def _stored_bytes(group: Any) -> int:
     return sum(a.nbytes_stored() for _, a in group.arrays())
 
 
+def verified(root: Any, c: dict) -> list[str]:
+    """The clips to publish: every complete clip, each read in full and checked against the store
+    contract and the checksums recorded when it was written (clipstore.check_clips, what validate
+    runs). One damaged clip refuses the release, naming it: a chunk that still decodes would
+    otherwise go out with a fresh sha256 vouching for it."""
+    checks = clipstore.check_clips(root, clipstore.all_ids(root), clipstore.read_manifest(root),
+                                   progress=c["progress"])
+    damaged = [k for k in checks if not k.ok and (k.complete or not k.readable)]
+    if damaged:
+        named = "; ".join(f"{k.clip_id} ({k.problems[0]})" for k in damaged[:3])
+        more = f"; and {len(damaged) - 3} more" if len(damaged) > 3 else ""
+        raise UserError(f"store {c['store']}: {len(damaged)} damaged clip(s), nothing published: {named}{more}; "
+                        f"`python -m pipelines.validate {c['store']} --prune-invalid` removes them, then render (or "
+                        f"label) them again: the same command makes only what is missing")
+    return [k.clip_id for k in checks if k.complete]
+
+
+def _attrs(root: Any, cid: str) -> dict:
+    try:
+        return dict(root[clipstore.CLIPS][cid].attrs)
+    except Exception:   # noqa: BLE001 - unreadable metadata: verified() names the clip
+        return {}
+
+
 def collect(root: Any, c: dict) -> tuple[list[str], dict[str, dict], dict[str, str], dict[str, int], dict[str, tuple]]:
-    """Complete clips, their published attrs, splits, stored bytes and alpha shapes; licensed clips refused."""
-    ids = clipstore.complete_ids(root)
-    if not ids:
-        raise UserError(f"store {c['store']}: no complete clips to publish")
-    raw = {cid: dict(root[clipstore.CLIPS][cid].attrs) for cid in ids}
+    """Complete clips, verified, their published attrs, splits, stored bytes and alpha shapes;
+    licensed clips refused first (from their attributes alone, before any data is read)."""
+    raw = {cid: a for cid in clipstore.all_ids(root) if (a := _attrs(root, cid)).get("complete") is True}
     refused = {cid: release.licensed(a) for cid, a in raw.items()}
     refused = {k: v for k, v in refused.items() if v}
     if refused and not c["allow_licensed"]:
         names = ", ".join(f"{cid} ({' + '.join(why)})" for cid, why in sorted(refused.items()))
         raise UserError(f"{len(refused)} clips were made with licensed data and are not published unless "
                         f"allow_licensed=true states that their licences allow it: {names}")
+    ids = verified(root, c)
+    if not ids:
+        raise UserError(f"store {c['store']}: no complete clips to publish")
+    raw = {cid: raw[cid] for cid in ids}
     splits = {cid: release.split_of(release.identity(a), c["splits"], c["split_salt"]) for cid, a in raw.items()}
     attrs = {cid: release.published_attrs(a, splits[cid]) for cid, a in raw.items()}
     sizes = {cid: _stored_bytes(root[clipstore.CLIPS][cid]) for cid in ids}

@@ -3,7 +3,8 @@
 Reads every frame of every array (so every chunk is proven readable and every checksum recorded
 at write time is recomputed), prints a table, and exits 0 only when every clip is valid, 1 when
 any is not, 2 when the path is not a store. It changes nothing unless asked: `--prune-incomplete`
-deletes only clip groups that lack `complete: true`; `--finalize` writes the manifest and the
+deletes only clip groups that lack `complete: true`, `--prune-invalid` every clip found invalid
+(damaged data, to render again); `--finalize` writes the manifest and the
 consolidated metadata when every clip is valid. The checks themselves live in `clipstore.checks`,
 beside the schema they check; this is the command line around them.
 """
@@ -42,7 +43,7 @@ def summary(report: Report) -> str:
              f"{len(report.invalid)} invalid" + (f", {len(report.removed)} removed" if report.removed else "")]
     if any(report.status(c) == "ok*" for c in report.clips):
         lines.append("ok*: valid, with notes (in the problems column)")
-    lines += [f"removed clips/{cid} (incomplete)" for cid in report.removed]
+    lines += [f"removed clips/{cid}" for cid in report.removed]
     lines += [f"note: {n}" for n in report.notes]
     return "\n".join(lines)
 
@@ -52,6 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("store", help="the store: a folder or a URL")
     p.add_argument("--prune-incomplete", action="store_true",
                    help="delete clip groups without `complete: true` (only when no writer is running)")
+    p.add_argument("--prune-invalid", action="store_true",
+                   help="delete every clip group found invalid, complete or not (damaged data: render or label it "
+                        "again; the same render command renders only what is missing)")
     p.add_argument("--finalize", action="store_true",
                    help="when every clip is valid, write the manifest and consolidated metadata (as a render run does)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON to FILE")
@@ -69,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         fail(str(e))
     try:
-        report = clipstore.validate(args.store, args.workers, prune=args.prune_incomplete, finalize_store=args.finalize)
+        report = clipstore.validate(args.store, args.workers, prune_incomplete_clips=args.prune_incomplete,
+                                    finalize_store=args.finalize, prune_invalid=args.prune_invalid)
     except clipstore.StoreError as e:
         fail(str(e))
     print(table(report))

@@ -213,3 +213,29 @@ def test_bad_config_one_line(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="output_dir.*cannot be created"):
         publish.main.task(cfg(store, tmp_path / "file" / "release"))
+
+
+@pytest.mark.parametrize("damage", ["still decodes", "cut short"])
+def test_a_damaged_clip_is_refused_by_name_and_nothing_is_written(tmp_path, damage):
+    import zarr
+    store = make_store(tmp_path / "s.zarr", n=4)
+    array = Path(store) / "clips" / "clip000002" / "alpha"
+    if damage == "still decodes":   # a valid compressed chunk whose data no longer matches the recorded checksum
+        zarr.open_array(str(array), mode="r+")[1, 3, 4] = 7
+    else:
+        shard = next(p for p in array.rglob("*") if p.is_file() and p.name != "zarr.json")
+        shard.write_bytes(shard.read_bytes()[:-64])
+    out = tmp_path / "release"
+    p = subprocess.run([sys.executable, "-m", "pipelines.publish", f"store={store}", f"output_dir={out}",
+                        f"hydra.run.dir={tmp_path / 'h'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "1 damaged clip" in last and "clip000002 (alpha:" in last, last
+    assert "--prune-invalid" in last
+    assert not out.exists()                                  # no release folder, no shard, no .state
+    # The fix it names works: the damaged clip goes, the rest publishes.
+    v = subprocess.run([sys.executable, "-m", "pipelines.validate", store, "--prune-invalid"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert v.returncode == 0 and "removed clips/clip000002" in v.stdout, v.stdout[-2000:]
+    assert publish.main.task(cfg(store, out, "formats=[zarr]", "export_videomatte=false")) == 0
+    assert "clip000002" not in (out / "clips.csv").read_text() and "clip000003" in (out / "clips.csv").read_text()
