@@ -20,6 +20,7 @@ from tqdm import tqdm
 from clipstore.clips import all_ids, list_dir, open_store
 from clipstore.manifest import consolidated_ids, finalize, finalize_root, read_manifest
 from clipstore.schema import ALPHA_MAX, CLIPS, COLOUR, DIMS, REQUIRED, SOURCES, TYPED, is_alpha
+from core import stops
 
 
 @dataclass
@@ -142,6 +143,7 @@ def _check_content(arrays: Mapping[str, zarr.Array], n_frames: int, check: ClipC
     faults: dict[str, list[int]] = {}  # "<array>: <fault>" -> frames
     extremes: dict[str, tuple[float, float]] = {}  # the same key -> min, max over those frames
     for t in range(n_frames):
+        stops.check()
         frame = {}
         for name, a in list(readable.items()):
             try:
@@ -236,10 +238,13 @@ def check_clip(root: zarr.Group, clip_id: str, manifest: Mapping[str, Any] | Non
 def check_clips(root: zarr.Group, ids: list[str], manifest: Mapping[str, Any] | None = None, workers: int = 0,
                 progress: bool = True) -> list[ClipCheck]:
     """`check_clip` of each of `ids`, `workers` threads at a time (0: one per CPU), in the order given."""
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+    pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1)
+    try:
         jobs = pool.map(lambda cid: check_clip(root, cid, manifest), ids)
         return list(tqdm(jobs, total=len(ids), unit="clip", desc="checking clips", file=sys.stderr,
                          dynamic_ncols=True, disable=not progress))
+    finally:   # on a stop, the clips not yet started are dropped; those under way end at their next frame
+        pool.shutdown(cancel_futures=True)
 
 
 def manifest_only(root: zarr.Group, manifest: Mapping[str, Any] | None) -> list[ClipCheck]:

@@ -4,14 +4,15 @@ Each app stays a real Hydra app (`key=value` overrides, `--cfg job`, `--multirun
 Hydra runs, the overrides are composed once so that an unknown key or a malformed value is
 reported as a single line instead of Hydra's multi-line report. While the task runs, library
 chatter goes to `libraries.log` in Hydra's run folder (core.quiet; `verbose=true` shows it),
-and SIGTERM stops it the way Ctrl-C does (both raise KeyboardInterrupt): the task's own cleanup runs, it prints what finished,
-and the exit status is 143 (130 for Ctrl-C).
+and a stop (Ctrl-C, SIGTERM) at any moment ends it with one line and the signal's exit status
+(core.stops): the task's own cleanup runs and it prints what finished.
 """
 from __future__ import annotations
 
 import contextlib
 import errno
 import functools
+import logging
 import os
 import re
 import signal
@@ -24,38 +25,46 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from core import ranges
+from core import ranges, stops
 from core.conf import CONF_DIR
 from core.errors import UserError
 
 EXIT_BAD_INPUT = 2
-EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}   # 128 + the signal's number, as shells report it
 LIBRARY_LOG = "libraries.log"
 # Failures of a path the user named (an output folder under a file, a read-only place, a full disk).
 PATH_ERRNOS = {errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC,
                errno.ENAMETOOLONG}
 
 
-_received: list[int] = []   # the stop signals this process got, newest last
-
-
-def _stop(signum: int, frame: object) -> None:
-    # KeyboardInterrupt for both, so that one path (every `finally`, every driver's summary) serves
-    # SIGTERM as it serves Ctrl-C; which signal it was is kept here, since a library (Ray's wait)
-    # may turn the exception raised inside it into a plain KeyboardInterrupt.
-    _received.append(signum)
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
-def stop_on_signals() -> None:
-    """SIGTERM and SIGINT raise KeyboardInterrupt; called again after a library (Ray) took them."""
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-
-
 def fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(EXIT_BAD_INPUT)
+
+
+def guarded(work: Callable[[], int | None]) -> int:
+    """Run an app's work to its exit status: a UserError (or a config value met late, or an output
+    path that cannot be written) ends in one `error:` line and status 2; a stop, whatever exception
+    it became in the code it hit, in one line and the signal's status (core.stops)."""
+    stops.install()
+    try:
+        code = work() or 0
+    except BaseException as e:
+        if not stops.stopping(e):
+            if isinstance(e, UserError):
+                fail(str(e))
+            if isinstance(e, OmegaConfBaseException):   # e.g. a value of the wrong type met late
+                fail(_one_line(e))
+            if isinstance(e, OSError) and e.errno in PATH_ERRNOS and e.filename:
+                fail(f"{e.filename}: {e.strerror}")
+            raise
+    else:
+        if stops.received() is None:
+            return code
+    print(f"stopped by {(stops.received() or signal.SIGINT).name}: what finished is kept; the same command resumes",
+          file=sys.stderr, flush=True)
+    # zarr's event loop thread may hold reads the stop cut short: asyncio would report each at exit.
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    return stops.status()
 
 
 def _keys(lines: list[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
@@ -209,27 +218,12 @@ def app(config_name: str) -> Callable[[Callable[[DictConfig], int]], Callable[[]
         @functools.wraps(task)
         def job(cfg: DictConfig) -> None:
             from core import quiet
-            stop_on_signals()
             routing = contextlib.nullcontext()
             if not cfg.get("verbose", False):
                 from hydra.core.hydra_config import HydraConfig
                 routing = quiet.routed(Path(HydraConfig.get().runtime.output_dir) / LIBRARY_LOG)
             with routing:
-                try:
-                    code = task(cfg)
-                except UserError as e:
-                    fail(str(e))
-                except OmegaConfBaseException as e:  # e.g. a value of the wrong type met late
-                    fail(_one_line(e))
-                except OSError as e:
-                    if e.errno not in PATH_ERRNOS or not e.filename:
-                        raise
-                    fail(f"{e.filename}: {e.strerror}")
-                except KeyboardInterrupt:
-                    signum = _received[-1] if _received else signal.SIGINT
-                    print(f"stopped by {signal.Signals(signum).name}: what finished is kept; the same command "
-                          f"resumes", file=sys.stderr)
-                    code = EXIT_SIGNAL[signum]
+                code = guarded(lambda: task(cfg))
             if code:
                 sys.exit(code)
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from core import seeds
+from core import seeds, stops
 from core.checks import integer, is_number, one_of, writable
 from core.cli import UserError, app, to_container
 from gvm_train import data
@@ -265,7 +265,10 @@ def train(c: dict) -> dict[str, Any]:
                 validate(done)
             if done % t["checkpoint_every"] == 0 or done == t["steps"]:
                 save_checkpoint(out, done, model, opt, sched, ema, t["keep_checkpoints"])
-    except KeyboardInterrupt:   # checkpoints are whole or absent; the logs past the last one are trimmed on resume
+            stops.check()
+    except BaseException as e:   # checkpoints are whole or absent; the logs past the last one are trimmed on resume
+        if not stops.stopping(e):
+            raise
         bar.close()
         last = _checkpoints(out)
         print(f"stopped at step {bar.n}; " + (f"latest checkpoint {last[-1].name}: " if last else "no checkpoint yet: ")

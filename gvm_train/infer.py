@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from tqdm import tqdm
 
-from core import done
+from core import done, stops
 from core.checks import integer, writable
 from core.cli import UserError, app, to_container
 from gvm_train.pipeline import GVMPipeline, window_starts
@@ -133,7 +133,10 @@ def matte(c: dict, pipe: GVMPipeline | None = None) -> dict[str, Any]:
                 writer.write(frame, alpha, estimate_foreground(frame, alpha, out_cfg["foreground"]) if want_fgr else None)
                 bar.update()
                 written += 1
-    except KeyboardInterrupt:   # the PNGs written are whole frames; the videos and run.json wait for a full run
+                stops.check()
+    except BaseException as e:   # the PNGs written are whole frames; the videos and run.json wait for a full run
+        if not stops.stopping(e):
+            raise
         print(f"stopped after {written} of {n} frames -> {out} (no run.json: the same command mattes it again)",
               file=sys.stderr, flush=True)
         raise

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import cv2
 import numpy as np
 
-from core import done, quiet
+from core import done, quiet, stops
 from core.checks import integer, number, require_keys, writable
 from core.cli import UserError, app, to_container
 from matting import layout
@@ -139,6 +139,7 @@ def _run(video: VideoInput, matting: ClassicalMatting, out: MatteWriter, record:
             alpha, fgr = matting(frame) if want_fgr else (matting.alpha(frame), None)
             empty += int(alpha.max(initial=0.0) < 0.5)
             out.write(frame, alpha, fgr)
+            stops.check()
     record = {**record, "frames": out.n, "frames_without_person": empty, "fps": video.fps, "width": video.width,
               "height": video.height, "seconds": round(time.perf_counter() - t0, 3)}
     done.mark(out.out_dir, record)

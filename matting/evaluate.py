@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 from omegaconf import DictConfig
 
+from core import stops
 from core.cli import UserError, app, to_container
 from matting import layout
 from matting import metrics as M
@@ -170,9 +171,11 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, protocol: str = "lr", cfg
                 for job in as_completed(jobs):
                     frames[jobs[job].name] = job.result()
                     bar.update(len(jobs[job].true_pha))
+                    stops.check()
         else:
             for c in clips:
                 frames[c.name] = score_clip(c, protocol, cfg, bar.update)
+                stops.check()
     clip_means = {c.name: M.clip_means(frames[c.name]) for c in clips}
     sizes = sorted({f"{c.size[0]}x{c.size[1]}" for c in clips})
     return {

@@ -31,7 +31,7 @@ from omegaconf import DictConfig
 
 import clipstore
 from clipstore.location import name as store_name
-from core import done, seeds
+from core import done, seeds, stops
 from core.checks import writable
 from core.cli import UserError, app, to_container
 from core.colour import alpha_float
@@ -399,6 +399,7 @@ def build(cfg: dict) -> list[Path]:
         for f, w, h, j in todo:
             bar.set_postfix_str(f"{f.name}/{j.name}")
             write_clip(f, j, w, h, c, pool, lambda: bar.update(1))
+            stops.check()
 
     for f, (w, h) in zip(folders, sizes):
         clips = [{"name": j.name, "store": j.ref.store, "clip_id": j.ref.clip_id, "source": j.ref.source,

@@ -28,8 +28,8 @@ from omegaconf import DictConfig
 
 import clipstore
 from clipstore.location import beside
-from core import done, provenance
-from core.cli import UserError, app, stop_on_signals, to_container
+from core import done, provenance, stops
+from core.cli import UserError, app, to_container
 from core.colour import quantise_alpha
 from matting import person as people
 from matting import pseudo
@@ -297,6 +297,7 @@ def label_video(path: str, c: dict, progress: Callable[[int], None] | None = Non
         any_person = False
         try:
             for k, span in enumerate(spans):
+                stops.check()
                 cid = f"{key}-{k:03d}"
                 rejected = marks / f"{cid}.rejected.json"
                 if cid in complete or (rejected.is_file() and json.loads(rejected.read_text())["settings"] == want):
@@ -332,8 +333,10 @@ def label_video(path: str, c: dict, progress: Callable[[int], None] | None = Non
             raise VideoError(f"{path.name}: no person found in any frame")
         done.mark(marks, {**record, "row": row})
     except (VideoError, clipstore.StoreError) as e:
+        stops.check()
         row["error"] = str(e)
     except Exception as e:   # a video FFmpeg cannot decode mid-way, a corrupt mask file: this video only
+        stops.check()        # unless a stop became this exception in the code it hit
         row["error"] = f"{path.name}: {type(e).__name__}: {' '.join(str(e).split())[:200]}"
     return row
 
@@ -357,7 +360,7 @@ def _frames(path: Path, c: dict) -> int:
         return 0
 
 
-def run(videos: list[Path], c: dict) -> tuple[list[dict], KeyboardInterrupt | None]:
+def run(videos: list[Path], c: dict) -> tuple[list[dict], BaseException | None]:
     """Label `videos`; returns the rows of those finished and the signal that stopped the run early
     (Ctrl-C or SIGTERM: the videos under way are dropped, their clips written so far are complete)."""
     from tqdm import tqdm
@@ -372,30 +375,35 @@ def run(videos: list[Path], c: dict) -> tuple[list[dict], KeyboardInterrupt | No
         import ray
         from pipelines.render import connect
         connect(c["cluster"])
-        stop_on_signals()   # ray.init installs its own SIGTERM handler, which would exit without a summary
+        stops.install()   # ray.init installs its own SIGTERM handler, which would exit without a summary
         pending = {}
         try:
             task = ray.remote(num_cpus=c["cluster"]["cpus_per_worker"], max_retries=c["cluster"]["max_retries"])(label_video)
             pending = {task.remote(str(v), c): v for v in videos}
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)   # back in Python each second: signals
+                stops.check()
                 if not ready:
                     continue
                 v = pending.pop(ready[0])
                 try:
                     rows[v] = ray.get(ready[0])
                 except Exception as e:   # a killed worker, retried and still failing
+                    stops.check()
                     rows[v] = _row(v, f"{v.name}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
                 bar.update(frames[v])
             return [rows[v] for v in videos], None
-        except KeyboardInterrupt:
-            for ref in pending:
-                ray.cancel(ref, force=True)
+        except BaseException as e:
+            if stops.stopping(e):
+                for ref in pending:
+                    ray.cancel(ref, force=True)
             raise
         finally:
             ray.shutdown()
-            stop_on_signals()
-    except KeyboardInterrupt as e:
+            stops.install()
+    except BaseException as e:
+        if not stops.stopping(e):
+            raise
         return [rows[v] for v in videos if v in rows], e
     finally:
         bar.close()

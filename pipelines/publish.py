@@ -27,10 +27,10 @@ import numpy as np
 from omegaconf import DictConfig
 
 import clipstore
-from core import done, provenance
+from core import done, provenance, stops
 from core.checks import writable
 from core.conf import load as load_conf
-from core.cli import UserError, app, fail, to_container
+from core.cli import UserError, app, fail, guarded, to_container
 from core.colour import alpha_float
 from matting import sheet
 from matting.video import MatteWriter, VideoSink
@@ -117,7 +117,10 @@ def write_shards(root: Any, out: Path, shards: list[release.Shard], attrs: dict,
     try:
         for s, fmt in tqdm(jobs, desc="packing shards", unit="shard", disable=not c["progress"]):
             packed.append(_pack(root, out, s, fmt, sums, attrs, store_attrs, c))
-    except KeyboardInterrupt:   # the shards packed so far are whole; a rerun reuses them
+            stops.check()
+    except BaseException as e:   # the shards packed so far are whole; a rerun reuses them
+        if not stops.stopping(e):
+            raise
         print(f"stopped after {len(packed)} of {len(jobs)} shard(s) ({sum(packed)} written); no manifest yet",
               file=sys.stderr, flush=True)
         raise
@@ -277,7 +280,7 @@ def verify_main(argv: list[str]) -> int:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "verify":
-        sys.exit(verify_main(sys.argv[2:]))
+        sys.exit(guarded(lambda: verify_main(sys.argv[2:])))
     publish_main()
 
 

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 import clipstore
-from core import provenance
+from core import provenance, stops
 
 MANIFEST = "manifest.json"
 SHA256SUMS = "SHA256SUMS"
@@ -149,6 +149,7 @@ def write_zarr_shard(path: Path, root: Any, ids: list[str], attrs: Mapping[str, 
         try:
             out = clipstore.create(folder, {**store_attrs})
             for cid in ids:
+                stops.check()   # a stop swallowed by zarr's threads: this shard is dropped whole
                 clip = clipstore.read_clip(root, cid)
                 clipstore.write_clip(out, cid, {n: clip[n][:] for n in clip.arrays}, attrs[cid], compression)
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
@@ -177,6 +178,7 @@ def write_wds_shard(path: Path, root: Any, ids: list[str], attrs: Mapping[str, M
     def write(tmp: Path) -> None:
         with wds.TarWriter(str(tmp)) as sink:
             for cid in ids:
+                stops.check()
                 clip = clipstore.read_clip(root, cid)
                 sample: dict[str, Any] = {"__key__": cid, "json": json.dumps(attrs[cid]).encode()}
                 for name in clip.arrays:

@@ -19,9 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 
 import clipstore
 from assets import body
-from core import provenance, quiet
+from core import provenance, quiet, stops
 from core.checks import writable
-from core.cli import UserError, app, stop_on_signals, to_container
+from core.cli import UserError, app, to_container
 from pipelines import contact_sheet, cost, plan, report
 from render.spec import ClipSpec
 
@@ -185,7 +185,7 @@ def _why(e: Exception, cl: dict) -> str:
     return f"{type(cause).__name__}: {' '.join(str(cause).split())[:300]} ({tries} tries)"
 
 
-def run_ray(specs: list[ClipSpec], cfg: dict) -> tuple[list[dict], dict[str, str], KeyboardInterrupt | None]:
+def run_ray(specs: list[ClipSpec], cfg: dict) -> tuple[list[dict], dict[str, str], BaseException | None]:
     """Render `specs`; returns what finished, what failed, and the signal that stopped the run early
     (Ctrl-C or SIGTERM: the clips under way are cancelled, their partial groups stay invisible)."""
     import ray
@@ -193,7 +193,7 @@ def run_ray(specs: list[ClipSpec], cfg: dict) -> tuple[list[dict], dict[str, str
 
     cl = cfg["cluster"]
     connect(cl)
-    stop_on_signals()   # ray.init installs its own SIGTERM handler, which would exit without a summary
+    stops.install()   # ray.init installs its own SIGTERM handler, which would exit without a summary
     # max_calls recycles a worker process after that many clips, so Blender state and memory start fresh.
     task = ray.remote(num_cpus=cl["cpus_per_worker"], max_calls=cl["clips_per_worker"],
                       max_retries=cl["max_retries"], retry_exceptions=cl["retry_exceptions"])(render_and_store)
@@ -214,12 +214,14 @@ def run_ray(specs: list[ClipSpec], cfg: dict) -> tuple[list[dict], dict[str, str
             while pending:
                 # A bounded wait: the loop comes back to Python at least once a second, so a signal is handled.
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                stops.check()
                 if ready:
                     clip = pending.pop(ready[0])
                     finished += frames[clip]
                     try:
                         done.append(ray.get(ready[0]))
                     except Exception as e:  # noqa: BLE001 - a clip's own failure must not stop the run
+                        stops.check()
                         failed[clip] = _why(e, cl)
                         bar.write(f"{clip} failed: {failed[clip]}", file=sys.stderr)
                     bar.set_postfix(clips=f"{len(done)}/{len(frames)}", failed=len(failed), refresh=False)
@@ -233,13 +235,15 @@ def run_ray(specs: list[ClipSpec], cfg: dict) -> tuple[list[dict], dict[str, str
                 if n != bar.n or ready or time.monotonic() - drawn > 10.0:
                     bar.n, drawn = n, time.monotonic()
                     bar.refresh()
-    except KeyboardInterrupt as e:
+    except BaseException as e:
+        if not stops.stopping(e):
+            raise
         stopped = e
         for ref in pending:
             ray.cancel(ref, force=True)
     finally:
         ray.shutdown()
-        stop_on_signals()
+        stops.install()
     return done, failed, stopped
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import clipstore
 from clipstore import Report
 from core.checks import writable
-from core.cli import UserError, fail
+from core.cli import UserError, fail, guarded
 from pipelines.table import columns
 
 EXIT_INVALID = 1
@@ -85,4 +85,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

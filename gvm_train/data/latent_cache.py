@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core import done
+from core import done, stops
 from gvm_train.model import GVMModel
 
 
@@ -51,6 +51,7 @@ def build(dataset: Any, model: GVMModel, windows: int, root: Path, batch_size: i
     out: dict[str, np.lib.format.open_memmap] = {}
     with torch.no_grad():
         for start in tqdm(range(0, windows, batch_size), desc="caching latents", unit="batch"):
+            stops.check()
             items = [dataset[i] for i in range(start, min(start + batch_size, windows))]
             batch = torch.utils.data.default_collate(items)
             # rgb/alpha (and a mask-guided model's mask) latents feed the UNet; alpha and weight the pixel losses.
