@@ -9,9 +9,14 @@ how much hair covers them, and workers sharing CPUs beyond `cpus_per_worker` slo
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
+import os
+import platform
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -83,6 +88,35 @@ def probe(spec: ClipSpec, threads: int, compression: clipstore.Compression) -> P
                  max(build_s - sum(out.seconds.values()), 0.0), stored_bytes(arrays, compression))
 
 
+def cache_key(cfg: dict, definition_hash: str) -> str:
+    """What a probe's figures depend on: the dataset's definition, this machine, the threads each
+    worker gets and the device asked for."""
+    where = {"definition": definition_hash, "host": platform.node(), "cpus": os.cpu_count(),
+             "threads": cfg["cluster"]["cpus_per_worker"], "device": cfg["cycles"]["device"]}
+    return hashlib.sha256(json.dumps(where, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cached(path: str | Path, key: str) -> Probe | None:
+    """A probe measured before for `key` (cost.cache), or None."""
+    try:
+        return Probe(**json.loads(Path(path).read_text())[key])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def remember(path: str | Path, key: str, p: Probe) -> None:
+    """Add a probe to the cache file, written aside and renamed (a run stopped mid-write keeps the old one)."""
+    path = Path(path)
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps({**known, key: dataclasses.asdict(p)}, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
 def stored_bytes(arrays: dict[str, np.ndarray], compression: clipstore.Compression) -> int:
     """Bytes the arrays take once written through the store (in a throwaway one, not the run's)."""
     with tempfile.TemporaryDirectory(prefix="gvm-probe-") as tmp:
@@ -98,7 +132,7 @@ def estimate(p: Probe, n_clips: int, n_frames: int, workers: int) -> Estimate:
                     n_clips * n_frames * p.stored_bytes)
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:
@@ -112,8 +146,8 @@ def report(p: Probe, e: Estimate) -> str:
         f"probe: frame 1 of {p.clip_id} with {p.threads} thread(s): Cycles {passes} per frame, "
         f"+ {p.convert_s:.2f} s to store arrays; per clip {p.fixed_s:.1f} s set-up "
         f"(geometry {p.geometry_s:.1f} s, scene {p.scene_s:.1f} s)",
-        f"estimate: {_duration(e.wall_s)} for {e.n_clips} clips of {e.n_frames} frames on {e.workers} worker(s) "
-        f"({_duration(e.clip_s)} per clip), store ~{e.store_bytes / 2**20:.1f} MiB; "
+        f"estimate: {duration(e.wall_s)} for {e.n_clips} clips of {e.n_frames} frames on {e.workers} worker(s) "
+        f"({duration(e.clip_s)} per clip), store ~{e.store_bytes / 2**20:.1f} MiB; "
         f"an estimate from one frame, not a measurement of the run",
     ])
 
@@ -129,7 +163,7 @@ def preset_table(rows: list[tuple[str, dict, Probe, Estimate]]) -> str:
     """One line per preset: its size, samples, frames, and the estimate for the planned clips."""
     head = ("preset", "size", "spp colour+alpha", "frames/clip", "per frame", "per clip", "all clips", "store")
     body = [(name, f"{c['cycles']['width']}x{c['cycles']['height']}",
-             f"{c['cycles']['samples']}+{c['cycles']['alpha_samples']}", str(e.n_frames), _duration(p.frame_s),
-             _duration(e.clip_s), _duration(e.wall_s), f"{e.store_bytes / 2**20:.0f} MiB")
+             f"{c['cycles']['samples']}+{c['cycles']['alpha_samples']}", str(e.n_frames), duration(p.frame_s),
+             duration(e.clip_s), duration(e.wall_s), f"{e.store_bytes / 2**20:.0f} MiB")
             for name, c, p, e in rows]
     return columns(head, body)

@@ -14,6 +14,7 @@ from pathlib import Path
 from assets import body, camera, clothing, hair, lighting, motions, skin
 from core import seeds
 from core.checks import at, integer, is_number, number, one_of
+from core.conf import CONF_DIR
 from core.errors import UserError
 from render.spec import ClipSpec
 
@@ -56,6 +57,10 @@ def check(cfg: dict) -> None:
     if not is_number(c["pixel_filter_width"]) or c["pixel_filter_width"] <= 0:
         raise UserError(f"cycles.pixel_filter_width must be a positive number, got {c['pixel_filter_width']!r}")
     number(cfg["lighting"]["backlit_share"], "lighting.backlit_share", 0, 1)
+    number(cfg["cost"]["quick_above_s"], "cost.quick_above_s", 0)
+    one_of(cfg["cost"]["estimate"], (True, False), "cost.estimate")
+    presets = sorted(p.stem for p in (CONF_DIR / "preset").glob("*.yaml"))
+    one_of(cfg["cost"]["quick_preset"], presets, "cost.quick_preset")
     amass = cfg["motion"]["amass"]
     number(amass["fraction"], "motion.amass.fraction", 0, 1)
     if amass["dir"] and amass["fraction"] > 0 and not Path(amass["dir"]).expanduser().is_dir():

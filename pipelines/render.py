@@ -293,6 +293,34 @@ def preset_estimates(c: dict, model: dict, n_clips: int) -> str:
                                       "each from one frame of one clip; the paper preset is meant for GPUs")
 
 
+def measured(c: dict, model: dict, spec: ClipSpec) -> tuple[cost.Probe, bool]:
+    """The probe of these settings on this machine: remembered from an earlier run or dry run
+    (`cost.cache`), else rendered now (frame 1 of `spec`) and remembered; whether it was remembered."""
+    key = cost.cache_key(c, plan.definition_hash(plan.definition(c, model)))
+    if (p := cost.cached(c["cost"]["cache"], key)) is not None:
+        return p, True
+    p = cost.probe(spec, c["cluster"]["cpus_per_worker"], clipstore.Compression.from_config(c["store"]))
+    cost.remember(c["cost"]["cache"], key, p)
+    return p, False
+
+
+def forecast(c: dict, model: dict, todo: list[ClipSpec]) -> str:
+    """One line before a run: what it will cost here and, for a long run, what the quick preset would."""
+    p, known = measured(c, model, todo[0])
+    workers = c["cluster"]["workers"]
+    e = cost.estimate(p, len(todo), plan.n_frames(c), workers)
+    line = (f"estimate on this machine: {cost.duration(e.wall_s)} for {len(todo)} clip(s) on {workers} worker(s), "
+            f"{p.frame_s:.1f} s per frame ({'measured before' if known else 'from a probe of frame 1'})")
+    from core.conf import load
+    quick = _merged(c, load(f"preset/{c['cost']['quick_preset']}"))
+    if e.wall_s > c["cost"]["quick_above_s"] and plan.definition(quick, model) != plan.definition(c, model):
+        q, _ = measured(quick, model, plan.clip_spec(quick, todo[0].index, model))
+        qe = cost.estimate(q, len(todo), plan.n_frames(quick), workers)
+        if qe.wall_s < e.wall_s:
+            line += f"; preset={c['cost']['quick_preset']} (a quick look, not training data): {cost.duration(qe.wall_s)}"
+    return line
+
+
 def outputs(c: dict) -> None:
     """Every place the run writes, checked before anything is planned or rendered."""
     if not clipstore.location.is_url(c["store"]["path"]):
@@ -328,6 +356,7 @@ def main(cfg: DictConfig) -> int:
         if c["dry_run"] is True and todo:  # "plan" lists only; the probe needs Blender and a few seconds
             print(f"probing: rendering frame 1 of {todo[0].clip_id} to estimate the cost ...", flush=True)
             p = cost.probe(todo[0], c["cluster"]["cpus_per_worker"], clipstore.Compression.from_config(c["store"]))
+            cost.remember(c["cost"]["cache"], cost.cache_key(c, plan.definition_hash(plan.definition(c, model))), p)
             print(cost.report(p, cost.estimate(p, len(todo), plan.n_frames(c), c["cluster"]["workers"])))
         return 0
     start = time.perf_counter()
@@ -337,6 +366,8 @@ def main(cfg: DictConfig) -> int:
         with quiet.chatter():   # warp's kernel compiler prints its devices and cache to stdout
             seconds = anny_body.ensure_built(model["path"])
         print(f"anny: ready in {seconds:.0f} s", flush=True)
+    if todo and c["cost"]["estimate"]:
+        print(forecast(c, model, todo), flush=True)
     done, failed, stopped = run_ray(todo, c) if todo else ([], {}, None)
     if stopped is not None:   # no sheet, report or manifest: the next run, which resumes, writes them
         print(summary(c, len(specs), len(specs) - len(todo), done, failed, time.perf_counter() - start, None))

@@ -20,7 +20,7 @@ def test_estimate_is_setup_plus_frames_in_waves_of_workers():
 
 @pytest.mark.blender
 def test_dry_run_probes_one_frame_and_writes_nothing(small_cfg, capsys, tmp_path):
-    cfg = small_cfg("dry_run=true", "n_clips=3")
+    cfg = small_cfg("dry_run=true", "n_clips=3", f"cost.cache={tmp_path / 'costs.json'}")
     assert render_main.task(cfg) == 0
     out = capsys.readouterr().out
     probe = re.search(r"probe: frame 1 of clip000000 with 2 thread\(s\): Cycles colour ([\d.]+) s, alpha ([\d.]+) s "
@@ -32,6 +32,12 @@ def test_dry_run_probes_one_frame_and_writes_nothing(small_cfg, capsys, tmp_path
     assert est, out
     assert float(est.group(1)) > 0 and float(est.group(3)) > 0
     assert not (tmp_path / "store.zarr").exists()
+    # Remembered for these settings on this machine: the run that follows says so before it starts.
+    from pipelines import plan
+    from pipelines.render import forecast, resolve_model
+    model = resolve_model(cfg)
+    assert re.fullmatch(r"estimate on this machine: \S+ (s|min) for 3 clip\(s\) on 1 worker\(s\), [\d.]+ s per frame "
+                        r"\(measured before\)", forecast(cfg, model, plan.plan(cfg, model)))
 
 
 @pytest.mark.slow
@@ -61,3 +67,24 @@ def test_dry_run_presets_estimates_every_preset(small_cfg, capsys, tmp_path):
     # (the default preset keeps SMALL's 64 px here, so only the paper preset's place is known)
     assert seconds["paper"] > 10 * max(v for k, v in seconds.items() if k != "paper") > 0
     assert not (tmp_path / "store.zarr").exists()
+
+
+def test_a_long_run_names_the_quick_preset_and_its_cost(small_cfg, tmp_path):
+    """The arithmetic and the wording, from probes remembered before (no render)."""
+    from pipelines import plan
+    from pipelines.render import _merged, forecast, resolve_model
+    from core.conf import load
+    c = small_cfg("n_clips=40", f"cost.cache={tmp_path / 'costs.json'}")
+    model = resolve_model(c)
+    quick = _merged(c, load("preset/draft"))
+    slow = cost.Probe("clip000000", 1, {"colour": 30.0, "alpha": 60.0}, 0.1, 20.0, 5.0, 1000)
+    fast = cost.Probe("clip000000", 1, {"colour": 1.0, "alpha": 2.0}, 0.1, 5.0, 1.0, 100)
+    for cfg, p in ((c, slow), (quick, fast)):
+        cost.remember(c["cost"]["cache"], cost.cache_key(cfg, plan.definition_hash(plan.definition(cfg, model))), p)
+    todo = plan.plan(c, model)
+    line = forecast(c, model, todo)
+    long = cost.estimate(slow, 40, plan.n_frames(c), 1).wall_s
+    short = cost.estimate(fast, 40, plan.n_frames(quick), 1).wall_s
+    assert line == (f"estimate on this machine: {cost.duration(long)} for 40 clip(s) on 1 worker(s), 90.1 s per frame "
+                    f"(measured before); preset=draft (a quick look, not training data): {cost.duration(short)}")
+    assert "preset=draft" not in forecast({**c, "cost": {**c["cost"], "quick_above_s": long + 1}}, model, todo)

@@ -1,5 +1,6 @@
 """The driver for real: a local Ray cluster rendering into a zarr store, and its command line."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,8 +54,12 @@ def test_rerun_renders_only_missing(two_clip_store, cache_dir, capfd):
     path, cfg = two_clip_store
     before = _files(path / "clips")
     assert render_main.task({**cfg, "n_clips": 3}) == 0
-    bar = capfd.readouterr().err
+    out, bar = capfd.readouterr()
     assert "4/4" in bar and "frame" in bar and "clips=1/1" in bar   # the bar counts frames, not clips
+    # What the run will cost, said before it starts, from the probe remembered for these settings.
+    assert re.search(r"^estimate on this machine: \S+ s for 1 clip\(s\) on 1 worker\(s\), [\d.]+ s per frame "
+                     r"\((measured before|from a probe of frame 1)\)$", out, re.M), out
+    assert out.index("estimate on this machine") < out.index("clips: 3 planned")
     root = clipstore.open_store(path)
     assert clipstore.complete_ids(root) == ["clip000000", "clip000001", "clip000002"]
     after = _files(path / "clips")
