@@ -286,13 +286,45 @@ def test_finetune_stops_on_sigterm_and_resumes_to_the_same_model(tmp_path):
 # --- the README's model examples, as written -----------------------------------------------------
 
 def readme_commands(*sections: str) -> list[list[str]]:
-    """The `.venv/bin/python -m ...` lines of the README's sh blocks under these headings."""
-    text = (ROOT / "README.md").read_text()
+    """The `.venv/bin/python -m ...` lines of the sh blocks of README.md and every docs/*.md page:
+    under these headings (any level, their subsections included, in the order given; each heading
+    must be on exactly one page, once), or in every sh block of every page when none is given."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    texts = [p.read_text() for p in pages]
+
+    def headed(text: str) -> list[list]:   # [level, title, body] per heading; headings in fenced code skipped
+        out, fenced = [], False
+        for line in text.splitlines(keepends=True):
+            if line.startswith("```"):
+                fenced = not fenced
+            m = None if fenced else re.match(r"(#+) (.+?)\s*$", line)
+            if m:
+                out.append([len(m.group(1)), m.group(2), ""])
+            elif out:
+                out[-1][2] += line
+        return out
+
+    def commands(body: str) -> list[list[str]]:
+        return [shlex.split(ln)[2:] for block in re.findall(r"```sh\n(.*?)```", body, re.S)
+                for ln in block.splitlines() if ln.startswith(".venv/bin/python -m ")]
+
+    if not sections:
+        return [c for t in texts for c in commands(t)]
     out = []
     for title in sections:
-        body = text.split(f"### {title}\n", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
-        for block in re.findall(r"```sh\n(.*?)```", body, re.S):
-            out += [shlex.split(ln)[2:] for ln in block.splitlines() if ln.startswith(".venv/bin/python -m ")]
+        bodies = []
+        for page, text in zip(pages, texts):
+            secs = headed(text)
+            for i, (level, name, body) in enumerate(secs):
+                if name != title:
+                    continue
+                for sub_level, _, sub_body in secs[i + 1:]:
+                    if sub_level <= level:
+                        break
+                    body += sub_body
+                bodies.append((page.relative_to(ROOT), body))
+        assert len(bodies) == 1, (title, [str(p) for p, _ in bodies])   # one home for each example section
+        out += commands(bodies[0][1])
     return out
 
 
@@ -315,6 +347,9 @@ def test_readme_model_examples_run_as_written(tmp_path, monkeypatch):
     modules = [c[0] for c in commands]
     assert modules == ["gvm_train.finetune", "gvm_train.infer", "matting.classical", "pipelines.benchmark_set",
                        "gvm_train.infer", "matting.evaluate"], modules
+    # Every example written to be run as it stands (`.venv/bin/python -m ...` in an sh block of the README
+    # or a docs page) is one of these, so none goes untested.
+    assert sorted(map(tuple, readme_commands())) == sorted(map(tuple, commands)), readme_commands()
     (tmp_path / "data").mkdir()
     write_store(tmp_path / "data" / "synth.zarr", 5, t=16, h=36, w=36)
     monkeypatch.chdir(tmp_path)   # the examples' relative paths (data/, runs/, outputs/) land here
