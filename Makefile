@@ -9,7 +9,7 @@ N      ?= 4
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: bench-pseudolabel venv render sheet test test-fast bench bench-render bench-fidelity loop clean
+.PHONY: bench-pseudolabel venv render sheet test test-fast bench bench-render bench-fidelity bench-layers loop clean
 
 venv: $(STAMP)
 
@@ -45,6 +45,9 @@ bench-render: $(STAMP)
 
 bench-fidelity: $(STAMP)
 	$(BIN)/python -m pipelines.bench_fidelity $(ARGS)
+
+bench-layers: $(STAMP)
+	$(BIN)/python -m pipelines.bench_layers $(ARGS)
 
 loop: $(STAMP)
 	$(BIN)/python -m pipelines.loop $(ARGS)

@@ -16,7 +16,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from assets import standin
+from assets import stage, standin
+from assets.shapes import Mesh, SceneObject
 from core import provenance
 
 REQUIRED_KEYS = (
@@ -34,6 +35,10 @@ MOTION_WIDTHS = {
 # Parts of a motion that may be left out (they then stay at zero).
 _OPTIONAL_MOTION = ("jaw_pose", "leye_pose", "reye_pose", "left_hand_pose", "right_hand_pose",
                     "transl")
+# anny's face parts (PosedBody.face_part 0, 1, 2) as materials: skin, then plain glossy eyes and
+# insides of eyes and mouth (no iris detail at these sizes), each its own coverage group.
+FACE_PARTS = ({"kind": "flat", "name": "eye", "colour": [0.03, 0.02, 0.015], "roughness": 0.05, "part": "eyes"},
+              {"kind": "flat", "name": "inside", "colour": [0.15, 0.03, 0.03], "roughness": 0.5, "part": "mouth"})
 
 
 def _default_cache_dir() -> Path:
@@ -294,3 +299,13 @@ def sample(cfg: Mapping[str, Any], seed: int, kind: str = "standin") -> dict[str
         from assets import anny_body
         return {"betas": [], **anny_body.sample(cfg["anny"], np.random.default_rng([seed, 1]))}
     return {"betas": sample_betas(np.random.default_rng(seed), cfg["n_betas"], cfg["betas_std"])}
+
+
+def objects(spec: Any, posed: PosedBody) -> list[SceneObject]:
+    """The skinned body itself: skin (textured where the model has texture coordinates), eyes and
+    mouth as their own materials and coverage groups."""
+    skin = {"kind": "skin", "textured": posed.face_uv is not None, **spec.body["skin"], "part": "skin"}
+    textured = posed.face_uv is not None
+    shape = Mesh(posed.faces, stage.to_world(posed.vertices), posed.face_uv if textured else None,
+                 posed.face_part.astype(np.int32) if textured else None)
+    return [SceneObject("body", "person", "body", (), shape, (skin, *FACE_PARTS) if textured else (skin,))]

@@ -1,13 +1,15 @@
 """The camera: lens, framing, shutter and move sampled from conf/camera/*.yaml. Where it stands is
-resolved at render time from the posed body (render.scene.add_camera); `path` turns the move into
-per-frame offsets from that placement."""
+resolved from the posed body (`place`, in the world frame of assets.stage); `path` turns the move
+into per-frame offsets from that placement, and `Placement.project` maps world points to pixels."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
+from assets import stage
 from core import ranges
 from core.noise import smooth_noise
 from core.ranges import number
@@ -70,3 +72,61 @@ def path(move: Mapping[str, Any], n_frames: int, fps: float) -> Path:
     elif kind != "static":
         raise ValueError(f"camera move {kind!r} is not one of {', '.join(MOVES)}")
     return Path(rotate, shift, distance, azimuth, focal)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the camera is in every frame (world frame, Blender's camera axes: -Z forward, Y up)."""
+    matrix_world: np.ndarray      # (T,4,4)
+    lens_mm: np.ndarray           # (T,)
+    focus_m: np.ndarray | None    # (T,) focus distance with depth of field, else None
+    sensor_mm: float              # sensor height (vertical fit)
+    width: int
+    height: int
+    record: dict                  # what the clip's metadata keeps of it
+
+    def project(self, points: np.ndarray, t: int) -> np.ndarray:
+        """World points (N,3) in frame t -> pixel positions (N,2), x right and y down from the
+        image's top-left corner."""
+        m = np.linalg.inv(self.matrix_world[t])
+        p = points @ m[:3, :3].T + m[:3, 3]
+        f = self.lens_mm[t] / self.sensor_mm * self.height   # focal length in pixels (vertical sensor fit)
+        z = np.minimum(p[:, 2], -1e-6)                         # in front of the camera: z < 0
+        return np.stack([self.width / 2 + f * p[:, 0] / -z, self.height / 2 - f * p[:, 1] / -z], axis=1)
+
+
+def place(vertices: np.ndarray, joints: np.ndarray, top_extra: float, cam: Mapping[str, Any], width: int,
+          height: int, fps: float, view_deg: float = 0.0) -> Placement:
+    """Frame head and upper body over the whole clip (world-frame `vertices` (T,V,3) and `joints`
+    (T,55,3); `top_extra`: what rises above the crown, the hair), then apply the clip's move frame
+    by frame. `view_deg`: the stage's front relative to the person's facing (assets.stage.front)."""
+    top = vertices[..., 2].max() + top_extra
+    head = joints[:, stage.HEAD].mean(0)
+    extent = cam["frame_height_m"]
+    target = np.array([head[0], head[1], top + cam["top_margin"] * extent - extent / 2]) + np.asarray(cam["center_offset_m"])
+    front = stage.front(joints, view_deg)
+    half_fov = math.atan(cam["sensor_mm"] / 2 / cam["focal_mm"])
+    distance = (extent / 2) / math.tan(half_fov)   # vertical sensor fit; a landscape frame keeps the same vertical extent
+    move = path(cam["move"], len(vertices), fps)
+    matrices, lenses, focus = [], [], []
+    for t in range(len(vertices)):
+        position = target + distance * move.distance[t] * stage.direction(front, cam["azimuth_deg"] + move.azimuth_deg[t],
+                                                                          cam["elevation_deg"])
+        aim = stage.look_at(position, target)
+        yaw, pitch, roll = np.radians(move.rotate_deg[t])
+        shake = (stage.rotation("Z", math.radians(cam["roll_deg"]) + roll) @ stage.rotation("Y", yaw)
+                 @ stage.rotation("X", pitch))
+        shifted = position + aim[:3, :3] @ move.shift_m[t]
+        aim[:3, 3] = shifted
+        matrices.append(aim @ shake)
+        lenses.append(cam["focal_mm"] * float(move.focal[t]))
+        focus.append(float(np.linalg.norm(joints[t, stage.EYES].mean(axis=0) - shifted)))   # on the eyes as they move
+    matrices, lenses = np.array(matrices), np.array(lenses)
+    base = target + distance * stage.direction(front, cam["azimuth_deg"], cam["elevation_deg"])
+    record = {"position": base.tolist(), "target": target.tolist(), "distance_m": distance,
+              "matrix_world": matrices[0].tolist(), "sensor_fit": "VERTICAL", "lens_mm": float(lenses[0]),
+              "sensor_height_mm": cam["sensor_mm"], "width": width, "height": height, "move": cam["move"]["kind"],
+              "shutter": cam["shutter"], "framing": cam["framing"],
+              "dof": {"f_stop": cam["f_stop"], "focus_m": focus[0]} if cam["dof"] else None,
+              "frames": {"matrix_world": matrices.tolist(), "lens_mm": lenses.tolist()}}
+    return Placement(matrices, lenses, np.array(focus) if cam["dof"] else None, cam["sensor_mm"], width, height, record)

@@ -16,7 +16,9 @@ from typing import Any, Mapping
 import numpy as np
 from scipy.spatial import cKDTree
 
+from assets import stage
 from assets.hair.field import open_edges, vertex_normals
+from assets.shapes import Mesh, SceneObject
 from core import ranges
 from core.colour import srgb_to_linear
 from core.ranges import number
@@ -39,6 +41,19 @@ def _fabric(cfg: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:
 
 HANGING = ("skirt",)    # kinds made by `skirt` (hung from the waist), not as shells by `dress`
 DRESSABLE = ("anny",)   # body models whose regions garments know (assets.anny_body.regions)
+
+
+def check(cfg: Mapping[str, Any]) -> None:
+    """Every garment kind a weights table can draw has its regions (known ones) and thickness."""
+    for part in ("tops", "bottoms"):
+        c = cfg[part]
+        for kind, w in c["weights"].items():
+            if kind not in c["regions"] or kind not in c["thickness_m"]:
+                raise ValueError(f"clothing.{part}.weights.{kind}: no such garment (known: "
+                                 f"{', '.join(sorted(set(c['regions']) & set(c['thickness_m'])))})")
+            bad = sorted(set(c["regions"][kind]) - set(REGIONS))
+            if bad:
+                raise ValueError(f"clothing.{part}.regions.{kind} names unknown regions {bad}; known: {', '.join(REGIONS)}")
 
 
 def sample(cfg: Mapping[str, Any], seed: int, body_kind: str) -> dict[str, Any]:
@@ -177,3 +192,23 @@ def skirt(vertices: np.ndarray, joints: np.ndarray, inside: np.ndarray, waist: n
     quads = np.stack([i, j, j + n_sec, i + n_sec], axis=-1).reshape(-1, 4)
     faces = np.concatenate([quads[:, [0, 1, 2]], quads[:, [0, 2, 3]]]).astype(np.int32)   # normals outwards
     return verts, faces
+
+
+def objects(spec: Any, posed: Any) -> list[SceneObject]:
+    """The clip's top and bottom over the posed body (a body with garment regions: anny), each a
+    fabric mesh in every frame and its own coverage group."""
+    out, normals = [], None
+    for part in ("top", "bottom"):
+        g = spec.clothing.get(part)
+        if not g or posed.regions is None:
+            continue
+        if normals is None:   # the skin's, shared by top and bottom
+            normals = vertex_normals(posed.vertices.astype(np.float64), posed.faces)
+        covered = np.logical_or.reduce([posed.regions[r] for r in g["regions"]])
+        if g["kind"] in HANGING:
+            verts, faces = skirt(posed.vertices, posed.joints, covered, posed.regions["hips"], g["thickness_m"], g["hang"])
+        else:
+            verts, faces = dress(posed.vertices, posed.faces, covered, g["thickness_m"], normals, g["hem_smoothing"])
+        out.append(SceneObject(part, "worn", "body", ("body",), Mesh(faces, stage.to_world(verts)),
+                               ({"kind": "fabric", "name": part, **g["fabric"], "part": part},)))
+    return out

@@ -18,8 +18,10 @@ import zarr
 from tqdm import tqdm
 
 from clipstore.clips import all_ids, list_dir, open_store
+from clipstore.failures import failures, log_beside
 from clipstore.manifest import consolidated_ids, finalize, finalize_root, read_manifest
-from clipstore.schema import ALPHA_MAX, CLIPS, COLOUR, DIMS, REQUIRED, SOURCES, TYPED, is_alpha
+from clipstore.outputs import declared
+from clipstore.schema import ALPHA_MAX, CLIPS, DIMS, REQUIRED, SOURCES, StoreError
 from core import stops
 
 
@@ -76,18 +78,21 @@ def _open_arrays(g: zarr.Group, root: zarr.Group, check: ClipCheck) -> dict[str,
 
 
 def _check_layout(arrays: Mapping[str, zarr.Array], expected: set[str], check: ClipCheck) -> tuple[int, int, int] | None:
-    """Presence, dtypes and shapes; returns the clip's (T, H, W), or None when no array gives it."""
+    """Presence, and dtypes and shapes against each array's declaration (the one it recorded, else
+    the outputs table's); returns the clip's (T, H, W), or None when no array gives it."""
     for name in sorted(expected - arrays.keys()):
         check.problems.append(f"{name}: array missing")
-    for name, (dtype, ndim) in TYPED.items():
-        a = arrays.get(name)
-        if a is not None and a.dtype != dtype:
-            check.problems.append(f"{name}: dtype {a.dtype}, expected {np.dtype(dtype)}")
-        if a is not None and a.ndim != ndim:
-            check.problems.append(f"{name}: shape {a.shape}, expected {ndim} axes")
-    for name in COLOUR:
-        if name in arrays and arrays[name].ndim == 4 and arrays[name].shape[-1] != 3:
-            check.problems.append(f"{name}: {arrays[name].shape[-1]} channels, expected 3")
+    for name, a in sorted(arrays.items()):
+        o = declared(name, dict(a.attrs))
+        if o is None:
+            check.notes.append(f"{name}: an array no output declares")
+            continue
+        if a.dtype != np.dtype(o.dtype):
+            check.problems.append(f"{name}: dtype {a.dtype}, expected {o.dtype}")
+        if a.ndim != o.ndim:
+            check.problems.append(f"{name}: shape {a.shape}, expected {o.ndim} axes")
+        elif o.channels and a.shape[-1] != len(o.channels):
+            check.problems.append(f"{name}: {a.shape[-1]} channels, expected {len(o.channels)}")
     lead_from = "alpha" if "alpha" in arrays else next(iter(sorted(arrays)), None)
     if lead_from is None:
         return None
@@ -110,14 +115,14 @@ def _check_against_spec(attrs: Mapping[str, Any], lead: tuple[int, int, int], ch
         check.problems.append(f"{lead[2]}x{lead[1]} pixels, the spec says {size['width']}x{size['height']}")
 
 
-def _value_faults(name: str, x: np.ndarray) -> dict[str, tuple[float, float] | None]:
-    """What is wrong with the values of one frame: NaN/inf in a float array, alpha out of range
+def _value_faults(coverage: bool, x: np.ndarray) -> dict[str, tuple[float, float] | None]:
+    """What is wrong with the values of one frame: NaN/inf in a float array, coverage out of range
     (0..1 for a float alpha a bad writer produced, 0..ALPHA_MAX otherwise), the latter with the
     frame's finite min and max."""
     faults: dict[str, tuple[float, float] | None] = {}
     if x.dtype.kind == "f" and not np.isfinite(x).all():
         faults["NaN or inf"] = None
-    if is_alpha(name):
+    if coverage:
         lo, hi = (0.0, 1.0) if x.dtype.kind == "f" else (0, ALPHA_MAX)
         if ((x < lo) | (x > hi)).any():  # NaN compares False: counted above, not here
             finite = x[np.isfinite(x)]
@@ -142,6 +147,7 @@ def _check_content(arrays: Mapping[str, zarr.Array], n_frames: int, check: ClipC
             readable[name], hashers[name] = a, hashlib.sha256()
     faults: dict[str, list[int]] = {}  # "<array>: <fault>" -> frames
     extremes: dict[str, tuple[float, float]] = {}  # the same key -> min, max over those frames
+    coverage = {n for n, a in readable.items() if (o := declared(n, dict(a.attrs))) and o.convert == "coverage"}
     for t in range(n_frames):
         stops.check()
         frame = {}
@@ -153,7 +159,7 @@ def _check_content(arrays: Mapping[str, zarr.Array], n_frames: int, check: ClipC
                 del readable[name], hashers[name]
                 continue
             hashers[name].update(np.ascontiguousarray(frame[name]))
-            for fault, ext in _value_faults(name, frame[name]).items():
+            for fault, ext in _value_faults(name in coverage, frame[name]).items():
                 key = f"{name}: {fault}"
                 faults.setdefault(key, []).append(t)
                 if ext:
@@ -242,9 +248,25 @@ def check_clips(root: zarr.Group, ids: list[str], manifest: Mapping[str, Any] | 
     try:
         jobs = pool.map(lambda cid: check_clip(root, cid, manifest), ids)
         return list(tqdm(jobs, total=len(ids), unit="clip", desc="checking clips", file=sys.stderr,
-                         dynamic_ncols=True, disable=not progress))
+                         dynamic_ncols=True, disable=not progress, delay=2))   # shown when it takes a while
     finally:   # on a stop, the clips not yet started are dropped; those under way end at their next frame
         pool.shutdown(cancel_futures=True)
+
+
+def intact(root: zarr.Group, store: str, progress: bool = True) -> list[str]:
+    """The store's complete clips, each read in full and checked against the contract and the
+    checksums recorded when it was written (what validate runs); a StoreError naming the damaged
+    ones and the fix, so that nothing damaged goes into a release, a training run or a benchmark
+    (a chunk that still decodes would otherwise pass unseen)."""
+    checks = check_clips(root, all_ids(root), read_manifest(root), progress=progress)
+    damaged = [k for k in checks if not k.ok and (k.complete or not k.readable)]
+    if damaged:
+        named = "; ".join(f"{k.clip_id} ({k.problems[0]})" for k in damaged[:3])
+        more = f"; and {len(damaged) - 3} more" if len(damaged) > 3 else ""
+        raise StoreError(f"store {store}: {len(damaged)} damaged clip(s): {named}{more}; "
+                         f"`python -m pipelines.validate {store} --prune-invalid` removes them, then render (or "
+                         f"label) them again: the same command makes only what is missing")
+    return [k.clip_id for k in checks if k.complete]
 
 
 def manifest_only(root: zarr.Group, manifest: Mapping[str, Any] | None) -> list[ClipCheck]:
@@ -317,6 +339,12 @@ def validate(path: str, workers: int = 0, prune_incomplete_clips: bool = False, 
     if listed is not None and listed != complete:
         report.notes.append(f"consolidated metadata lists {len(listed)} complete clips, the store holds "
                             f"{len(complete)}: plain-zarr readers see a stale snapshot (run with --finalize)")
+    log = log_beside(path)
+    missing = sorted({f["job"] for f in failures(log)} - set(complete))
+    if missing:   # a render or labelling attempt failed for them and no later one made them
+        last = {f["job"]: f for f in failures(log)}
+        report.notes.append(f"{log}: {len(missing)} clip(s) or video(s) failed and are not complete here: "
+                            + "; ".join(f"{m} ({last[m]['error'][:80]})" for m in missing[:5]))
     if prune_invalid:
         lost = [c.clip_id for c in report.clips if c not in checks]   # listed only by the manifest
         report.removed = prune(root, [c.clip_id for c in checks if not c.ok])

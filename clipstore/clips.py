@@ -17,7 +17,8 @@ import zarr
 from zarr.core.sync import sync
 
 from clipstore.location import locate
-from clipstore.schema import CLIPS, DIMS, FORMAT, FORMAT_VERSION, REQUIRED, SOURCES, TYPED, Compression, StoreError
+from clipstore.outputs import OUTPUTS, Output
+from clipstore.schema import CLIPS, DIMS, FORMAT, FORMAT_VERSION, REQUIRED, SOURCES, Compression, StoreError
 from core.colour import alpha_float
 
 
@@ -35,21 +36,41 @@ def _check_format(root: zarr.Group, path: Path) -> None:
         raise StoreError(f"store {path} has format_version {version!r}; this code reads {FORMAT_VERSION}")
 
 
+def _open(path: str | os.PathLike, mode: str, **options: Any) -> zarr.Group:
+    """zarr's group at `path`; its damaged metadata a StoreError naming the store."""
+    fs, p, target, kw = locate(path)
+    try:
+        return zarr.open_group(target, mode=mode, **options, **kw)
+    except (ValueError, KeyError, TypeError) as e:   # json.JSONDecodeError is a ValueError
+        if mode == "w-":
+            raise
+        raise StoreError(f"store {path}: its zarr.json cannot be read ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:100]})") from None
+
+
+def creatable(path: str | os.PathLike) -> bool:
+    """Whether a store already exists at `path`; a StoreError when `create` would refuse the path (a
+    file, a folder holding something else, a store of another format): checked before any work."""
+    fs, p, target, kw = locate(path)
+    _check_not_file(path)
+    if fs.exists(f"{p}/zarr.json"):
+        _check_format(_open(path, "r", use_consolidated=False), path)
+        return True
+    if fs.isdir(p) and fs.ls(p, detail=False):
+        raise StoreError(f"store path {path} is a non-empty folder that is not a zarr store")
+    return False
+
+
 def create(path: str | os.PathLike, attrs: Mapping[str, Any]) -> zarr.Group:
     """Open the store at `path` for writing, creating it with `attrs` if it does not exist.
 
     An existing store keeps its attributes; callers compare them to decide whether they may add
     clips to it.
     """
-    fs, p, target, kw = locate(path)
-    _check_not_file(path)
-    if fs.exists(f"{p}/zarr.json"):
-        root = zarr.open_group(target, mode="r+", use_consolidated=False, **kw)
-        _check_format(root, path)
+    if creatable(path):
+        root = _open(path, "r+", use_consolidated=False)
     else:
-        if fs.isdir(p) and fs.ls(p, detail=False):
-            raise StoreError(f"store path {path} is a non-empty folder that is not a zarr store")
-        root = zarr.open_group(target, mode="w-", **kw)
+        root = _open(path, "w-")
         root.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, **attrs})
     if CLIPS not in root:
         root.create_group(CLIPS)
@@ -65,7 +86,7 @@ def open_store(path: str | os.PathLike, mode: str = "r") -> zarr.Group:
             raise StoreError(f"store {path} is {what}, not a {FORMAT} store (render or pseudolabel into it first)")
         raise StoreError(f"store {path} does not exist")
     # Never the consolidated view: it is a snapshot that cannot see clips written after it.
-    root = zarr.open_group(target, mode=mode, use_consolidated=False, **kw)
+    root = _open(path, mode, use_consolidated=False)
     _check_format(root, path)
     return root
 
@@ -74,32 +95,45 @@ def _clips(root: zarr.Group) -> zarr.Group:
     return root[CLIPS] if CLIPS in root else zarr.group()
 
 
+def _complete(root: zarr.Group) -> dict[str, bool]:
+    """Each clip group's `complete` mark; a clip whose metadata cannot be read is a StoreError
+    naming it (zarr's own listing fails as a whole on one damaged clip zarr.json)."""
+    try:
+        return {name: g.attrs.get("complete") is True for name, g in _clips(root).groups()}
+    except Exception as e:   # noqa: BLE001 - find the clip to name
+        for cid in all_ids(root):
+            try:
+                root[CLIPS][cid].attrs.get("complete")
+            except Exception:   # noqa: BLE001
+                raise StoreError(f"store {root.store}: clip {cid}: its metadata cannot be read ({type(e).__name__}); "
+                                 f"`python -m pipelines.validate <store> --prune-invalid` removes it") from None
+        raise
+
+
 def complete_ids(root: zarr.Group) -> list[str]:
     """Ids of the clips that exist for readers, sorted."""
-    return sorted(name for name, g in _clips(root).groups() if g.attrs.get("complete") is True)
+    return sorted(name for name, done in _complete(root).items() if done)
 
 
 def incomplete_ids(root: zarr.Group) -> list[str]:
     """Groups left by writers that did not finish; readers must ignore them."""
-    return sorted(name for name, g in _clips(root).groups() if g.attrs.get("complete") is not True)
+    return sorted(name for name, done in _complete(root).items() if not done)
 
 
 def checksum(a: np.ndarray) -> str:
     return "sha256:" + hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
-def _validate_arrays(clip_id: str, arrays: Mapping[str, np.ndarray]) -> None:
-    for name, (dtype, ndim) in REQUIRED.items():
+def _validate_arrays(clip_id: str, arrays: Mapping[str, np.ndarray], decl: Mapping[str, Output]) -> None:
+    for name in REQUIRED:
         if name not in arrays:
             raise StoreError(f"clip {clip_id}: array {name!r} is missing")
-        a = arrays[name]
-        if a.dtype != dtype or a.ndim != ndim:
-            raise StoreError(f"clip {clip_id}: {name} must be {np.dtype(dtype)} with {ndim} axes, "
+    for name, a in arrays.items():
+        o = decl.get(name)
+        if o is not None and (a.dtype != np.dtype(o.dtype) or a.ndim != o.ndim
+                              or (o.channels and a.shape[-1] != len(o.channels))):
+            raise StoreError(f"clip {clip_id}: {name} must be {o.dtype} of shape (T, H, W{', ' + str(len(o.channels)) if o.channels else ''}), "
                              f"got {a.dtype} {a.shape}")
-    for name, (dtype, ndim) in TYPED.items():
-        a = arrays.get(name)
-        if a is not None and (a.dtype != dtype or a.ndim != ndim):
-            raise StoreError(f"clip {clip_id}: {name} must be {np.dtype(dtype)} with {ndim} axes, got {a.dtype} {a.shape}")
     lead = arrays["alpha"].shape
     for name, a in arrays.items():
         if a.shape[:3] != lead or a.ndim not in DIMS:
@@ -108,13 +142,17 @@ def _validate_arrays(clip_id: str, arrays: Mapping[str, np.ndarray]) -> None:
 
 def write_clip(root: zarr.Group, clip_id: str, arrays: Mapping[str, np.ndarray],
                attrs: Mapping[str, Any], compression: Compression | None = None,
-               overwrite: bool = False) -> dict[str, str]:
+               overwrite: bool = False, outputs: Mapping[str, Output] | None = None,
+               array_attrs: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, str]:
     """Write one clip and mark it complete last; returns the per-array checksums.
 
-    A leftover incomplete group of the same id is replaced. A complete clip is never replaced
-    unless `overwrite` is set.
+    Each array is written with its declaration (`outputs`, by default the outputs table) and its
+    own `array_attrs` (a legend, frames without data) in its zarr attributes. A leftover
+    incomplete group of the same id is replaced. A complete clip is never replaced unless
+    `overwrite` is set.
     """
-    _validate_arrays(clip_id, arrays)
+    decl = {**OUTPUTS, **(outputs or {})}
+    _validate_arrays(clip_id, arrays, decl)
     if attrs.get("source") not in SOURCES:
         raise StoreError(f"clip {clip_id}: source {attrs.get('source')!r} is not one of {', '.join(SOURCES)}")
     compression = compression or Compression.default()
@@ -125,24 +163,65 @@ def write_clip(root: zarr.Group, clip_id: str, arrays: Mapping[str, np.ndarray],
     g.attrs.update({**attrs, "clip_id": clip_id, "complete": False})
     sums = {}
     for name, a in arrays.items():
+        o = decl.get(name)
+        own = {k: v for k, v in o.attrs.items() if k != "name"} if o is not None else {}
         arr = g.create_array(name, shape=a.shape, dtype=a.dtype, chunks=(1, *a.shape[1:]),
-                             shards=a.shape, compressors=compression.codec(a.dtype),
-                             dimension_names=DIMS[a.ndim], fill_value=0)
+                             shards=a.shape, compressors=compression.codec(o.codec if o else _codec(a.dtype)),
+                             dimension_names=DIMS[a.ndim], fill_value=0,
+                             attributes={**own, **((array_attrs or {}).get(name) or {})},
+                             # every chunk stored, zeros too: a shard file that is missing is then damage,
+                             # never an array that happens to be empty (an all-zero alpha)
+                             config={"write_empty_chunks": True})
         arr[...] = a
         sums[name] = checksum(a)
     g.attrs.update({"checksums": sums, "complete": True})
     return sums
 
 
+def _codec(dtype: np.dtype) -> str:
+    """The codec of an array no declaration names: colour for bytes, masks for the rest."""
+    return "colour" if np.dtype(dtype) == np.uint8 else "mask"
+
+
+class Frames:
+    """One array of a clip, read like the zarr array it wraps (index it for frames; shape, dtype and
+    attrs pass through), whose damage is a StoreError naming the clip and the array: a shard file
+    that is missing (zarr would read zeros), cut short or corrupt."""
+
+    def __init__(self, clip_id: str, name: str, array: zarr.Array):
+        self._clip_id, self._name, self._array, self._whole = clip_id, name, array, False
+
+    def _damaged(self, why: str) -> StoreError:
+        return StoreError(f"clip {self._clip_id}: {self._name} {why}; `python -m pipelines.validate <store>` names "
+                          f"every damaged clip and --prune-invalid removes them")
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if not self._whole:
+            missing = self._array.nchunks - self._array.nchunks_initialized
+            if missing:
+                raise self._damaged(f"has {missing} of {self._array.nchunks} frame chunks missing")
+            self._whole = True
+        try:
+            return self._array[key]
+        except Exception as e:   # noqa: BLE001 - zarr and its codecs raise many kinds for a damaged shard
+            raise self._damaged(f"cannot be read ({type(e).__name__}: {' '.join(str(e).split())[:120]})") from None
+
+    def __array__(self, dtype: Any = None) -> np.ndarray:
+        return np.asarray(self[...], dtype=dtype)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._array, attr)
+
+
 @dataclass(frozen=True)
 class Clip:
-    """A complete clip, read lazily: arrays are zarr arrays, index them to read frames."""
+    """A complete clip, read lazily: index an array (`clip["alpha"]`, a `Frames`) to read frames."""
     clip_id: str
     attrs: dict[str, Any]
     group: zarr.Group
 
-    def __getitem__(self, name: str) -> zarr.Array:
-        return self.group[name]
+    def __getitem__(self, name: str) -> Frames:
+        return Frames(self.clip_id, name, self.group[name])
 
     @property
     def arrays(self) -> list[str]:

@@ -8,7 +8,10 @@ from typing import Any
 
 import zarr
 
+from collections import Counter
+
 from clipstore.clips import complete_ids, open_store, read_clip
+from clipstore.outputs import OUTPUTS, declared
 from clipstore.schema import MANIFEST
 
 
@@ -58,3 +61,17 @@ def consolidated_ids(root: zarr.Group) -> list[str] | None:
     except ValueError:  # no consolidated metadata in the store
         return None
     return complete_ids(view)
+
+
+def outputs_held(root: zarr.Group, ids: list[str]) -> dict[str, tuple[int, str]]:
+    """Each output these clips hold, in the outputs table's order: how many clips hold it, and what
+    it is (its declaration's `about`, as the array recorded it)."""
+    held: Counter = Counter()
+    about: dict[str, str] = {}
+    for cid in ids:
+        for name, a in read_clip(root, cid).group.arrays():
+            held[name] += 1
+            o = declared(name, dict(a.attrs))
+            about.setdefault(name, o.about if o is not None else "(no declaration)")
+    order = [n for n in OUTPUTS if n in held] + sorted(set(held) - set(OUTPUTS))
+    return {n: (held[n], about[n]) for n in order}

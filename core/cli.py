@@ -9,6 +9,7 @@ and a stop (Ctrl-C, SIGTERM) at any moment ends it with one line and the signal'
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import functools
@@ -25,7 +26,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from core import ranges, stops
+from core import ranges, rules, stops
 from core.conf import CONF_DIR
 from core.errors import UserError
 
@@ -39,6 +40,14 @@ PATH_ERRNOS = {errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EACCES, errno.EP
 def fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(EXIT_BAD_INPUT)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for the apps that take plain flags: a usage error is one `error:` line and exit
+    status 2, as any app's bad input (argparse prints its usage first)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        fail(f"{message} (usage: {self.prog} --help)")
 
 
 def guarded(work: Callable[[], int | None]) -> int:
@@ -222,8 +231,16 @@ def app(config_name: str) -> Callable[[Callable[[DictConfig], int]], Callable[[]
             if not cfg.get("verbose", False):
                 from hydra.core.hydra_config import HydraConfig
                 routing = quiet.routed(Path(HydraConfig.get().runtime.output_dir) / LIBRARY_LOG)
+            from hydra.core.hydra_config import HydraConfig
+            hc = HydraConfig.get()   # the config groups this run chose (preset=paper, model=svd), not its values
+            groups = [o for o in hc.overrides.task if o.split("=", 1)[0].lstrip("+~") in hc.runtime.choices]
+
+            def work() -> int:
+                # Every value against its default (as the groups this run chose ship it) and the rules.
+                rules.check(to_container(cfg), to_container(_compose(config_name, groups)))
+                return task(cfg)
             with routing:
-                code = guarded(lambda: task(cfg))
+                code = guarded(work)
             if code:
                 sys.exit(code)
 
@@ -247,7 +264,7 @@ def app(config_name: str) -> Callable[[Callable[[DictConfig], int]], Callable[[]
                 try:
                     ranged = as_ranges(config_name, overrides)
                     _replaced_sections(_compose(config_name, []), _compose(config_name, ranged), overrides)
-                except (HydraException, OmegaConfBaseException) as e:
+                except (HydraException, OmegaConfBaseException, ValueError) as e:   # ValueError: `cycles=5` for a group
                     fail(f"bad override: {_one_line(e)}")
                 # Hydra reads the command line itself: give it the overrides as the ranges they mean.
                 rest = [a for a in sys.argv[1:] if a not in overrides]
@@ -257,6 +274,52 @@ def app(config_name: str) -> Callable[[Callable[[DictConfig], int]], Callable[[]
         main.config_name = config_name
         return main
     return decorate
+
+
+def _override_value(v: Any) -> str:
+    if isinstance(v, bool) or v is None:
+        return {True: "true", False: "false", None: "null"}[v]
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_override_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ",".join(f"{k}:{_override_value(x)}" for k, x in v.items()) + "}"
+    return "'" + str(v).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def overrides_between(base: dict, target: dict, prefix: str = "") -> list[str]:
+    """The `key=value` overrides that turn `base` into `target` on the keys `base` has (an app's
+    config as another app composed it, given to that app's command line)."""
+    out = []
+    for k, v in base.items():
+        if k not in target:
+            continue
+        if isinstance(v, dict) and isinstance(target[k], dict) and ranges.kind(v) is None:
+            out += overrides_between(v, target[k], f"{prefix}{k}.")
+        elif target[k] != v:
+            out.append(f"{prefix}{k}={_override_value(target[k])}")
+    return out
+
+
+def run_app(module: str, args: list[str], capture: bool = False) -> tuple[int, str]:
+    """Another app of this project in its own process, as a user starts it (`python -m module args`):
+    its exit status and, with `capture`, what it printed. A stop of this process stops it too (it
+    gets SIGTERM unless it is already ending, from a Ctrl-C its whole process group got) and is
+    waited for, so it ends its own way, with its summary."""
+    import subprocess
+    proc = subprocess.Popen([sys.executable, "-m", module, *args], stdout=subprocess.PIPE if capture else None,
+                            text=True)
+    try:
+        out, _ = proc.communicate()
+    except BaseException:
+        try:
+            proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait()
+        raise
+    return proc.returncode, out or ""
 
 
 def to_container(cfg: DictConfig | dict) -> dict:

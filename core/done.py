@@ -43,6 +43,7 @@ def is_done(folder: str | os.PathLike, settings: Mapping[str, Any] | None = None
 def mark(folder: str | os.PathLike, record: Mapping[str, Any]) -> Path:
     """Write the record: the last file a step writes into its folder."""
     path = Path(folder) / RECORD
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{RECORD}.part")
     tmp.write_text(json.dumps(_normal(dict(record)), indent=2) + "\n")
     os.replace(tmp, path)

@@ -76,15 +76,16 @@ def main(cfg: DictConfig) -> int:
     t, b = c["train"], c["bench"]
     if t["threads"]:
         torch.set_num_threads(t["threads"])
-    for size, frames in b["eval_frames"].items():  # first: it needs no store
-        w, h = (int(v) for v in size.split("x"))
-        print(f"eval_fps_{size}: {eval_fps(w, h, frames, c['seed']):.2f}", flush=True)
     stores = c["data"]["stores"] or ["data/synth.zarr"]
-    try:
+    try:   # the stores and settings, checked whole before any benchmark spends its time
+        data.check(c["data"])
         refs = data.index_stores(stores)
         ds = data.WindowDataset(refs, c["data"], c["seed"], b["windows"])
     except ValueError as e:
         raise UserError(f"{e} (make render writes data/synth.zarr; or pass data.stores=[...])") from None
+    for size, frames in b["eval_frames"].items():
+        w, h = (int(v) for v in size.split("x"))
+        print(f"eval_fps_{size}: {eval_fps(w, h, frames, c['seed']):.2f}", flush=True)
     loaded = loader_rate(ds, b["windows"], t["batch_size"], t["workers"])
     model = build_model(c["model"])
     batch = torch.utils.data.default_collate([ds[i] for i in range(t["batch_size"])])

@@ -153,8 +153,12 @@ def check(c: dict) -> None:
         if not is_number(t[key]) or t[key] < 0 or (key == "lr" and t[key] == 0):
             raise UserError(f"train.{key} must be a {'positive' if key == 'lr' else 'non-negative'} number, got {t[key]!r}")
     one_of(t["mixed_precision"], MIXED_PRECISION, "train.mixed_precision")
+    if t["mixed_precision"] != "no" and not torch.cuda.is_available():
+        raise UserError(f"train.mixed_precision={t['mixed_precision']} needs a CUDA GPU; on the CPU use no")
     data.check(c["data"])
     writable(c["output_dir"], "output_dir")
+    if t["latent_cache"]["dir"]:
+        writable(t["latent_cache"]["dir"], "train.latent_cache.dir")
 
 
 def train(c: dict) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from core import done, stops
+from core.conf import load as load_conf
 from core.checks import integer, writable
 from core.cli import UserError, app, to_container
 from gvm_train.pipeline import GVMPipeline, window_starts
@@ -101,6 +102,9 @@ def matte(c: dict, pipe: GVMPipeline | None = None) -> dict[str, Any]:
         raise UserError(f"{e} (window null: the model's {pipe.unet.config.num_frames})") from None
     n = source.n_frames if c["max_frames"] is None else min(source.n_frames, int(c["max_frames"]))
     guided = pipe.model.config.mask_guided
+    if not guided and (c["mask"] != "segmenter" or c["chain"] != load_conf("chain/default")):
+        raise UserError(f"mask / chain: the model at {c['checkpoint']} is mask-free (it mattes from the frames alone): "
+                        f"leave mask and chain.* at their defaults, or give a mask-guided model")
     files = None
     if guided and c["mask"] != "segmenter":
         try:

@@ -29,6 +29,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from core import stops
+from core.checks import writable
 from core.cli import UserError, app, to_container
 from matting import layout
 from matting import metrics as M
@@ -305,6 +306,7 @@ def main(cfg: DictConfig) -> int:
     for key in ("pred", "gt"):
         if not c[key]:
             raise UserError(f"{key} is not set: pass {key}=<folder with <clip>/pha/*.png>")
+    writable(c["output"], "output", folder=False)   # before the scoring, not after it
     result = evaluate(c["pred"], c["gt"], c["protocol"], c["metrics"], c["workers"], c["progress"])
     paths = write_report(result, c["output"])
     print(markdown_table(result))

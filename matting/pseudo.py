@@ -51,6 +51,8 @@ def check(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if not (isinstance(c["max_size"], int) and c["max_size"] > 0):
         raise ValueError(f"max_size: {c['max_size']!r} is not a positive integer")
     stabilise.check(c["temporal"])
+    if c["trimap"]["min_px"] > c["trimap"]["max_px"]:
+        raise ValueError(f"trimap.min_px ({c['trimap']['min_px']}) is above trimap.max_px ({c['trimap']['max_px']})")
     q = c["quality"]
     for key, ok in (("scales", lambda v: v > 0), ("floors", lambda v: v >= 0)):
         bad = [k for k in quality.TERMS if not (isinstance(q[key].get(k), (int, float)) and ok(q[key][k]))]

@@ -39,6 +39,37 @@ def over_checker(fgr: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return fgr.astype(np.float32) / 255 * a + checker(*a.shape[:2]) * (1 - a)
 
 
+PALETTE = np.array([[0, 0, 0], [230, 159, 0], [86, 180, 233], [0, 158, 115], [240, 228, 66], [0, 114, 178],
+                    [213, 94, 0], [204, 121, 167], [150, 150, 150], [255, 255, 255]], np.uint8)   # labels, colour-blind safe
+
+
+def view(convert: str, frame: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """One frame of any output as a picture, by what its converter made (clipstore.outputs):
+    foreground over a checkerboard, coverage and multipliers in grey, distance near-bright in a
+    colour map, flow as hue (direction) and brightness (speed), labels in a palette."""
+    import cv2
+    seen = alpha > 0.5 / 65535
+    if convert == "foreground":
+        return over_checker(frame, alpha)
+    if convert == "distance":
+        d = frame.astype(np.float32)
+        lo, hi = (d[seen].min(), d[seen].max()) if seen.any() else (0.0, 1.0)
+        near = np.clip((hi - d) / max(hi - lo, 1e-6), 0, 1)
+        return np.where(seen[..., None], cv2.applyColorMap((near * 255).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1], 0)
+    if convert == "flow":
+        f = frame.astype(np.float32)
+        speed = np.hypot(f[..., 0], f[..., 1])
+        top = max(float(speed[seen].max()) if seen.any() else 0.0, 1e-3)
+        hsv = np.stack([(np.degrees(np.arctan2(f[..., 1], f[..., 0])) % 360) / 2, np.full_like(speed, 255),
+                        np.clip(speed / top, 0, 1) * 255], axis=-1).astype(np.uint8)
+        return np.where(seen[..., None], cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB), 0)
+    if convert == "label":
+        return PALETTE[np.minimum(frame, len(PALETTE) - 1)]
+    if frame.dtype == np.uint16:
+        return frame.astype(np.float32) / 65535
+    return frame
+
+
 def tile(img: np.ndarray, height: int | None = None, long_side: int | None = None) -> np.ndarray:
     """An image as a uint8 RGB tile scaled to `height`, or to `long_side` on its longer side."""
     t = rgb8(img)

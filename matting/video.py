@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -30,6 +29,7 @@ from av.video.reformatter import ColorRange, Colorspace
 
 from core.checks import is_number, require_keys
 from core.conf import load as load_conf
+from core.errors import UserError
 from matting import layout
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
@@ -41,8 +41,9 @@ SAMPLE, SAMPLE_VIDEO = "sample", "carphone_pristine"   # input=sample: real foot
 _BT709 = 1  # AVCOL_PRI / AVCOL_TRC / AVCOL_SPC value for BT.709, the tags written on YUV outputs
 
 
-class VideoError(ValueError):
-    """An input that cannot be read as frames; the message names the path and the problem."""
+class VideoError(UserError):
+    """An input that cannot be read as frames; the message names the path and the problem. Bad input
+    (core.errors): an app that meets one ends with its one line."""
 
 
 def natural_key(path: Path) -> list[Any]:
@@ -108,15 +109,19 @@ class _VideoFile(VideoInput):
                             raise VideoError(f"{path}: frame size changes from {size[0]}x{size[1]} to "
                                              f"{f.width}x{f.height} at frame {len(pts)}")
                         pts.append(f.pts)
-                except av.FFmpegError as e:  # a damaged tail: the frames before it still count
+                except av.FFmpegError as e:  # damaged or cut short: refused, not matted in part unseen
                     if not pts:
                         raise VideoError(f"{path}: no decodable video frames ({e.strerror})") from None
-                    warnings.warn(f"{path}: decoding stops after frame {len(pts) - 1} ({e.strerror}); "
-                                  f"using the {len(pts)} frames before it", stacklevel=3)
+                    raise VideoError(f"{path}: decoding stops after frame {len(pts) - 1} ({e.strerror}): the file "
+                                     f"is damaged or cut short") from None
+                declared = s.frames   # the container's own count (0 where it keeps none)
         except av.FFmpegError as e:
             raise VideoError(f"{path}: FFmpeg cannot read it ({e.strerror})") from None
         if not pts or size is None:
             raise VideoError(f"{path}: no decodable video frames (empty or truncated)")
+        if declared and len(pts) < declared:
+            raise VideoError(f"{path}: {len(pts)} of the {declared} frames its container lists decode: the file is "
+                             f"cut short or damaged")
         self.width, self.height = size
         self.n_frames = len(pts)
         self.rate = Fraction(rate) if rate else Fraction(_default_folder_fps()).limit_denominator(1001)
@@ -323,6 +328,15 @@ def check_output_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"writer.folder_fps: {c['folder_fps']!r} is not a positive number of frames per second")
     if not 0 <= c["png_compression"] <= 9:
         raise ValueError(f"writer.png_compression: {c['png_compression']!r} is not in 0..9")
+    if not (c["pha"] or c["fgr"] or c["alpha_video"] != "none" or c["preview"]["enabled"]):
+        raise ValueError("writer: every output is off (pha, fgr, alpha_video, preview.enabled): nothing would be "
+                         "written; turn one on")
+    if c["alpha_video"] != "none":   # FFmpeg's own word on the pixel format, before any frame is matted
+        fmt = c[c["alpha_video"]]["pix_fmt"]
+        try:
+            av.VideoFormat(fmt)
+        except (ValueError, av.FFmpegError):
+            raise ValueError(f"writer.{c['alpha_video']}.pix_fmt: {fmt!r} is not a pixel format FFmpeg knows") from None
     return c
 
 

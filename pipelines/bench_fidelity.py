@@ -48,28 +48,29 @@ def case_spec(c: dict, case: dict, model: dict):
 
 def measure(spec, frame: int, f: dict, threads: int) -> dict:
     import bpy
+    from assets import scene as scenes
     from render import scene
-    from render.clip import geometry
     with quiet.chatter():   # the body model's kernel compiler and Blender's device probes print to stdout
-        geo = geometry(spec)
-        hair_obj, _, _ = scene.build(spec, geo, threads)
+        staged = scene.build(spec, scenes.build(spec), threads)
     bpy.context.scene.frame_set(frame + 1)
-    scene.pose_hair(hair_obj, *scene.hair_at(geo.hair, frame, spec, {}))
+    scene.pose(staged, frame)
     c = spec.cycles
+    reference = dataclasses.replace(staged, spec=dataclasses.replace(spec, cycles={
+        **c, "alpha_samples": f["reference_samples"], "alpha_adaptive_threshold": 0.0}))
     with tempfile.TemporaryDirectory(prefix="gvm-fidelity-") as tmp:
-        scene.use_pass("colour", c)
-        rgba, colour_s = scene.render_frame(Path(tmp) / "c.exr")
-        scene.use_pass("alpha", c)
-        cov, alpha_s = scene.render_frame(Path(tmp) / "a.exr")
-        ref_c = {**c, "alpha_samples": f["reference_samples"], "alpha_adaptive_threshold": 0.0}
-        scene.use_pass("alpha", ref_c)
+        scene.use_pass(staged, "colour")
+        colour, colour_s = scene.render_layers(Path(tmp) / "c.exr")
+        scene.use_pass(staged, "coverage")
+        cov, alpha_s = scene.render_layers(Path(tmp) / "a.exr")
+        scene.use_pass(reference, "coverage")
         bpy.context.scene.cycles.seed = c["seed"] + 1
-        ref, ref_s = scene.render_frame(Path(tmp) / "r.exr")
+        ref, ref_s = scene.render_layers(Path(tmp) / "r.exr")
     scene.reset()
-    a, r = cov[..., 3], ref[..., 3]
+    rgba = colour["Combined"]
+    a, r = cov["Combined"][..., 3], ref["Combined"][..., 3]
     lo, hi = f["fractional"]
     frac = (r > lo) & (r < hi)
-    hair = np.minimum(ref[..., 0], r) > f["hair_min"]
+    hair = np.minimum(ref["scalp_hair"], r) > f["hair_min"]
     err = np.abs(a - r)
     own = np.clip(rgba[..., 3], 1e-8, None)
     solid = r > f["fgr_min_alpha"]
@@ -82,7 +83,7 @@ def measure(spec, frame: int, f: dict, threads: int) -> dict:
 
 @app("bench_fidelity")
 def main(cfg: DictConfig) -> int:
-    from pipelines.render import resolve_model
+    from pipelines.plan import resolve_model
     c = to_container(cfg)
     plan.check(c)
     f = c["fidelity"]
@@ -98,10 +99,11 @@ def main(cfg: DictConfig) -> int:
     print(f"bench: {len(f['cases'])} cases, frame {f['frame']}, {cy['width']}x{cy['height']}, colour {cy['samples']} spp, "
           f"alpha up to {cy['alpha_samples']} spp (adaptive {cy['alpha_adaptive_threshold']}), reference "
           f"{f['reference_samples']} spp", flush=True)
+    specs = [case_spec(c, case, model) for case in f["cases"]]   # every case planned (and so checked) first
     rows = []
-    for case in f["cases"]:
+    for case, spec in zip(f["cases"], specs):
         start = time.perf_counter()
-        row = measure(case_spec(c, case, model), f["frame"], f, cy["threads"] or 0)
+        row = measure(spec, f["frame"], f, cy["threads"] or 0)
         rows.append(row)
         print(f"case {case['style']} wind={case.get('wind')}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items())
               + f" ({time.perf_counter() - start:.0f} s)", flush=True)

@@ -2,8 +2,9 @@
 
 Measured in one run on the same planned clips, printed as `name: value` lines (ratios first, then
 the raw figures each comes from):
-- pipeline_overhead: wall seconds per frame of the whole pipeline (`pipelines.render`'s main: plan,
-  a local Ray cluster, one task per clip, store writes, contact sheet, finalize) over Cycles' own
+- pipeline_overhead: wall seconds per frame of the whole pipeline (`python -m pipelines.render` in its own
+  process: start-up, plan, a local Ray cluster, one task per clip, store writes, contact sheet, report,
+  finalize) over Cycles' own
   seconds per frame, the render time the workers recorded in that same run (build_and_render times
   each pass's `bpy.ops.render.render`). The bare loop also collects Blender's render statistics
   (the "Time" it reports per frame) and prints how they compare with that timed call.
@@ -16,7 +17,6 @@ the raw figures each comes from):
 from __future__ import annotations
 
 import contextlib
-import io
 import math
 import re
 import statistics
@@ -29,9 +29,8 @@ import numpy as np
 from omegaconf import DictConfig
 
 import clipstore
-from core.cli import UserError, app, to_container
+from core.cli import UserError, app, compose, overrides_between, run_app, to_container
 from pipelines import plan
-from pipelines import render as render_driver
 
 
 @dataclass(frozen=True)
@@ -47,20 +46,17 @@ class Run:
         return self.frames / self.wall_s
 
 
-def with_cluster(cfg: dict, store_path: Path, workers: int, cpus_per_worker: int) -> dict:
-    return {**cfg, "dry_run": False, "store": {**cfg["store"], "path": str(store_path)},
-            "cluster": {**cfg["cluster"], "workers": workers, "cpus_per_worker": cpus_per_worker}}
-
-
-def pipeline_run(cfg: dict) -> Run:
-    """The render app's main end to end on cfg's (fresh) store; its own printout is swallowed."""
+def pipeline_run(overrides: list[str], store_path: Path, workers: int, cpus_per_worker: int) -> Run:
+    """The render app end to end, in its own process as `make render` runs it, into a fresh store
+    (its printout swallowed); `overrides`: the render config, as its command line."""
     start = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):
-        code = render_driver.main.task(cfg)
+    code, text = run_app("pipelines.render", [*overrides, f"store.path={store_path}", f"cluster.workers={workers}",
+                                              f"cluster.cpus_per_worker={cpus_per_worker}", "dry_run=false",
+                                              "cost.estimate=false", f"hydra.run.dir={store_path}.hydra"], capture=True)
     wall = time.perf_counter() - start
     if code:
-        raise RuntimeError(f"the pipeline run into {cfg['store']['path']} failed (exit {code})")
-    root = clipstore.open_store(cfg["store"]["path"])
+        raise RuntimeError(f"the pipeline run into {store_path} failed (exit {code}): {text[-500:]}")
+    root = clipstore.open_store(store_path)
     clips = [clipstore.read_clip(root, cid) for cid in clipstore.complete_ids(root)]
     return Run(wall, sum(c.n_frames for c in clips), sum(c.attrs["render"]["cycles_seconds"] for c in clips))
 
@@ -103,14 +99,14 @@ def bare_loop(specs: list, threads: int) -> Run:
     """The same clips rendered in this process: geometry and scene per clip, frames, nothing else."""
     import torch
 
-    from render.clip import geometry
+    from assets import scene as scenes
     from render.scene import build_and_render
     torch.set_num_threads(threads)  # as the workers do
     cycles_s = 0.0
     with blender_stats() as times:
         start = time.perf_counter()
         for spec in specs:
-            cycles_s += sum(build_and_render(spec, geometry(spec), threads=threads).seconds.values())
+            cycles_s += sum(build_and_render(spec, scenes.build(spec), threads=threads).seconds.values())
         wall = time.perf_counter() - start
     return Run(wall, sum(s.n_frames for s in specs), cycles_s, sum(times))
 
@@ -172,15 +168,12 @@ def main(cfg: DictConfig) -> int:
                         f"(2 with bench.scaling, which halves it), got {threads!r}")
     print(f"bench: {c['n_clips']} clips of {plan.n_frames(c)} frames, {c['cycles']['width']}x{c['cycles']['height']}, "
           f"{c['cycles']['samples']} spp colour + {c['cycles']['alpha_samples']} spp alpha, {threads} CPUs", flush=True)
+    render = overrides_between(to_container(compose("render", [])), c)   # this config, as the render app's command line
     with tempfile.TemporaryDirectory(prefix="gvm-bench-render-", dir=b["workdir"]) as tmp:
         work = Path(tmp)
-        one_by_two = pipeline_run(with_cluster(c, work / "1x2.zarr", 1, threads))
-        two_by_one = (pipeline_run(with_cluster(c, work / "2x1.zarr", 2, threads // 2))
-                      if b["scaling"] else None)
-        bare = None
-        if b["bare"]:
-            from pipelines.render import resolve_model
-            bare = bare_loop(plan.plan(c, resolve_model(c)), threads)
+        one_by_two = pipeline_run(render, work / "1x2.zarr", 1, threads)
+        two_by_one = pipeline_run(render, work / "2x1.zarr", 2, threads // 2) if b["scaling"] else None
+        bare = bare_loop(plan.plan(c, plan.resolve_model(c)), threads) if b["bare"] else None
         root = clipstore.open_store(work / "1x2.zarr")
         clip = clipstore.read_clip(root, clipstore.complete_ids(root)[0])
         arrays = {name: clip[name][...] for name in clip.arrays}

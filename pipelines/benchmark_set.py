@@ -51,10 +51,10 @@ UPSCALE = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
 
 # --- configuration -------------------------------------------------------------------------------
 
-def parse_resolution(text: Any) -> tuple[int, int]:
+def parse_resolution(text: Any, key: str = "resolutions") -> tuple[int, int]:
     m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
     if not m or min(int(m[1]), int(m[2])) < 1:
-        raise UserError(f"resolutions: {text!r} is not WIDTHxHEIGHT with positive sides (e.g. 512x288)")
+        raise UserError(f"{key}: {text!r} is not WIDTHxHEIGHT with positive sides (e.g. 512x288)")
     return int(m[1]), int(m[2])
 
 
@@ -71,6 +71,9 @@ def _check(c: dict) -> None:
         raise UserError(f"backgrounds.kinds must be a non-empty subset of {list(KINDS)}, got {kinds!r}")
     if not c["placement"]["height"] > 0:
         raise UserError(f"placement.height must be positive, got {c['placement']['height']!r}")
+    for kind in KINDS:   # a background kind's settings apply only when that kind is made
+        if kind not in kinds and c["backgrounds"][kind]["folder"] is not None:
+            raise UserError(f"backgrounds.{kind}.folder applies only with {kind} in backgrounds.kinds (here {kinds})")
 
 
 def store_label(path: str) -> str:

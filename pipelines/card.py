@@ -108,7 +108,8 @@ def loaders(zarr_shard: str | None, wds_shard: str | None, split: str) -> list[s
 
 
 def card(c: Mapping[str, Any], rows: list[dict], shards: list[dict], store_attrs: Mapping[str, Any],
-         bodies: Mapping[str, str], motions: list[str], previews: list[str], definition_hash: str | None) -> str:
+         bodies: Mapping[str, str], motions: list[str], previews: list[str], definition_hash: str | None,
+         held: Mapping[str, tuple[int, str]]) -> str:
     software = store_attrs.get("software", {}).get("packages", {})
     first = {fmt: next((f for s in shards for f in s["files"] if f.endswith(ext)), None)
              for fmt, ext in (("zarr", ".zarr.zip"), ("webdataset", ".tar"))}
@@ -128,11 +129,12 @@ def card(c: Mapping[str, Any], rows: list[dict], shards: list[dict], store_attrs
         _front_matter(c, rows, shards),
         f"# {c['name']}", "", c["description"], "",
         "## Contents", "",
-        f"{len(rows)} clips, {sum(r['frames'] for r in rows)} frames. Each clip: `fgr` uint8 (T, H, W, 3) straight "
-        "(un-premultiplied) sRGB foreground, `alpha` uint16 (T, H, W) linear coverage 0..65535, and where present "
-        "`alpha_hair` (the hair's share) and `bgr` (the background plate). Splits keep one identity (a body, and a "
-        "motion file where there is one; a pseudo clip's input video) within one split, by a hash: a clip's split "
-        "never moves when clips are added.", "",
+        f"{len(rows)} clips, {sum(r['frames'] for r in rows)} frames. The arrays each clip holds (every array "
+        "also carries this declaration, with its dtype, channels and units, in its zarr attributes):", "",
+        "| array | clips | what it holds |", "|---|---|---|",
+        *[f"| `{name}` | {n} | {about} |" for name, (n, about) in held.items()], "",
+        "Splits keep one identity (a body, and a motion file where there is one; a pseudo clip's input video) within "
+        "one split, by a hash: a clip's split never moves when clips are added.", "",
         _stats(rows), "",
         "## How it was made", "",
         (f"Rendered by gvm-synth with Blender {software.get('bpy', '?')} (Cycles, strand hair as curves, a separate "
@@ -150,7 +152,8 @@ def card(c: Mapping[str, Any], rows: list[dict], shards: list[dict], store_attrs
         "## Files", "",
         "- `data/<split>/zarr/<split>-NNNNN.zarr.zip`: zipped zarr stores in the gvm-synth store contract (plain `zarr` opens them)",
         "- `data/<split>/webdataset/<split>-NNNNN.tar`: WebDataset shards, one sample per clip: `json`, `fgr.png`, `alpha.png` "
-        "(16-bit), every frame stacked top to bottom in one lossless PNG",
+        "(16-bit) and the other image-like arrays, every frame stacked top to bottom in one lossless PNG; float arrays "
+        "(`depth`, `flow`) as `.npy` (`numpy.load(io.BytesIO(sample[\"depth.npy\"]))`)",
         f"- `{CLIPS_CSV}`, `{ARRAYS_CSV}`, `{CROISSANT}` (Croissant metadata), `manifest.json` and `SHA256SUMS` (every file's "
         "size and sha256: `python -m pipelines.publish verify <folder>` or `sha256sum -c SHA256SUMS`)",
         "- `exports/videomatte/<split>/<clip>/{fgr,pha}/0000.png`: the VideoMatte240K layout (8-bit alpha)" if c["export_videomatte"] else "",
@@ -160,8 +163,8 @@ def card(c: Mapping[str, Any], rows: list[dict], shards: list[dict], store_attrs
         code,
         "## Previews", "", preview_md, "",
         "## Known limits", "",
-        "- Rendered people: anny / stand-in bodies with shell garments and skirts, strand hair without eyebrows; "
-        "see the generating project's README for what is and is not modelled.",
+        "- Rendered people: anny / stand-in bodies with shell garments and skirts, strand hair, brows and lashes on "
+        "anny bodies; one person per clip, nothing worn or held; see the generating project's docs/limits.md.",
         "- Pseudo labels are estimates (their scores are in the JSON), not ground truth.", "",
         "## Citation", "", "See `CITATION.cff`.", ""])
 

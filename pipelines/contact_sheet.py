@@ -1,4 +1,5 @@
-"""A contact sheet of a store: per clip, frames composited over a checkerboard beside their alpha.
+"""A contact sheet of a store: per clip, frames composited over a checkerboard beside their alpha;
+or, with `sheet.outputs=true`, one frame of every output each clip holds, side by side.
 
 `python -m pipelines.contact_sheet store.path=<store> [sheet.clips=8 sheet.frames=4 sheet.cell=192]`
 """
@@ -84,6 +85,27 @@ def write(root, out: Path, clips: int, frames: int, cell: int, crop: int = 0,
     return sheet.write(out, sheet.grid(rows))
 
 
+def write_outputs(root, out: Path, clips: int, cell: int, ids: list[str] | None = None) -> Path | None:
+    """One row per clip: the middle frame of every output it holds, side by side, each shown by what
+    it is (matting.sheet.view), with the outputs named above their columns."""
+    ids = (clipstore.complete_ids(root) if ids is None else ids)[:clips]
+    if not ids:
+        return None
+    rows, names = [], []
+    for cid in ids:
+        clip = clipstore.read_clip(root, cid)
+        i = clip.n_frames // 2
+        a = alpha_float(clip["alpha"][i])
+        shown = [n for n in clipstore.OUTPUTS if n in clip.arrays] + sorted(set(clip.arrays) - set(clipstore.OUTPUTS))
+        tiles = []
+        for name in shown:
+            o = clipstore.declared(name, dict(clip[name].attrs))
+            tiles.append(sheet.tile(sheet.view(o.convert if o else "", clip[name][i], a), long_side=cell))
+        rows.append(sheet.row(tiles, _label(clip)))
+        names = names if len(names) >= len(shown) else shown
+    return sheet.write(out, sheet.grid(rows, names, column_width=rows[0].shape[1] // len(names)))
+
+
 @app("render")
 def main(cfg: DictConfig) -> int:
     c = to_container(cfg)
@@ -97,7 +119,10 @@ def main(cfg: DictConfig) -> int:
     if path is None:
         raise UserError(f"store {c['store']['path']} is not on this disk: give sheet.path=<file.png>")
     writable(path, "sheet.path", folder=False)
-    out = write(root, path, s["clips"], s["frames"], s["cell"], s["crop"])
+    if s["outputs"]:
+        path = path.with_name(path.name.replace(".contact_sheet", ".outputs"))
+    out = (write_outputs(root, path, s["clips"], s["cell"]) if s["outputs"]
+           else write(root, path, s["clips"], s["frames"], s["cell"], s["crop"]))
     if out is None:
         raise UserError(f"store {c['store']['path']} has no complete clips")
     print(out)

@@ -17,13 +17,12 @@ import platform
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+
 
 import numpy as np
 
 import clipstore
 from core import quiet
-from core.colour import quantise_alpha
 from pipelines.table import columns
 from render.spec import ClipSpec
 
@@ -33,9 +32,9 @@ class Probe:
     """Seconds and bytes measured on one frame of one clip."""
     clip_id: str
     threads: int
-    pass_s: dict[str, float]   # Cycles' seconds for the one frame, per pass (colour, alpha)
-    convert_s: float           # EXR -> the store's fgr / alpha arrays, one frame
-    geometry_s: float          # posed body and hair for the whole clip (paid once per clip)
+    pass_s: dict[str, float]   # Cycles' seconds for the one frame, per pass (colour, coverage, plate)
+    convert_s: float           # EXR layers -> the store's arrays (every output), one frame
+    geometry_s: float          # the scene: posed body, garments and hair for the whole clip (paid once per clip)
     scene_s: float             # Blender reset, scene build and teardown around the render
     stored_bytes: int          # one frame as the store holds it, compressed
 
@@ -58,34 +57,22 @@ class Estimate:
     store_bytes: int
 
 
-def first_frame(spec: ClipSpec) -> tuple[ClipSpec, Any, float]:
-    """The spec cut to its first frame, with that frame's geometry (a render.scene.Geometry), and
-    the seconds the clip's full-length geometry took: every real clip pays them once."""
-    from render.clip import geometry  # bpy loads only when a probe runs
-    start = time.perf_counter()
-    geo = geometry(spec)
-    geometry_s = time.perf_counter() - start
-    one = dataclasses.replace(geo, vertices=geo.vertices[:1], joints=geo.joints[:1],
-                              head_transform=geo.head_transform[:1])
-    return dataclasses.replace(spec, n_frames=1), one, geometry_s
-
-
 def probe(spec: ClipSpec, threads: int, compression: clipstore.Compression) -> Probe:
-    from render import frames
+    """Frame 1 of `spec` rendered as a worker renders it (scene for the whole clip, every pass and
+    output the spec asks for), timed and stored in a throwaway store."""
+    from assets import scene as scenes   # the body model and bpy load only when a probe runs
     from render.scene import build_and_render
     with quiet.chatter():   # the body model's kernel compiler and Blender print to stdout
-        spec1, geo, geometry_s = first_frame(spec)
         start = time.perf_counter()
-        out = build_and_render(spec1, geo, threads=threads)
+        scene = scenes.build(spec)
+        geometry_s = time.perf_counter() - start
+        start = time.perf_counter()
+        out = build_and_render(spec, scene, threads=threads, frames_to_render=1)
         build_s = time.perf_counter() - start
-    start = time.perf_counter()
-    fgr, alpha = frames.to_store(out.rgba, out.alpha, spec.cycles["fgr_min_alpha"])
-    arrays = {"fgr": fgr, "alpha": alpha}
-    if out.hair is not None:
-        arrays["alpha_hair"] = quantise_alpha(out.hair)
-    convert_s = time.perf_counter() - start
-    return Probe(spec.clip_id, threads, dict(out.seconds), convert_s, geometry_s,
-                 max(build_s - sum(out.seconds.values()), 0.0), stored_bytes(arrays, compression))
+    first = {name: a[:1] for name, a in out.arrays.items()}
+    return Probe(spec.clip_id, threads, dict(out.seconds), out.convert_seconds, geometry_s,
+                 max(build_s - sum(out.seconds.values()) - out.convert_seconds, 0.0),
+                 stored_bytes(first, compression, spec.outputs))
 
 
 def cache_key(cfg: dict, definition_hash: str) -> str:
@@ -117,11 +104,12 @@ def remember(path: str | Path, key: str, p: Probe) -> None:
     os.replace(tmp, path)
 
 
-def stored_bytes(arrays: dict[str, np.ndarray], compression: clipstore.Compression) -> int:
+def stored_bytes(arrays: dict[str, np.ndarray], compression: clipstore.Compression, outputs: dict[str, dict]) -> int:
     """Bytes the arrays take once written through the store (in a throwaway one, not the run's)."""
     with tempfile.TemporaryDirectory(prefix="gvm-probe-") as tmp:
         root = clipstore.create(f"{tmp}/probe.zarr", {})
-        clipstore.write_clip(root, "probe", arrays, {"source": "synthetic", "fps": 1.0}, compression)
+        clipstore.write_clip(root, "probe", arrays, {"source": "synthetic", "fps": 1.0}, compression,
+                             outputs={n: clipstore.Output.from_attrs(d) for n, d in outputs.items()})
         return sum(a.nbytes_stored() for _, a in root[clipstore.CLIPS]["probe"].arrays())
 
 

@@ -22,11 +22,14 @@ from typing import Any
 
 import cv2
 import numpy as np
+from hydra.errors import HydraException
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
-from core import done
+from core import done, rules
 from core.checks import integer, one_of, writable
-from core.cli import UserError, app, compose, to_container
+
+from core.cli import UserError, app, compose, run_app, to_container
 from gvm_train import infer
 from gvm_train.finetune import train
 from gvm_train.pipeline import GVMPipeline
@@ -34,7 +37,6 @@ from matting import classical, layout, sheet
 from matting.video import open_input
 from matting.evaluate import compare_table, evaluate, write_report as write_evaluation
 from pipelines import benchmark_set
-from pipelines import render as render_driver
 
 MODELS = {   # method: (fine-tune folder under output_dir, saved model in it)
     "untrained": ("finetune_guided", "initial"),
@@ -70,9 +72,11 @@ class Stages:
         return self.out / "synth.zarr"
 
     def render(self) -> None:
-        code = render_driver.main.task(_cfg("render", [*self.c["render"], f"store.path={self.store}"]))
+        """The render app in its own process, as `make render` runs it (Ray and Blender leave with it)."""
+        code, _ = run_app("pipelines.render", [*self.c["render"], f"store.path={self.store}",
+                                               f"hydra.run.dir={self.out / 'render_run'}"])
         if code:
-            raise UserError(f"render: {code} (some clips failed; rerun make loop to retry them)")
+            raise UserError(f"render: exit status {code} (see its summary above; rerun make loop to retry what failed)")
 
     def guide_sets(self) -> list[dict[str, str]]:
         """The training clips composited (conf guided_train) and matted by the classical baseline:
@@ -121,12 +125,15 @@ class Stages:
                 for clip in layout.clips(bench, layout.COM):
                     dest = self.out / "pred" / bench.name / method / clip.name
                     folder, saved = MODELS.get(method, MODELS["fine-tuned"])
-                    guide = (f"mask={self.out / 'pred' / bench.name / 'classical' / clip.name / layout.PHA}"
-                             if self.c["guide"] == "classical" else "mask=segmenter")
-                    ic = _cfg("infer", [*self.c["infer"], f"input={clip / layout.COM}", guide,
-                                        f"checkpoint={self.out / folder / saved}", f"output_dir={dest}"])
+                    checkpoint = self.out / folder / saved
                     if pipe is None:
-                        pipe = infer.load_pipeline(ic["checkpoint"], *infer.device_and_dtype(ic))
+                        base = _cfg("infer", [*self.c["infer"], f"checkpoint={checkpoint}"])
+                        pipe = infer.load_pipeline(str(checkpoint), *infer.device_and_dtype(base))
+                    guide = ((f"mask={self.out / 'pred' / bench.name / 'classical' / clip.name / layout.PHA}"
+                              if self.c["guide"] == "classical" else "mask=segmenter")
+                             if pipe.model.config.mask_guided else "mask=segmenter")   # a mask-free model takes none
+                    ic = _cfg("infer", [*self.c["infer"], f"input={clip / layout.COM}", guide,
+                                        f"checkpoint={checkpoint}", f"output_dir={dest}"])
                     if method == CEILING:
                         autoencode(pipe, clip, dest, ic)
                     elif not done.is_done(dest, infer.settings(ic)):
@@ -155,9 +162,9 @@ def real_video(out: Path, c: dict) -> Path:
     shown = {"classical": root / "classical"}
     for method in ("fine-tuned", "mask-guided"):
         folder, saved = MODELS[method]
-        ic = _cfg("infer", [*c["infer"], f"input={r['input']}", f"max_frames={r['frames']}",
-                            f"mask={root / 'classical' / layout.PHA}", f"checkpoint={out / folder / saved}",
-                            f"output_dir={root / method}"])
+        guide = [f"mask={root / 'classical' / layout.PHA}"] if method == "mask-guided" else []   # the mask-free takes none
+        ic = _cfg("infer", [*c["infer"], f"input={r['input']}", f"max_frames={r['frames']}", *guide,
+                            f"checkpoint={out / folder / saved}", f"output_dir={root / method}"])
         infer.matte(ic)
         shown[method] = root / method
     frames = list(open_input(r["input"]).frames(0, r["frames"]))
@@ -242,6 +249,37 @@ def run(c: dict) -> Path:
     return report
 
 
+def check_stages(c: dict) -> None:
+    """Every stage's config composed and checked as its app checks it, before the first stage: a bad
+    override fails now, named by the stage's key, not an hour into the loop."""
+    from gvm_train.finetune import check as check_finetune
+    from gvm_train.infer import check as check_infer
+    from matting.metrics import check_config
+    from pipelines import plan
+    out = Path(c["output_dir"]).resolve()
+    store = [f"data.stores=[{out / 'synth.zarr'}]", f"output_dir={out / 'check'}"]
+    split = [o for o in c["finetune"] if o.startswith("data.")]
+    stages = {"render": ("render", [*c["render"], f"store.path={out / 'synth.zarr'}"]),
+              "finetune": ("finetune", [*c["finetune"], *c["mask_free"], *store]),
+              "guided": ("finetune", [*c["finetune"], *c["guided"], *store]),
+              "guided_train": ("benchmark_set", [*split, *c["guided_train"], *store]),
+              "benchmark": ("benchmark_set", [*split, *c["benchmark"], *store]),
+              "infer": ("infer", c["infer"]), "classical": ("classical", c["classical"]),
+              "evaluate": ("evaluate", c["evaluate"])}
+    own = {"render": plan.check, "finetune": check_finetune, "evaluate": lambda sub: check_config(sub["metrics"]),
+           "infer": lambda sub: check_infer({**sub, "input": c["real"]["input"]})}
+    for key, (name, overrides) in stages.items():
+        try:
+            sub = _cfg(name, overrides)
+            base = compose(name, [])
+            groups = [o for o in overrides if isinstance(base.get(o.split("=", 1)[0]), DictConfig)]
+            rules.check(sub, _cfg(name, groups))
+            own.get(name, lambda sub: None)(sub)
+        except (HydraException, OmegaConfBaseException, ValueError) as e:   # UserError is a ValueError
+            raise UserError(f"{key}: {' '.join(str(e).split())[:300]}") from None
+    open_input(c["real"]["input"])   # the real video the loop mattes last: readable now
+
+
 @app("loop")
 def main(cfg: DictConfig) -> int:
     c = to_container(cfg)
@@ -249,6 +287,9 @@ def main(cfg: DictConfig) -> int:
     one_of(c["guide"], ("classical", "segmenter"), "guide")
     for key in ("frames", "sheet_frames", "cell"):
         integer(c["real"][key], f"real.{key}", 1)
+    integer(c["report"]["clips"], "report.clips", 1)
+    integer(c["report"]["cell"], "report.cell", 8)
+    check_stages(c)
     print(f"report: {run(c)}")
     return 0
 

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from assets import body, camera, clothing, hair, lighting, motions, skin
+from clipstore.outputs import enabled
 from core import seeds
 from core.checks import at, integer, is_number, number, one_of
 from core.conf import CONF_DIR
@@ -44,6 +45,8 @@ def check(cfg: dict) -> None:
     fps, seconds = cfg["clip"]["fps"], cfg["clip"]["seconds"]
     if not (is_number(fps) and fps > 0 and is_number(seconds) and seconds > 0):
         raise UserError(f"clip.fps and clip.seconds must be positive numbers, got {fps!r} and {seconds!r}")
+    if n_frames(cfg) < 1:
+        raise UserError(f"clip.seconds={seconds} at clip.fps={fps} is {fps * seconds:.2f} frames: a clip needs at least one")
     c = cfg["cycles"]
     one_of(c["device"], DEVICES, "cycles.device")
     one_of(c["curve_shape"], CURVE_SHAPES, "cycles.curve_shape")
@@ -65,8 +68,16 @@ def check(cfg: dict) -> None:
     number(amass["fraction"], "motion.amass.fraction", 0, 1)
     if amass["dir"] and amass["fraction"] > 0 and not Path(amass["dir"]).expanduser().is_dir():
         raise UserError(f"motion.amass.dir: {amass['dir']} is not a folder")
+    if amass["dir"] and amass["fraction"] == 0:
+        raise UserError(f"motion.amass.dir={amass['dir']} applies only with motion.amass.fraction > 0 (the share of "
+                        f"clips given an AMASS motion); here it is 0")
+    try:
+        clothing.check(cfg["clothing"])
+    except ValueError as e:
+        raise UserError(str(e)) from None
     try:
         hair.check(cfg["hair"])
+        enabled(cfg["outputs"])
     except ValueError as e:
         raise UserError(str(e)) from None
 
@@ -107,6 +118,7 @@ def clip_spec(cfg: dict, index: int, model: dict) -> ClipSpec:
         lighting=lighting.sample(cfg["lighting"], seed("lighting")),
         clothing=clothing.sample(cfg["clothing"], seed("clothing"), model["kind"]),
         cycles=cycles,
+        outputs={name: o.attrs for name, o in enabled(cfg["outputs"]).items()},
     )
 
 
@@ -116,3 +128,12 @@ def plan(cfg: dict, model: dict) -> list[ClipSpec]:
         return [clip_spec(cfg, i, model) for i in range(cfg["n_clips"])]
     except ValueError as e:  # the samplers' word for a bad config value; it names the key
         raise UserError(str(e)) from None
+
+
+def resolve_model(cfg: dict) -> dict:
+    """The body model the config names (assets.body.resolve_model), or one line saying what is wrong."""
+    b = cfg["body"]
+    try:
+        return body.resolve_model(b["model_path"], b["gender"], Path(b["cache_dir"]).expanduser(), b["model"])
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(f"body: {e}") from None

@@ -27,8 +27,10 @@ import numpy as np
 from omegaconf import DictConfig
 
 import clipstore
+from clipstore.failures import log_beside, record
 from clipstore.location import beside
 from core import done, provenance, stops
+from core.checks import writable
 from core.cli import UserError, app, to_container
 from core.colour import quantise_alpha
 from matting import person as people
@@ -36,7 +38,7 @@ from matting import pseudo
 from matting.image import resize
 from matting.segment import SEGMENTERS, Segmenter
 from matting.video import VideoError, VideoInput, open_input, resolve_input, video_name
-from pipelines import contact_sheet
+from pipelines import contact_sheet, jobs
 from pipelines.table import columns
 
 EXIT_VIDEOS_FAILED = 1
@@ -106,6 +108,13 @@ def check(c: dict) -> dict:
         raise UserError(f"labeler: {c['labeler']!r} is not one of {', '.join(LABELERS)}")
     if c["labeler"] == "gvm" and not (c["checkpoint"] and Path(c["checkpoint"]).is_dir()):
         raise UserError(f"checkpoint: labeler=gvm needs the model folder gvm_train.finetune wrote, got {c['checkpoint']!r}")
+    if c["labeler"] == "gvm":   # the model loads now, once for the run: a broken folder is one line, not one per video
+        from gvm_train.pipeline import window_starts
+        pipe = Model.load(c["checkpoint"])
+        try:
+            window_starts(1, int(c["gvm"]["window"] or pipe.unet.config.num_frames), c["gvm"]["overlap"])
+        except ValueError as e:
+            raise UserError(f"gvm: {e} (gvm.window null: the model's {pipe.unet.config.num_frames})") from None
     if c["segmenter"] not in ("best", "auto", *SEGMENTERS):
         raise UserError(f"segmenter: {c['segmenter']!r} is not one of best, auto, {', '.join(SEGMENTERS)}")
     if c["masks"] is not None and not Path(c["masks"]).is_dir():
@@ -198,11 +207,17 @@ class Model(PersonSource):
     mask-guided model is guided by `guide` (the user's masks, or the segmenter)."""
     _pipes: dict[str, Any] = {}
 
+    @classmethod
+    def load(cls, checkpoint: str) -> Any:
+        """The model folder's pipeline, loaded once per process; a folder that is not one is a UserError."""
+        if checkpoint not in cls._pipes:
+            from gvm_train.infer import load_pipeline
+            import torch
+            cls._pipes[checkpoint] = load_pipeline(checkpoint, torch.device("cpu"), torch.float32)
+        return cls._pipes[checkpoint]
+
     def __init__(self, checkpoint: str, g: dict, guide: PersonSource | None = None):
-        from gvm_train.pipeline import GVMPipeline
-        if checkpoint not in self._pipes:
-            self._pipes[checkpoint] = GVMPipeline.from_pretrained(checkpoint)
-        self.name, self._pipe, self._g = f"gvm:{checkpoint}", self._pipes[checkpoint], g
+        self.name, self._pipe, self._g = f"gvm:{checkpoint}", self.load(checkpoint), g
         self._guide = guide if self._pipe.model.config.mask_guided else None
         if self._guide is not None:
             self.name += f" guided by {guide.name}"
@@ -289,9 +304,9 @@ def label_video(path: str, c: dict, progress: Callable[[int], None] | None = Non
         if not spans:
             raise VideoError(f"{path.name}: {video.n_frames} frames, shorter than clip.min_seconds")
         size = pseudo.working_size(video.width, video.height, c["max_size"])
-        root = clipstore.create(c["store"]["path"], {"created_by": "pipelines.pseudolabel"})
-        complete = set(clipstore.complete_ids(root))
-        marks.mkdir(parents=True, exist_ok=True)
+        root = None   # the store is created by the first clip written: a video that gives none leaves nothing
+        complete = (set(clipstore.complete_ids(clipstore.open_store(c["store"]["path"])))
+                    if clipstore.creatable(c["store"]["path"]) else set())
         compression = clipstore.Compression.from_config(c["store"])
         sources: list[PersonSource] = []
         any_person = False
@@ -304,7 +319,7 @@ def label_video(path: str, c: dict, progress: Callable[[int], None] | None = Non
                     row["skipped"] += 1
                     any_person = True     # judged before: it had a person, or its rejection says why
                     if progress:
-                        progress(span[1] - span[0])
+                        progress(span[1])   # frames of the video covered so far (windows overlap)
                     continue
                 sources = sources or person_sources(video, path, size, c)
                 frames = np.stack(list(video.frames(*span)))
@@ -315,17 +330,19 @@ def label_video(path: str, c: dict, progress: Callable[[int], None] | None = Non
                 row["scores"].append(labels.score)
                 if labels.person_frames == 0 or labels.score < c["quality"]["min_score"]:
                     why = "no person" if labels.person_frames == 0 else "score below quality.min_score"
+                    marks.mkdir(parents=True, exist_ok=True)
                     rejected.write_text(json.dumps({"clip_id": cid, "score": labels.score, "why": why,
                                                     "frames": list(span), "settings": want}) + "\n")
                     row["rejected"].append((cid, round(labels.score, 3), why))
                 else:
                     alpha, fgr = pseudo.full_size(labels, frames, c, c["writer"]["foreground"])
+                    root = root or clipstore.create(c["store"]["path"], {"created_by": "pipelines.pseudolabel"})
                     clipstore.write_clip(root, cid, {"fgr": fgr, "alpha": quantise_alpha(alpha)},
                                          _attrs(video, path, sha, span, source, candidates, labels, want),
                                          compression)
                     row["written"].append(cid)
                 if progress:
-                    progress(span[1] - span[0])
+                    progress(span[1])
         finally:
             for src in sources:
                 src.close()
@@ -353,58 +370,51 @@ def _json(x: Any) -> Any:
 
 # --- many videos ------------------------------------------------------------------------------------
 
-def _frames(path: Path, c: dict) -> int:
-    try:
-        return open_input(path, fps=c["writer"]["folder_fps"]).n_frames
-    except Exception:
-        return 0
-
-
-def run(videos: list[Path], c: dict) -> tuple[list[dict], BaseException | None]:
-    """Label `videos`; returns the rows of those finished and the signal that stopped the run early
-    (Ctrl-C or SIGTERM: the videos under way are dropped, their clips written so far are complete)."""
-    from tqdm import tqdm
-    frames = {v: _frames(v, c) for v in videos}
-    bar = tqdm(total=sum(frames.values()), desc="pseudo-labelling", unit="frame", disable=not c["progress"])
-    rows: dict[Path, dict] = {}
-    try:
-        if c["cluster"]["workers"] <= 1 or len(videos) == 1:
-            for v in videos:
-                rows[v] = label_video(str(v), c, bar.update)
-            return [rows[v] for v in videos], None
-        import ray
-        from pipelines.render import connect
-        connect(c["cluster"])
-        stops.install()   # ray.init installs its own SIGTERM handler, which would exit without a summary
-        pending = {}
+def inspect(videos: list[Path], c: dict) -> dict[Path, int | str]:
+    """Each video's frame count, or what is wrong with it (unreadable, damaged, cut short, masks that
+    do not match it), found before any labelling: opening a video decodes it through once."""
+    out: dict[Path, int | str] = {}
+    for v in videos:
         try:
-            task = ray.remote(num_cpus=c["cluster"]["cpus_per_worker"], max_retries=c["cluster"]["max_retries"])(label_video)
-            pending = {task.remote(str(v), c): v for v in videos}
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)   # back in Python each second: signals
-                stops.check()
-                if not ready:
-                    continue
-                v = pending.pop(ready[0])
-                try:
-                    rows[v] = ray.get(ready[0])
-                except Exception as e:   # a killed worker, retried and still failing
-                    stops.check()
-                    rows[v] = _row(v, f"{v.name}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
-                bar.update(frames[v])
-            return [rows[v] for v in videos], None
-        except BaseException as e:
-            if stops.stopping(e):
-                for ref in pending:
-                    ray.cancel(ref, force=True)
-            raise
-        finally:
-            ray.shutdown()
-            stops.install()
+            video = open_input(v, fps=c["writer"]["folder_fps"])
+            if c["masks"] is not None:
+                people.check_masks(people.mask_files(c["masks"], v), video.n_frames, video.width, video.height, v)
+            out[v] = video.n_frames
+        except (VideoError, OSError) as e:
+            out[v] = str(e)
+    return out
+
+
+def run(videos: list[Path], c: dict, frames: dict[Path, int | str]) -> tuple[list[dict], BaseException | None]:
+    """Label `videos`; returns the rows of those finished and the stop that ended the run early
+    (Ctrl-C or SIGTERM: the videos under way are dropped, their clips written so far are complete).
+    With cluster.workers > 1 each video is a Ray task of the shared job loop (pipelines.jobs); a
+    video that fails is kept in the failure log beside the store either way."""
+    log = log_beside(c["store"]["path"])
+    frames = {v: n if isinstance(n, int) else 0 for v, n in frames.items()}   # progress units
+    if c["cluster"]["workers"] > 1 and len(videos) > 1:
+        out = jobs.run(label_video, [jobs.Job(v.name, frames[v], (str(v), c)) for v in videos], c["cluster"], log,
+                       "pseudo-labelling", noun="videos", show=c["progress"])
+        rows = {r["video"]: r for r in out.done}
+        rows.update({key: _row(Path(key), f"{key}: {why}") for key, why in out.failed.items()})
+        for r in out.done:
+            if r.get("error"):
+                record(log, out.run, r["video"], r["error"])
+        return [rows[v.name] for v in videos if v.name in rows], out.stopped
+    from tqdm import tqdm
+    bar = tqdm(total=sum(frames.values()), desc="pseudo-labelling", unit="frame", disable=not c["progress"])
+    run_id, rows = f"{time.strftime('%Y%m%dT%H%M%S')}-serial", []
+    try:
+        for v in videos:
+            done = bar.n
+            rows.append(label_video(str(v), c, lambda n: bar.update(done + n - bar.n)))
+            if rows[-1].get("error"):
+                record(log, run_id, v.name, rows[-1]["error"])
+        return rows, None
     except BaseException as e:
         if not stops.stopping(e):
             raise
-        return [rows[v] for v in videos if v in rows], e
+        return rows, e
     finally:
         bar.close()
 
@@ -424,15 +434,18 @@ def table(rows: list[dict]) -> str:
 def main(cfg: DictConfig) -> int:
     c = check(to_container(cfg))
     videos = find_videos(c["input"])
-    try:   # an existing path must be a store of this format, before any work
-        clipstore.create(c["store"]["path"], {"created_by": "pipelines.pseudolabel"})
-        beside(c["store"]["path"], ".pseudolabel").mkdir(parents=True, exist_ok=True)
+    found = inspect(videos, c)
+    broken = [why for why in found.values() if isinstance(why, str)]
+    if len(broken) == len(videos):   # nothing to label: the (first) reason, before anything is made
+        raise UserError(broken[0] + (f" (and {len(broken) - 1} more videos that cannot be labelled)" if len(broken) > 1 else ""))
+    try:   # an existing path must be a store of this format, a new one a place it can be made: before any work
+        if not clipstore.creatable(c["store"]["path"]):
+            writable(c["store"]["path"], "store.path")
+        writable(beside(c["store"]["path"], ".pseudolabel"), "store.path (its .pseudolabel folder beside it)")
     except clipstore.StoreError as e:
         raise UserError(str(e)) from None
-    except OSError as e:   # a parent that is a file, a folder not writable
-        raise UserError(f"store.path {c['store']['path']}: cannot be written ({e.strerror or e})") from None
     start = time.perf_counter()
-    rows, stopped = run(videos, c)
+    rows, stopped = run(videos, c, found)   # a broken video among good ones is named in the table
     print(table(rows))
     written = [cid for r in rows for cid in r["written"]]
     failed = [r for r in rows if r.get("error")]

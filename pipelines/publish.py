@@ -14,7 +14,6 @@ truncated or altered file, lists the shards that are whole, and exits 0 only whe
 """
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 from fractions import Fraction
 import json
@@ -30,7 +29,7 @@ import clipstore
 from core import done, provenance, stops
 from core.checks import writable
 from core.conf import load as load_conf
-from core.cli import UserError, app, fail, guarded, to_container
+from core.cli import ArgumentParser, UserError, app, fail, guarded, to_container
 from core.colour import alpha_float
 from matting import sheet
 from matting.video import MatteWriter, VideoSink
@@ -63,23 +62,6 @@ def _stored_bytes(group: Any) -> int:
     return sum(a.nbytes_stored() for _, a in group.arrays())
 
 
-def verified(root: Any, c: dict) -> list[str]:
-    """The clips to publish: every complete clip, each read in full and checked against the store
-    contract and the checksums recorded when it was written (clipstore.check_clips, what validate
-    runs). One damaged clip refuses the release, naming it: a chunk that still decodes would
-    otherwise go out with a fresh sha256 vouching for it."""
-    checks = clipstore.check_clips(root, clipstore.all_ids(root), clipstore.read_manifest(root),
-                                   progress=c["progress"])
-    damaged = [k for k in checks if not k.ok and (k.complete or not k.readable)]
-    if damaged:
-        named = "; ".join(f"{k.clip_id} ({k.problems[0]})" for k in damaged[:3])
-        more = f"; and {len(damaged) - 3} more" if len(damaged) > 3 else ""
-        raise UserError(f"store {c['store']}: {len(damaged)} damaged clip(s), nothing published: {named}{more}; "
-                        f"`python -m pipelines.validate {c['store']} --prune-invalid` removes them, then render (or "
-                        f"label) them again: the same command makes only what is missing")
-    return [k.clip_id for k in checks if k.complete]
-
-
 def _attrs(root: Any, cid: str) -> dict:
     try:
         return dict(root[clipstore.CLIPS][cid].attrs)
@@ -97,7 +79,7 @@ def collect(root: Any, c: dict) -> tuple[list[str], dict[str, dict], dict[str, s
         names = ", ".join(f"{cid} ({' + '.join(why)})" for cid, why in sorted(refused.items()))
         raise UserError(f"{len(refused)} clips were made with licensed data and are not published unless "
                         f"allow_licensed=true states that their licences allow it: {names}")
-    ids = verified(root, c)
+    ids = clipstore.intact(root, c["store"], progress=c["progress"])   # nothing damaged goes out, named if any
     if not ids:
         raise UserError(f"store {c['store']}: no complete clips to publish")
     raw = {cid: raw[cid] for cid in ids}
@@ -235,7 +217,8 @@ def publish(c: dict) -> dict:
                       for cid in ids if attrs[cid]["source"] == "synthetic"})
     today = dt.date.today()
     defn_hash = store_attrs.get("dataset", {}).get("hash")
-    (out / "README.md").write_text(card.card(c, rows, shard_list, store_attrs, bodies, motions, shown, defn_hash))
+    (out / "README.md").write_text(card.card(c, rows, shard_list, store_attrs, bodies, motions, shown, defn_hash,
+                                             clipstore.outputs_held(root, ids)))
     (out / "CITATION.cff").write_text(card.citation(c, today))
     sha = {f: provenance.sha256(out / f) for s in shard_list for f in s["files"]}
     sha.update({n: provenance.sha256(out / n) for n in (card.CLIPS_CSV, card.ARRAYS_CSV)})
@@ -260,7 +243,7 @@ def publish_main(cfg: DictConfig) -> int:
 
 
 def verify_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m pipelines.publish verify", description="check a release against its manifest")
+    p = ArgumentParser(prog="python -m pipelines.publish verify", description="check a release against its manifest")
     p.add_argument("release", type=Path)
     args = p.parse_args(argv)
     try:

@@ -5,15 +5,17 @@
   identity's split is a hash of it, so it never moves when clips are added.
 - A shard holds whole clips, the same clips in both formats: a zip of a zarr store in the store
   contract (plain `zarr` opens it with a ZipStore) and a WebDataset tar with one sample per clip:
-  `<clip>.json` (its published attrs), `<clip>.fgr.png` and `<clip>.alpha.png` (and `.alpha_hair.png`,
-  `.bgr.png` where the clip has them): every frame stacked top to bottom in one lossless PNG, alpha
-  as 16-bit grayscale.
+  `<clip>.json` (its published attrs) and each array as its declaration exports it
+  (clipstore.outputs): `<clip>.fgr.png`, `<clip>.alpha.png` and the other image-like outputs with
+  every frame stacked top to bottom in one lossless PNG (16-bit where the array is), float ones
+  (`depth`, `flow`) as `<clip>.<name>.npy`.
 - The manifest lists every file with its size and sha256; `verify` names every missing,
   truncated or altered file and says which shards are whole.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -151,7 +153,10 @@ def write_zarr_shard(path: Path, root: Any, ids: list[str], attrs: Mapping[str, 
             for cid in ids:
                 stops.check()   # a stop swallowed by zarr's threads: this shard is dropped whole
                 clip = clipstore.read_clip(root, cid)
-                clipstore.write_clip(out, cid, {n: clip[n][:] for n in clip.arrays}, attrs[cid], compression)
+                recorded = {n: dict(clip[n].attrs) for n in clip.arrays}   # declarations, legends: as stored
+                clipstore.write_clip(out, cid, {n: clip[n][:] for n in clip.arrays}, attrs[cid], compression,
+                                     outputs={n: o for n in clip.arrays if (o := clipstore.declared(n, recorded[n]))},
+                                     array_attrs=recorded)
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
                 for f in sorted(p for p in folder.rglob("*") if p.is_file()):
                     z.write(f, f.relative_to(folder).as_posix())
@@ -172,6 +177,22 @@ def filmstrip_png(frames: np.ndarray, level: int) -> bytes:
     return buf.tobytes()
 
 
+def npy(frames: np.ndarray) -> bytes:
+    """An array as the bytes of a .npy file (float outputs: depth, flow)."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(frames), allow_pickle=False)
+    return buf.getvalue()
+
+
+def wds_entry(name: str, a: Any, level: int) -> tuple[str, bytes]:
+    """A clip's array in a WebDataset sample, as its declaration exports it: `<name>.png` (every
+    frame stacked in one lossless PNG, 16-bit where the array is) or `<name>.npy`."""
+    o = clipstore.declared(name, dict(a.attrs))
+    if o is not None and o.export == "npy":
+        return f"{name}.npy", npy(a[:])
+    return f"{name}.png", filmstrip_png(a[:], level)
+
+
 def write_wds_shard(path: Path, root: Any, ids: list[str], attrs: Mapping[str, Mapping[str, Any]], level: int) -> None:
     import webdataset as wds
 
@@ -181,8 +202,7 @@ def write_wds_shard(path: Path, root: Any, ids: list[str], attrs: Mapping[str, M
                 stops.check()
                 clip = clipstore.read_clip(root, cid)
                 sample: dict[str, Any] = {"__key__": cid, "json": json.dumps(attrs[cid]).encode()}
-                for name in clip.arrays:
-                    sample[f"{name}.png"] = filmstrip_png(clip[name][:], level)
+                sample.update(wds_entry(name, clip[name], level) for name in clip.arrays)
                 sink.write(sample)
     _atomic(path, write)
 
@@ -225,15 +245,19 @@ def verify(release: Path) -> Verification:
     path = release / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"{release}: no {MANIFEST} (not a release, or its manifest was not downloaded)")
-    manifest = json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+        files = {str(k): (int(v["size"]), str(v["sha256"])) for k, v in manifest["files"].items()}
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise ValueError(f"{path}: not a release manifest ({type(e).__name__}: {' '.join(str(e).split())[:100]})") from None
     missing, truncated, altered = [], [], []
-    for rel, entry in manifest["files"].items():
+    for rel, (size, sha) in files.items():
         p = release / rel
         if not p.is_file():
             missing.append(rel)
-        elif p.stat().st_size != entry["size"]:
+        elif p.stat().st_size != size:
             truncated.append(rel)
-        elif provenance.sha256(p) != entry["sha256"]:
+        elif provenance.sha256(p) != sha:
             altered.append(rel)
     bad = set(missing) | set(truncated) | set(altered)
     usable, broken = [], []

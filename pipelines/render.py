@@ -1,8 +1,10 @@
 """`python -m pipelines.render` (`make render N=...`): render a dataset's missing clips into a store.
 
-The driver plans every clip from the config, skips those already complete in the store, runs
-one Ray task per missing clip (each a Blender process rendering and writing that clip), shows
-progress and ends with a summary; the exit status is non-zero when any clip failed.
+The driver plans every clip from the config, skips those already complete in the store, says
+what the run will cost, runs one Ray task per missing clip through the shared job loop
+(pipelines.jobs: each a Blender process rendering and writing that clip; failed attempts logged
+beside the store), shows progress and ends with a summary; the exit status is non-zero when any
+clip failed.
 """
 from __future__ import annotations
 
@@ -10,23 +12,21 @@ import dataclasses
 import datetime as dt
 import os
 import platform
-import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
 import clipstore
-from assets import body
+from clipstore.failures import log_beside
 from core import provenance, quiet, stops
 from core.checks import writable
 from core.cli import UserError, app, to_container
-from pipelines import contact_sheet, cost, plan, report
+from pipelines import contact_sheet, cost, jobs, plan, report
 from render.spec import ClipSpec
 
 EXIT_CLIPS_FAILED = 1
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _complete(root: Any, clip_id: str) -> bool:
@@ -37,21 +37,8 @@ def _complete(root: Any, clip_id: str) -> bool:
     return True
 
 
-class FrameCounts:
-    """A Ray actor's state: frames finished per clip under way, reported by the workers after each
-    frame, read by the driver for its progress bar (a default clip runs for most of an hour)."""
-
-    def __init__(self) -> None:
-        self.frames: dict[str, int] = {}
-
-    def report(self, clip_id: str, n: int) -> None:
-        self.frames[clip_id] = n
-
-    def snapshot(self) -> dict[str, int]:
-        return dict(self.frames)
-
-
-def render_and_store(spec_dict: dict, store_path: str, compression: dict, threads: int, progress: Any = None) -> dict:
+def render_and_store(spec_dict: dict, store_path: str, compression: dict, threads: int,
+                     progress: Callable[[int], None] | None = None) -> dict:
     """One clip, start to finish, inside a worker: render, convert, write, mark complete.
 
     A clip found complete, before rendering or before writing, is left as it is: an earlier
@@ -70,14 +57,15 @@ def render_and_store(spec_dict: dict, store_path: str, compression: dict, thread
     torch.set_num_threads(max(threads, 1))  # Ray's OMP_NUM_THREADS is read once per reused worker
     from render.clip import render_clip  # bpy only ever loads in workers, never in the driver
 
-    tell = None if progress is None else (lambda n: progress.report.remote(spec.clip_id, n))
-    clip = render_clip(spec, threads=threads, on_frame=tell)
+    clip = render_clip(spec, threads=threads, on_frame=progress)
     if _complete(root, spec.clip_id):
         return {**found, "total_s": time.perf_counter() - start}
     node = ray.get_runtime_context().get_node_id()  # which machine of a cluster made it (provenance)
     attrs = {"source": "synthetic", "fps": spec.fps, "spec": spec.to_dict(), "software": provenance.software(),
              "render": {**clip.info, "node": node, "host": platform.node()}}
-    clipstore.write_clip(root, spec.clip_id, clip.arrays, attrs, clipstore.Compression(**compression))
+    clipstore.write_clip(root, spec.clip_id, clip.arrays, attrs, clipstore.Compression(**compression),
+                         outputs={n: clipstore.Output.from_attrs(d) for n, d in spec.outputs.items()},
+                         array_attrs=clip.attrs)
     return {**result, "render_s": clip.info["cycles_seconds"], "total_s": time.perf_counter() - start, "node": node,
             "found_complete": False}
 
@@ -119,138 +107,23 @@ def open_for(cfg: dict, model: dict, create: bool = True) -> Any:
     return root
 
 
-def resolve_model(cfg: dict) -> dict:
-    b = cfg["body"]
-    try:
-        return body.resolve_model(b["model_path"], b["gender"], Path(b["cache_dir"]).expanduser(), b["model"])
-    except (FileNotFoundError, ValueError) as e:
-        raise UserError(f"body: {e}") from None
-
-
-def _runtime_env(cl: dict) -> dict | None:
-    """What a joined cluster's workers need to run this checkout's code: the checkout itself, uploaded.
-
-    Ray's working_dir, not py_modules: with py_modules Ray still puts the driver's current folder
-    first on the workers' sys.path, so a node holding an older copy at that path would run it.
-    A local cluster shares this machine's files and gets nothing.
-    """
-    if not cl["address"] or not cl["ship_code"]:
-        return None
-    if not (REPO / "pyproject.toml").is_file():
-        raise UserError(f"cluster.ship_code: {REPO} is not a source checkout; install the project on every node "
-                        f"and set cluster.ship_code=false")
-    return {"working_dir": str(REPO), "excludes": list(cl["ship_excludes"])}  # .gitignore'd paths stay too
-
-
-def check_reachable(address: str, timeout: float) -> None:
-    """A host:port (or ray://host:port) must answer within `timeout` seconds: Ray itself retries
-    a silent address for ever, deaf to SIGTERM while it does. "auto" is Ray's to resolve."""
-    import socket
-    target = address.removeprefix("ray://")
-    host, sep, port = target.rpartition(":")
-    if address == "auto" or not sep:
-        return
-    if not port.isdigit():
-        raise UserError(f"cluster.address {address!r}: the port must be a number (host:port)")
-    try:
-        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
-    except OSError as e:
-        raise UserError(f"cluster.address {address}: no Ray cluster answers there within {timeout:g} s "
-                        f"({e.strerror or e}); start one with `ray start --head` or leave cluster.address unset "
-                        f"for a local one") from None
-
-
-def connect(cl: dict) -> None:
-    """Join the cluster at `cl["address"]` ("auto", host:port, ray://...) or start a local one."""
-    import ray
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # Ray 2.60 otherwise writes a token under $HOME
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
-    if cl["address"]:
-        check_reachable(cl["address"], cl["connect_timeout_s"])
-        try:
-            ray.init(address=cl["address"], runtime_env=_runtime_env(cl), **kwargs)
-        except ConnectionError as e:
-            raise UserError(f"cluster.address {cl['address']}: {' '.join(str(e).split())[:300]}") from None
-    else:
-        # "local", not None: None would join whatever RAY_ADDRESS or a `ray start` on this machine names.
-        ray.init(address="local", num_cpus=cl["workers"] * cl["cpus_per_worker"], _temp_dir=cl["temp_dir"], **kwargs)
-
-
-def _why(e: Exception, cl: dict) -> str:
-    """The failure in one line, with how often the clip was tried: a killed worker's clip is always
-    retried, one whose own code raised only with retry_exceptions."""
-    from ray.exceptions import RayTaskError
-    tries = 1 + cl["max_retries"] if cl["retry_exceptions"] or not isinstance(e, RayTaskError) else 1
-    cause = getattr(e, "cause", None) or e
-    return f"{type(cause).__name__}: {' '.join(str(cause).split())[:300]} ({tries} tries)"
-
-
-def run_ray(specs: list[ClipSpec], cfg: dict) -> tuple[list[dict], dict[str, str], BaseException | None]:
-    """Render `specs`; returns what finished, what failed, and the signal that stopped the run early
-    (Ctrl-C or SIGTERM: the clips under way are cancelled, their partial groups stay invisible)."""
-    import ray
-    from tqdm import tqdm
-
+def run(specs: list[ClipSpec], cfg: dict) -> jobs.Outcome:
+    """Render `specs` on the cluster, one task per clip (pipelines.jobs): what finished, what failed,
+    and the stop that ended the run early (the clips under way are cancelled, their partial groups
+    stay invisible). A worker process is replaced after `cluster.clips_per_worker` clips, so
+    Blender's state and memory start fresh."""
     cl = cfg["cluster"]
-    connect(cl)
-    stops.install()   # ray.init installs its own SIGTERM handler, which would exit without a summary
-    # max_calls recycles a worker process after that many clips, so Blender state and memory start fresh.
-    task = ray.remote(num_cpus=cl["cpus_per_worker"], max_calls=cl["clips_per_worker"],
-                      max_retries=cl["max_retries"], retry_exceptions=cl["retry_exceptions"])(render_and_store)
     compression = dataclasses.asdict(clipstore.Compression.from_config(cfg["store"]))
     store_path = clipstore.absolute(cfg["store"]["path"])  # workers may run elsewhere
-    progress = ray.remote(num_cpus=0)(FrameCounts).remote()
-    frames = {s.clip_id: s.n_frames for s in specs}
-    pending = {task.remote(s.to_dict(), store_path, compression, cl["cpus_per_worker"], progress): s.clip_id
-               for s in specs}
-    done: list[dict] = []
-    failed: dict[str, str] = {}
-    stopped = None
-    finished = 0   # frames of clips that ended (rendered, found complete or failed)
-    drawn = time.monotonic()
-    try:
-        with tqdm(total=sum(frames.values()), unit="frame", desc="render", file=sys.stderr, dynamic_ncols=True) as bar:
-            bar.set_postfix(clips=f"0/{len(frames)}", failed=0)
-            while pending:
-                # A bounded wait: the loop comes back to Python at least once a second, so a signal is handled.
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-                stops.check()
-                if ready:
-                    clip = pending.pop(ready[0])
-                    finished += frames[clip]
-                    try:
-                        done.append(ray.get(ready[0]))
-                    except Exception as e:  # noqa: BLE001 - a clip's own failure must not stop the run
-                        stops.check()
-                        failed[clip] = _why(e, cl)
-                        bar.write(f"{clip} failed: {failed[clip]}", file=sys.stderr)
-                    bar.set_postfix(clips=f"{len(done)}/{len(frames)}", failed=len(failed), refresh=False)
-                try:
-                    under_way = ray.get(progress.snapshot.remote(), timeout=10.0)
-                except ray.exceptions.RayError:   # a timeout or a lost actor: the bar is a convenience, never a reason to stop
-                    under_way = {}
-                # A retried clip starts again from 0, so the bar is set, not advanced; redrawn when it
-                # moved, else every 10 s for the clock (a log file gets no line a second).
-                n = finished + sum(min(under_way.get(c, 0), frames[c]) for c in pending.values())
-                if n != bar.n or ready or time.monotonic() - drawn > 10.0:
-                    bar.n, drawn = n, time.monotonic()
-                    bar.refresh()
-    except BaseException as e:
-        if not stops.stopping(e):
-            raise
-        stopped = e
-        for ref in pending:
-            ray.cancel(ref, force=True)
-    finally:
-        ray.shutdown()
-        stops.install()
-    return done, failed, stopped
+    todo = [jobs.Job(s.clip_id, s.n_frames, (s.to_dict(), store_path, compression, cl["cpus_per_worker"])) for s in specs]
+    return jobs.run(render_and_store, todo, cl, log_beside(cfg["store"]["path"]), "render", noun="clips",
+                    max_calls=cl["clips_per_worker"])
 
 
-def summary(cfg: dict, n_planned: int, skipped: int, done: list[dict], failed: dict[str, str],
-            wall: float, sheet: Path | None) -> str:
-    found = sum(d["found_complete"] for d in done)
-    done = [d for d in done if not d["found_complete"]]
+def summary(cfg: dict, n_planned: int, skipped: int, outcome: jobs.Outcome, wall: float, sheet: Path | None) -> str:
+    found = sum(d["found_complete"] for d in outcome.done)
+    done = [d for d in outcome.done if not d["found_complete"]]
+    failed = outcome.failed
     frames = sum(d["frames"] for d in done)
     render_s = sum(d["render_s"] for d in done)
     root = cfg["store"]["path"]
@@ -265,7 +138,7 @@ def summary(cfg: dict, n_planned: int, skipped: int, done: list[dict], failed: d
         lines.append(f"rendered on {len(nodes)} nodes")
     if sheet:
         lines.append(f"contact sheet: {sheet}")
-    lines += [f"FAILED {clip}: {why}" for clip, why in sorted(failed.items())]
+    lines += jobs.failed_lines(outcome, log_beside(root))
     return "\n".join(lines)
 
 
@@ -305,8 +178,14 @@ def measured(c: dict, model: dict, spec: ClipSpec) -> tuple[cost.Probe, bool]:
 
 
 def forecast(c: dict, model: dict, todo: list[ClipSpec]) -> str:
-    """One line before a run: what it will cost here and, for a long run, what the quick preset would."""
-    p, known = measured(c, model, todo[0])
+    """One line before a run: what it will cost here and, for a long run, what the quick preset would.
+    A probe that fails (the clip's own fault, which its worker will report) leaves the run to go on."""
+    try:
+        p, known = measured(c, model, todo[0])
+    except Exception as e:   # noqa: BLE001 - an estimate is never a reason not to render
+        stops.check()
+        return f"estimate on this machine: none (the probe frame of {todo[0].clip_id} failed: {type(e).__name__}: " \
+               f"{' '.join(str(e).split())[:150]})"
     workers = c["cluster"]["workers"]
     e = cost.estimate(p, len(todo), plan.n_frames(c), workers)
     line = (f"estimate on this machine: {cost.duration(e.wall_s)} for {len(todo)} clip(s) on {workers} worker(s), "
@@ -337,13 +216,16 @@ def main(cfg: DictConfig) -> int:
     plan.check(c)
     contact_sheet.check(c["sheet"])
     outputs(c)
-    model = resolve_model(c)
+    model = plan.resolve_model(c)
+    if not c["dry_run"] and c["cluster"]["address"]:   # before the store is made or a probe spends its seconds
+        jobs.check_reachable(c["cluster"]["address"], c["cluster"]["connect_timeout_s"])
     specs = plan.plan(c, model)
     root = open_for(c, model, create=not c["dry_run"])
     complete = set(clipstore.complete_ids(root)) if root is not None else set()
     todo = [s for s in specs if s.clip_id not in complete]
     print(f"{len(specs)} clips planned ({plan.n_frames(c)} frames, {c['cycles']['width']}x{c['cycles']['height']}, "
-          f"{c['cycles']['samples']} spp colour + {c['cycles']['alpha_samples']} spp alpha, body model: {model['kind']}), {len(specs) - len(todo)} already complete, "
+          f"{c['cycles']['samples']} spp colour + {c['cycles']['alpha_samples']} spp alpha, body model: {model['kind']}; "
+          f"{', '.join(specs[0].outputs) if specs else 'no outputs'}), {len(specs) - len(todo)} already complete, "
           f"{len(todo)} to render into {c['store']['path']}", flush=True)
     if c["dry_run"]:
         if c["dry_run"] not in (True, "plan", "presets"):
@@ -368,25 +250,25 @@ def main(cfg: DictConfig) -> int:
         print(f"anny: ready in {seconds:.0f} s", flush=True)
     if todo and c["cost"]["estimate"]:
         print(forecast(c, model, todo), flush=True)
-    done, failed, stopped = run_ray(todo, c) if todo else ([], {}, None)
-    if stopped is not None:   # no sheet, report or manifest: the next run, which resumes, writes them
-        print(summary(c, len(specs), len(specs) - len(todo), done, failed, time.perf_counter() - start, None))
-        print(f"stopped with {len(todo) - len(done) - len(failed)} clip(s) not rendered", flush=True)
-        raise stopped
+    outcome = run(todo, c) if todo else jobs.Outcome()
+    if outcome.stopped is not None:   # no sheet, report or manifest: the next run, which resumes, writes them
+        print(summary(c, len(specs), len(specs) - len(todo), outcome, time.perf_counter() - start, None))
+        print(f"stopped with {len(todo) - len(outcome.done) - len(outcome.failed)} clip(s) not rendered", flush=True)
+        raise outcome.stopped
     sh = c["sheet"]
     sheet_path = contact_sheet.default_path(c)
     written_root = clipstore.open_store(c["store"]["path"])   # reopened: the workers wrote the clips
     sheet = contact_sheet.write(written_root, sheet_path, sh["clips"], sh["frames"], sh["cell"],
                                 sh["crop"]) if sheet_path else None
-    print(summary(c, len(specs), len(specs) - len(todo), done, failed, time.perf_counter() - start, sheet))
+    print(summary(c, len(specs), len(specs) - len(todo), outcome, time.perf_counter() - start, sheet))
     folder = report.default_dir(c)
     written = report.write(written_root, folder, c, sheet) if folder else None
     if written:
         print(f"report: {written[0]} (parameters.png, parameters.md, contact_sheet.png)")
-    # Every writer is done (run_ray has shut Ray down): snapshot the store for plain-zarr readers.
+    # Every writer is done (the job loop has shut Ray down): snapshot the store for plain-zarr readers.
     m = clipstore.finalize(c["store"]["path"])
     print(f"manifest: {m['n_clips']} complete clips, {m['frames']} frames; consolidated metadata written")
-    return EXIT_CLIPS_FAILED if failed else 0
+    return EXIT_CLIPS_FAILED if outcome.failed else 0
 
 
 if __name__ == "__main__":

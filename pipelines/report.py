@@ -24,7 +24,7 @@ from core.cli import UserError, app, to_container
 from pipelines import contact_sheet
 
 SKIPPED = {"clip_id", "path", "seed", "motion_seed", "node", "host", "matrix_world", "frames", "position", "target",
-           "pass_seconds", "sha256"}
+           "pass_seconds", "sha256", "outputs"}   # outputs: the arrays' declarations, listed apart (`arrays`)
 
 
 def leaves(d: Any, prefix: tuple = ()) -> Iterator[tuple[str, Any]]:
@@ -112,9 +112,12 @@ def collect(root) -> tuple[list[Parameter], int]:
     return [p for p in params if len(set(map(str, p.values))) > 1 or p.span], len(ids)
 
 
-def table(params: list[Parameter], n_clips: int) -> str:
-    lines = [f"{n_clips} clips, {len(params)} parameters that vary", "",
-             "| parameter | clips | values | configured | covered |", "|---|---|---|---|---|"]
+def table(params: list[Parameter], n_clips: int, held: dict[str, tuple[int, str]] | None = None) -> str:
+    lines = [f"{n_clips} clips, {len(params)} parameters that vary", ""]
+    if held:
+        lines += ["| output | clips | what it holds |", "|---|---|---|"]
+        lines += [f"| {name} | {n} | {about} |" for name, (n, about) in held.items()] + [""]
+    lines += ["| parameter | clips | values | configured | covered |", "|---|---|---|---|---|"]
     for p in params:
         if p.numeric:
             v = np.asarray(p.values, float)
@@ -172,11 +175,12 @@ def write(root, folder: Path, cfg: dict, sheet: Path | None = None) -> tuple[Pat
     params, n = collect(root)
     if not n:
         return None
+    held = clipstore.outputs_held(root, clipstore.complete_ids(root))
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"report folder {folder}: {e.strerror or e}") from None
-    text = table(params, n)
+    text = table(params, n, held)
     (folder / "parameters.md").write_text(text + "\n")
     plot(params, folder / "parameters.png", cfg["report"])
     if sheet is not None and sheet.is_file():

@@ -18,7 +18,7 @@ from pathlib import Path
 import clipstore
 from clipstore import Report
 from core.checks import writable
-from core.cli import UserError, fail, guarded
+from core.cli import ArgumentParser, UserError, fail, guarded
 from pipelines.table import columns
 
 EXIT_INVALID = 1
@@ -49,7 +49,7 @@ def summary(report: Report) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m pipelines.validate", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m pipelines.validate", description=__doc__.split("\n\n")[0])
     p.add_argument("store", help="the store: a folder or a URL")
     p.add_argument("--prune-incomplete", action="store_true",
                    help="delete clip groups without `complete: true` (only when no writer is running)")

@@ -1,4 +1,5 @@
-"""From Cycles' premultiplied scene-linear RGBA to the store's straight sRGB fgr and linear alpha."""
+"""Reading what Cycles wrote, and the colour conversions the converters share: premultiplied
+scene-linear RGBA to the store's straight sRGB fgr, exposure, plates."""
 from __future__ import annotations
 
 import os
@@ -10,12 +11,20 @@ import numpy as np  # noqa: E402
 from core.colour import ALPHA_MAX, linear_to_srgb, luminance, quantise_alpha  # noqa: E402
 
 
-def read_exr(path: str) -> np.ndarray:
-    """RGBA float32 (H, W, 4) from a Blender EXR (premultiplied, scene-linear)."""
-    bgra = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if bgra is None or bgra.ndim != 3 or bgra.shape[2] != 4:
-        raise OSError(f"cannot read an RGBA EXR from {path}")
-    return cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA)
+def read_layers(path: str) -> dict[str, np.ndarray]:
+    """Every layer of a multilayer EXR Blender wrote (one part per pass, "ViewLayer.<pass>"): float32
+    (H, W) for one channel, else (H, W, C) in RGBA / XYZW order. Combined is premultiplied, scene-linear."""
+    import OpenEXR
+    out = {}
+    with OpenEXR.File(path, separate_channels=True) as f:
+        for part in f.parts:
+            channels = {name.rsplit(".", 1)[-1]: c.pixels for name, c in part.channels.items()}
+            order = [k for k in "RGBAXYZW" if k in channels] or sorted(channels)
+            planes = [np.asarray(channels[k], np.float32) for k in order]
+            out[part.name().split(".", 1)[-1]] = planes[0] if len(planes) == 1 else np.stack(planes, axis=-1)
+    if "Combined" not in out:
+        raise OSError(f"cannot read the Combined layer of {path}")
+    return out
 
 
 def extend_colour(rgb: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -60,24 +69,27 @@ def exposure_gain(rgba: np.ndarray, target: float, limit: float, highlight: floa
     return float(np.clip(gain, 1 / limit, limit))
 
 
-def to_store(rgba: np.ndarray, coverage: np.ndarray | None = None,
-             min_alpha: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Premultiplied linear colour (T,H,W,4) and coverage (T,H,W) -> fgr uint8 straight sRGB, alpha uint16.
+def foreground(rgba: np.ndarray, min_alpha: float = 0.0) -> np.ndarray:
+    """One frame's premultiplied linear colour (H,W,4) -> straight sRGB uint8 (H,W,3).
 
-    Colour is un-premultiplied by the colour pass's own alpha; the stored alpha is `coverage`
-    (a separate, better-sampled alpha pass) when given, else that same alpha. Where the colour
-    pass's alpha is below `min_alpha`, dividing the (denoised) colour by a few noisy samples of
-    alpha gives speckles, so such pixels take colour extended from their neighbours instead.
+    Colour is un-premultiplied by the colour pass's own alpha. Where that alpha is below
+    `min_alpha`, dividing the (denoised) colour by a few noisy samples of alpha gives speckles, so
+    such pixels (and those with no colour at all) take colour extended from their neighbours.
     """
     own = np.clip(rgba[..., 3], 0.0, 1.0)
-    alpha16 = quantise_alpha(own if coverage is None else coverage)
-    fgr = np.empty(rgba.shape[:3] + (3,), np.uint8)
-    for t in range(rgba.shape[0]):
-        known = (own[t] * ALPHA_MAX >= 1) & (own[t] >= min_alpha)
-        straight = rgba[t, ..., :3] / np.maximum(own[t], 1e-8)[..., None]
-        filled = extend_colour(np.where(known[..., None], straight, 0.0), known)
-        fgr[t] = np.round(linear_to_srgb(filled) * 255.0).astype(np.uint8)
-    return fgr, alpha16
+    known = (own * ALPHA_MAX >= 1) & (own >= min_alpha)
+    straight = rgba[..., :3] / np.maximum(own, 1e-8)[..., None]
+    filled = extend_colour(np.where(known[..., None], straight, 0.0), known)
+    return np.round(linear_to_srgb(filled) * 255.0).astype(np.uint8)
+
+
+def to_store(rgba: np.ndarray, coverage: np.ndarray | None = None,
+             min_alpha: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Premultiplied linear colour (T,H,W,4) and coverage (T,H,W) -> fgr uint8 straight sRGB, alpha
+    uint16: `coverage` (a separate, better-sampled pass) when given, else the colour's own alpha."""
+    own = np.clip(rgba[..., 3], 0.0, 1.0)
+    return (np.stack([foreground(f, min_alpha) for f in rgba]),
+            quantise_alpha(own if coverage is None else coverage))
 
 
 def plate_to_store(rgb: np.ndarray) -> np.ndarray:

@@ -9,7 +9,8 @@ import dataclasses
 import json
 from typing import Any
 
-SPEC_VERSION = 4   # 2: clothing, 3: skirts (clothing.bottom.hang), 4: brows and lashes, exposure highlights, hem smoothing
+SPEC_VERSION = 5   # 2: clothing, 3: skirts (clothing.bottom.hang), 4: brows and lashes, exposure highlights, hem
+                  # smoothing, 5: outputs (the declaration of every array the clip holds), coverage by AOV
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +27,7 @@ class ClipSpec:
     lighting: dict[str, Any]
     clothing: dict[str, Any]  # top and bottom garments (kind, regions, thickness, fabric) or None each
     cycles: dict[str, Any]    # resolution, samples, render seed, filter width, curve shape, device
+    outputs: dict[str, Any]   # name -> declaration (clipstore.outputs) of every array the clip holds
     spec_version: int = SPEC_VERSION
 
     def to_dict(self) -> dict[str, Any]:

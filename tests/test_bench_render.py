@@ -10,7 +10,7 @@ import pytest
 
 import clipstore
 from pipelines import bench_render, plan
-from pipelines.render import resolve_model
+from pipelines.plan import resolve_model
 from tests.conftest import SMALL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +56,7 @@ def test_store_write_rates_and_the_written_clip(tmp_path):
 @pytest.mark.blender
 @pytest.mark.ray
 @pytest.mark.slow
-def test_bare_loop_and_pipeline_run_measure_the_same_frames(small_cfg, tmp_path):
+def test_bare_loop_and_pipeline_run_measure_the_same_frames(small_cfg, tmp_path, cache_dir):
     cfg = small_cfg("n_clips=1")
     specs = plan.plan(cfg, resolve_model(cfg))
     bare = bench_render.bare_loop(specs, threads=2)
@@ -64,7 +64,7 @@ def test_bare_loop_and_pipeline_run_measure_the_same_frames(small_cfg, tmp_path)
     # Blender's per-frame "Time" (two decimals) is a part of the timed render call.
     assert 0 < bare.blender_stats_s <= bare.cycles_s + 0.01 * 2 * bare.frames
     assert bare.cycles_s < bare.wall_s
-    run = bench_render.pipeline_run(bench_render.with_cluster(cfg, tmp_path / "bench.zarr", 1, 2))
+    run = bench_render.pipeline_run([*SMALL, "n_clips=1", f"body.cache_dir={cache_dir}"], tmp_path / "bench.zarr", 1, 2)
     assert run.frames == 4 and 0 < run.cycles_s < run.wall_s
     r = bench_render.ratios(run, None, bare, 1.0, 1.0)
     assert r["pipeline_overhead"] > 1 and math.isfinite(r["one_worker_over_bare_blender"])

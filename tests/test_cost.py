@@ -23,7 +23,7 @@ def test_dry_run_probes_one_frame_and_writes_nothing(small_cfg, capsys, tmp_path
     cfg = small_cfg("dry_run=true", "n_clips=3", f"cost.cache={tmp_path / 'costs.json'}")
     assert render_main.task(cfg) == 0
     out = capsys.readouterr().out
-    probe = re.search(r"probe: frame 1 of clip000000 with 2 thread\(s\): Cycles colour ([\d.]+) s, alpha ([\d.]+) s "
+    probe = re.search(r"probe: frame 1 of clip000000 with 2 thread\(s\): Cycles colour ([\d.]+) s, coverage ([\d.]+) s "
                       r"per frame.*per clip ([\d.]+) s set-up", out)
     assert probe, out
     assert all(float(v) > 0 for v in probe.groups())
@@ -34,7 +34,8 @@ def test_dry_run_probes_one_frame_and_writes_nothing(small_cfg, capsys, tmp_path
     assert not (tmp_path / "store.zarr").exists()
     # Remembered for these settings on this machine: the run that follows says so before it starts.
     from pipelines import plan
-    from pipelines.render import forecast, resolve_model
+    from pipelines.plan import resolve_model
+    from pipelines.render import forecast
     model = resolve_model(cfg)
     assert re.fullmatch(r"estimate on this machine: \S+ (s|min) for 3 clip\(s\) on 1 worker\(s\), [\d.]+ s per frame "
                         r"\(measured before\)", forecast(cfg, model, plan.plan(cfg, model)))
@@ -72,7 +73,8 @@ def test_dry_run_presets_estimates_every_preset(small_cfg, capsys, tmp_path):
 def test_a_long_run_names_the_quick_preset_and_its_cost(small_cfg, tmp_path):
     """The arithmetic and the wording, from probes remembered before (no render)."""
     from pipelines import plan
-    from pipelines.render import _merged, forecast, resolve_model
+    from pipelines.plan import resolve_model
+    from pipelines.render import _merged, forecast
     from core.conf import load
     c = small_cfg("n_clips=40", f"cost.cache={tmp_path / 'costs.json'}")
     model = resolve_model(c)
@@ -88,3 +90,27 @@ def test_a_long_run_names_the_quick_preset_and_its_cost(small_cfg, tmp_path):
     assert line == (f"estimate on this machine: {cost.duration(long)} for 40 clip(s) on 1 worker(s), 90.1 s per frame "
                     f"(measured before); preset=draft (a quick look, not training data): {cost.duration(short)}")
     assert "preset=draft" not in forecast({**c, "cost": {**c["cost"], "quick_above_s": long + 1}}, model, todo)
+
+
+@pytest.mark.blender
+@pytest.mark.slow
+def test_the_size_estimate_of_a_preset_holds_every_array_it_writes(small_cfg):
+    """preset=paper turns the plate and the shadow on: its probe renders the plate pass and stores
+    both, at a probe's size (the bug this guards: the plate once left out of the estimate)."""
+    import dataclasses
+    import clipstore
+    from core.conf import load
+    from pipelines import plan
+    from pipelines.render import _merged
+    c = small_cfg()
+    paper = _merged(_merged(c, load("preset/paper")), {"cycles": {"width": 24, "height": 24, "samples": 8,
+                                                                  "alpha_samples": 16}, "clip": {"seconds": 0.125},
+                                                       "hair": {"strand_scale": 0.02}})
+    spec = plan.clip_spec(paper, 0, plan.resolve_model(c))
+    assert {"bgr", "shadow"} <= set(spec.outputs)
+    compression = clipstore.Compression.from_config(c["store"])
+    p = cost.probe(spec, 2, compression)
+    assert set(p.pass_s) == {"colour", "coverage", "plate"}
+    without = cost.probe(dataclasses.replace(spec, outputs={k: v for k, v in spec.outputs.items() if k != "bgr"}),
+                         2, compression)
+    assert "plate" not in without.pass_s and p.stored_bytes > without.stored_bytes + 24 * 24   # the plate's bytes

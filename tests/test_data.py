@@ -64,6 +64,23 @@ def test_bgr_plate_used_when_present(tmp_path):
                                        "data.augment.bg.contrast=1.0", "data.augment.bg.saturation=1.0"), 0, 4)
     bg = ds[0]["bg"]
     assert torch.allclose(bg, torch.full_like(bg, 17 / 255), atol=1e-6)
+    # With the person's shadow layer the plate is darkened where it falls, in linear light.
+    path = tmp_path / "s.zarr"
+    root = clipstore.create(path, {})
+    t, h, w = 12, 40, 48
+    shadow = np.full((t, h, w, 3), 255, np.uint8)
+    shadow[:, :, : w // 2] = 64                                     # a shadow over the left half
+    clipstore.write_clip(root, "clip000000", {"fgr": np.full((t, h, w, 3), 200, np.uint8),
+                                             "alpha": np.zeros((t, h, w), np.uint16),
+                                             "bgr": np.full((t, h, w, 3), 180, np.uint8), "shadow": shadow},
+                         {"source": "synthetic", "fps": 24.0})
+    ds = data.WindowDataset(data.index_stores([str(path)]), _cfg(
+        "data.backgrounds.plate_probability=1.0", "data.augment.bg.brightness=1.0", "data.augment.bg.contrast=1.0",
+        "data.augment.bg.saturation=1.0", "data.crop_scale=1.0", "data.augment.hflip=0"), 0, 2)
+    bg = ds[0]["bg"][0, 0].numpy()                                   # frame 0, red
+    from core.colour import linear_to_srgb, srgb_to_linear
+    lit, dark = 180 / 255, float(linear_to_srgb(srgb_to_linear(np.float64(180 / 255)) * 64 / 255))
+    assert np.allclose(bg[:, -8:], lit, atol=2e-3) and np.allclose(bg[:, :8], dark, atol=2e-3)
 
 
 def test_bad_inputs_name_the_problem(tmp_path):

@@ -23,9 +23,10 @@ import psutil
 import pytest
 
 import clipstore
+from clipstore.failures import failures
 from pipelines import plan
 from core.cli import compose, to_container
-from pipelines.render import resolve_model
+from pipelines.plan import resolve_model
 from tests.conftest import SMALL
 
 pytestmark = [pytest.mark.blender, pytest.mark.ray, pytest.mark.slow]
@@ -228,6 +229,20 @@ def test_clip_that_fails_on_its_own(tmp_path, ray_tmp, cache_dir):
     assert proc.returncode == 1, out
     assert "1 rendered, 1 failed" in out
     line = next(ln for ln in out.splitlines() if ln.startswith("FAILED"))
-    assert re.fullmatch(rf"FAILED {bad}: ValueError: AMASS motion file .*short\.npz is too short.* \(2 tries\)", line), line
+    log = path.with_name("store.failures.jsonl")
+    assert re.fullmatch(rf"FAILED {bad}: ValueError: AMASS motion file .*short\.npz is too short.* \(2 tries\); "
+                        rf"2 attempt\(s\) with tracebacks in {log}", line), line
     assert_valid(path, [good])
     assert clipstore.incomplete_ids(clipstore.open_store(path)) == []  # it failed before writing anything
+    # Every attempt is kept, with its traceback and where it ran; validate names the clip still missing.
+    attempts = [f for f in failures(log) if f["job"] == bad]
+    assert [f["attempt"] for f in attempts] == [1, 2] and len({f["run"] for f in attempts}) == 1
+    assert all("too short" in f["error"] and "Traceback" in f["traceback"] and f["node"] for f in attempts)
+    assert any(bad in n and "failures.jsonl" in n for n in clipstore.validate(str(path), progress=False).notes)
+    # A rerun renders only what is missing (and the broken clip fails again, logged as a new run).
+    kept = clip_files(path, [good])
+    proc, log2 = driver(path, ray_tmp, cache_dir, *overrides, f"seed={seed}")
+    out = finish(proc, log2)
+    assert proc.returncode == 1 and "1 already complete, 1 to render" in out, out
+    assert clip_files(path, [good]) == kept
+    assert len({f["run"] for f in failures(log) if f["job"] == bad}) == 2

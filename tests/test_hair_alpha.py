@@ -7,11 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
+from assets import scene as scenes
 from core.cli import compose, to_container
 from pipelines import plan
-from pipelines.render import resolve_model
-from render import clip as clip_mod
-from render.frames import to_store
+from pipelines.plan import resolve_model
 from render.scene import build_and_render
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
@@ -30,12 +29,11 @@ def spec_for(cache_dir, style: str, **geometry):
 
 
 def render(spec, bald: bool = False):
-    geo = clip_mod.geometry(spec)
+    scene = scenes.build(spec)
     if bald:  # the same framing without strands: the body's own coverage
-        geo = dataclasses.replace(geo, hair_radius=np.zeros_like(geo.hair_radius))
-    out = build_and_render(spec, geo, threads=2)
-    alpha = to_store(out.rgba, out.alpha)[1].astype(np.float64) / 65535
-    return alpha, out.hair.astype(np.float64)
+        scene = dataclasses.replace(scene, objects=tuple(o for o in scene.objects if o.role != "hair"))
+    out = build_and_render(spec, scene, threads=2)
+    return out.arrays["alpha"].astype(np.float64) / 65535, out.arrays["alpha_hair"].astype(np.float64) / 65535
 
 
 def far_from_body(body: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from scipy.spatial import cKDTree
 from assets import body
 from assets.hair.field import nearest_bone_point, vertex_normals
 from pipelines import plan
-from render.clip import hair_motion
+from assets.hair.objects import hair_motion
 
 pytestmark = [pytest.mark.slow]
 FPS, T = 24.0, 48

@@ -24,6 +24,14 @@ def test_every_contract_is_kept():
     assert "0 broken" in r.stdout and "floors: each package imports only the floors below it KEPT" in r.stdout
 
 
+def test_the_render_driver_contract_names_every_other_driver():
+    import tomllib
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    guard = next(c for c in contracts if c.get("forbidden_modules") == ["pipelines.render"])
+    modules = {f"pipelines.{p.stem}" for p in (ROOT / "pipelines").glob("*.py") if p.stem not in ("__init__", "render")}
+    assert set(guard["source_modules"]) == modules
+
+
 @pytest.fixture
 def tree(tmp_path):
     """A copy of the project's Python packages and contracts, to break on purpose."""
@@ -38,6 +46,7 @@ def tree(tmp_path):
     ("clipstore/clips.py", "import matting.layout", "floors"),                      # the store reaching up
     ("render/scene.py", "import ray", "no Ray, no Hydra and no store"),              # a forbidden dependency
     ("matting/layout.py", "from matting import video", "no import cycles"),          # video imports layout
+    ("pipelines/loop.py", "from pipelines import render", "no driver imports the render driver"),
 ])
 def test_a_broken_floor_fails_the_check(tree, module, line, contract):
     with open(tree / module, "a") as f:

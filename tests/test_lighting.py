@@ -33,7 +33,7 @@ def test_unknown_kind_is_refused():
 def test_each_kind_renders_exposed_for_the_subject(cache_dir, kind):
     from core.cli import compose, to_container
     from pipelines import plan
-    from pipelines.render import resolve_model
+    from pipelines.plan import resolve_model
     from render.clip import render_clip
     weights = [f"lighting.weights.{k}={1.0 if k == kind else 0.0}" for k in lighting.KINDS]
     cfg = to_container(compose("render", ["cycles.width=64", "cycles.height=64", "cycles.samples=16",

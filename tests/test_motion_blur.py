@@ -6,10 +6,11 @@ import dataclasses
 import numpy as np
 import pytest
 
+import clipstore
 from assets import camera
 from core.cli import compose, to_container
 from pipelines import plan
-from pipelines.render import resolve_model
+from pipelines.plan import resolve_model
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
@@ -32,13 +33,23 @@ def spec_with(cache_dir, move: str, motion: str, shutter: float, extra=(), motio
     cam["move"].update(move_values)
     moving = copy.deepcopy(spec.motion)
     moving["params"].update(motion_values or {})
-    return dataclasses.replace(spec, camera=cam, motion=moving)
+    # The colour pass's own alpha as an output of its own: what the colour shows, to hold the coverage pass against.
+    own = clipstore.Output("colour_alpha", "the colour pass's coverage", "colour", "coverage", "uint16")
+    return dataclasses.replace(spec, camera=cam, motion=moving, outputs={**spec.outputs, own.name: own.attrs})
 
 
-def render(spec):
-    from render import clip as clip_mod
+@dataclasses.dataclass
+class Render:
+    alpha: np.ndarray     # the coverage pass's
+    colour: np.ndarray    # the colour pass's own alpha
+    camera: dict
+
+
+def render(spec) -> Render:
+    from assets import scene as scenes
     from render.scene import build_and_render
-    return build_and_render(spec, clip_mod.geometry(spec), threads=2)
+    out = build_and_render(spec, scenes.build(spec), threads=2)
+    return Render(out.arrays["alpha"] / 65535, out.arrays["colour_alpha"] / 65535, out.camera)
 
 
 def fractional(a):
@@ -67,7 +78,7 @@ def test_colour_and_alpha_agree_on_the_blur(shaken):
     still, blurred = shaken
     band = fractional(blurred.alpha) & ~fractional(still.alpha)     # made fractional by the blur
     assert band.sum() > 30
-    own = blurred.rgba[..., 3]            # the colour pass's own coverage, same shutter, fewer samples
+    own = blurred.colour                  # the colour pass's own coverage, same shutter, fewer samples
     agree = np.abs(own - blurred.alpha)[band].mean()
     blur = np.abs(still.alpha - blurred.alpha)[band].mean()
     assert agree < 0.3 * blur, (agree, blur)
@@ -77,21 +88,22 @@ def test_strands_blur_along_their_velocity(cache_dir, tmp_path):
     """The strands carry no animation: Cycles blurs them along the velocity posing gives them, and
     that velocity is the strands' own motion between the neighbouring frames."""
     import bpy
-    from render import clip as clip_mod
+    from assets import scene as scenes
     from render import scene
     spec = spec_with(cache_dir, "static", "head_turn", 0.5)
-    geo = clip_mod.geometry(spec)
-    obj, _, _ = scene.build(spec, geo, threads=2)
+    built = scenes.build(spec)
+    staged = scene.build(spec, built, threads=2)
+    hair, obj = next((o, b) for o, b in staged.objects if o.name == "hair")
     bpy.context.scene.frame_set(3)
-    points, velocity = scene.hair_at(geo.hair, 2, spec, {})
-    np.testing.assert_allclose(velocity, (geo.hair.strands(3) - geo.hair.strands(1)) * spec.fps / 2, atol=1e-5)
+    scene.pose(staged, 2)
+    velocity = np.array([v.vector[:] for v in obj.data.attributes["velocity"].data])
+    np.testing.assert_allclose(velocity, (hair.points(3) - hair.points(1)) * spec.fps / 2, atol=1e-5)
     cover = {}
-    sideways = np.broadcast_to(np.array([2.0, 0.0, 0.0], np.float32), points.shape)   # 2 m/s: 6 cm a shutter
-    for name, v in (("still", np.zeros_like(points)), ("moving", sideways)):
-        scene.pose_hair(obj, points, v)
-        scene.use_pass("alpha", spec.cycles)
-        cov, _ = scene.render_frame(tmp_path / f"{name}.exr")
-        cover[name] = np.minimum(cov[..., 0], cov[..., 3])
+    sideways = np.broadcast_to(np.array([2.0, 0.0, 0.0], np.float32), velocity.shape)   # 2 m/s: 6 cm a shutter
+    for name, v in (("still", np.zeros_like(velocity)), ("moving", sideways)):
+        scene.attribute(obj, "velocity", v)
+        scene.use_pass(staged, "coverage")
+        cover[name] = scene.render_layers(tmp_path / f"{name}.exr")[0]["scalp_hair"]
     scene.reset()
     touched = {k: int((c > 0.003).sum()) for k, c in cover.items()}
     assert touched["moving"] > 1.3 * touched["still"], touched
@@ -112,6 +124,6 @@ def test_depth_of_field_defocuses_colour_and_alpha_alike(cache_dir):
     n_sharp, n_soft = fractional(sharp.alpha).sum(), fractional(soft.alpha).sum()
     assert n_soft > 1.3 * n_sharp, (n_sharp, n_soft)
     band = fractional(soft.alpha) & ~fractional(sharp.alpha)
-    agree = np.abs(soft.rgba[..., 3] - soft.alpha)[band].mean()
+    agree = np.abs(soft.colour - soft.alpha)[band].mean()
     change = np.abs(sharp.alpha - soft.alpha)[band].mean()
     assert agree < 0.3 * change, (agree, change)

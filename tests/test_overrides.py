@@ -80,10 +80,10 @@ def test_render_takes_plain_numbers_and_lists_for_every_range_key(tmp_path, cach
         assert p.returncode == 0, (name, p.stderr[-2000:])
         assert "7 clips planned" in p.stdout and not (tmp_path / "s.zarr").exists()
     # What a fixed number means: every clip of the plan has that value.
-    from pipelines import plan, render
+    from pipelines import plan
     c = to_container(compose("render", [*base, "hair.styles.bob.n_strands=100", "hair.face.brows.count=300",
                                         "hair.styles.tied.tie=bun"]))
-    specs = plan.plan(c, render.resolve_model(c))
+    specs = plan.plan(c, plan.resolve_model(c))
     geo = {s.hair["geometry"]["style"]: s.hair["geometry"] for s in specs}
     assert geo["bob"]["n_strands"] == 100 and geo["tied"]["tie"] == "bun"
     assert {s.hair["face"]["brows"]["count"] for s in specs} == {300}
@@ -93,7 +93,8 @@ def test_render_takes_plain_numbers_and_lists_for_every_range_key(tmp_path, cach
 def test_finetune_and_benchmark_set_take_plain_numbers_for_every_range_key(tmp_path):
     store = write_store(tmp_path / "s.zarr", 3, t=24, h=40, w=48)
     fixed = [f"{k}={v}" for k, v in fixed_overrides("finetune").items()]
-    p = cli("gvm_train.finetune", [f"data.stores=[{store}]", "train.steps=1", "train.val_every=0",
+    p = cli("gvm_train.finetune", [f"data.stores=[{store}]", "model.gvm.mask_guided=true",   # the guide mask's keys apply
+                                   "train.steps=1", "train.val_every=0",
                                    "train.tensorboard=false", f"output_dir={tmp_path / 'ft'}", "data.stride=[1,3]",
                                    *[a for a in fixed if not a.startswith("data.stride=")]], tmp_path / "ft_run")
     assert p.returncode == 0, p.stderr[-2000:]

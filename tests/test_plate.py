@@ -1,4 +1,4 @@
-"""The background plate (cycles.bgr): the same camera and light with the person removed, stored as
+"""The background plate (outputs.bgr): the same camera and light with the person removed, stored as
 `bgr` and checked by validate."""
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ import clipstore
 from assets import lighting
 from core.cli import compose, to_container
 from pipelines import plan
-from pipelines.render import resolve_model
+from pipelines.plan import resolve_model
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
@@ -18,7 +18,7 @@ def plated(cache_dir):
     from render.clip import render_clip
     weights = [f"lighting.weights.{k}={1.0 if k == 'studio' else 0.0}" for k in lighting.KINDS]
     cfg = to_container(compose("render", ["cycles.width=64", "cycles.height=64", "cycles.samples=16",
-                                          "cycles.alpha_samples=16", "cycles.bgr=true", "clip.fps=8", "clip.seconds=0.25",
+                                          "cycles.alpha_samples=16", "outputs.bgr=true", "clip.fps=8", "clip.seconds=0.25",
                                           "hair.strand_scale=0.02", "n_clips=1", f"body.cache_dir={cache_dir}", *weights]))
     spec = plan.plan(cfg, resolve_model(cfg))[0]
     return spec, render_clip(spec, threads=2)
@@ -28,7 +28,7 @@ def test_plate_shows_the_set_without_the_person(plated):
     spec, out = plated
     bgr, fgr = out.arrays["bgr"], out.arrays["fgr"]
     alpha = out.arrays["alpha"] / 65535.0
-    assert bgr.shape == fgr.shape and bgr.dtype == np.uint8 and "bgr" in out.info["pass_seconds"]
+    assert bgr.shape == fgr.shape and bgr.dtype == np.uint8 and "plate" in out.info["pass_seconds"]
     assert spec.lighting["set"]["backdrop"] and bgr.mean() > 5        # the lit backdrop fills the frame
     person, empty = alpha > 0.99, alpha == 0
     # No silhouette in the plate: inside the person's outline it looks like the backdrop around it.

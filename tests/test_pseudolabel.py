@@ -128,7 +128,8 @@ def test_carphone_becomes_valid_pseudo_clips_and_a_rerun_changes_nothing(tmp_pat
     assert pseudolabel.main.task(c2) == 0
     out = capsys.readouterr().out
     assert "0 clips written, 2 rejected" in out and "score below quality.min_score" in out
-    assert clipstore.complete_ids(clipstore.open_store(c2["store"]["path"])) == []
+    assert not (tmp_path / "strict.zarr").exists()           # no clip, no store (the rejections are recorded beside it)
+    assert len(list((tmp_path / "strict.pseudolabel").rglob("*.rejected.json"))) == 2
 
 
 def _disc_frames(folder, n=8, h=72, w=96):
@@ -183,10 +184,11 @@ def test_user_masks_in_the_davis_layout_and_bad_videos_named(tmp_path, capsys):
         else:
             Image.open(bad / "00000.png").resize((48, 36)).save(bad / "00000.png")
         cb = {**c, "masks": str(bad.parent), "store": {**c["store"], "path": str(tmp_path / f"{broken}.zarr")}}
-        assert pseudolabel.main.task(cb) == pseudolabel.EXIT_VIDEOS_FAILED
-        line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("walk"))
+        with pytest.raises(UserError) as e:                   # the only video: refused before any work
+            pseudolabel.main.task(cb)
+        line = str(e.value)
         assert ("7 masks" in line and "for 8 frames" in line) if broken == "count" else "48x36" in line, line
-        assert clipstore.complete_ids(clipstore.open_store(cb["store"]["path"])) == []
+        assert not (tmp_path / f"{broken}.zarr").exists()     # nothing written, not even an empty store
 
     # A folder of videos: one good, one empty file, one of random bytes, one without a person.
     videos.mkdir()

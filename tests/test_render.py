@@ -5,11 +5,11 @@ import cv2
 import numpy as np
 import pytest
 
+from assets import scene as scenes
 from pipelines import plan
-from pipelines.render import resolve_model
+from pipelines.plan import resolve_model
 from render import clip as clip_mod
 from render.scene import build_and_render
-from render.frames import to_store
 
 pytestmark = [pytest.mark.blender]
 
@@ -20,12 +20,11 @@ def rendered(tmp_path_factory, cache_dir):
     from tests.conftest import SMALL
     cfg = to_container(compose("render", [*SMALL, f"body.cache_dir={cache_dir}", "n_clips=1"]))
     spec = plan.plan(cfg, resolve_model(cfg))[0]
-    geo = clip_mod.geometry(spec)
     full = clip_mod.render_clip(spec, threads=2)
     # The same scene without strands tells the body's own coverage apart from the hair's.
-    bald = dataclasses.replace(geo, hair_radius=np.zeros_like(geo.hair_radius))  # same framing, no strands
-    r = build_and_render(spec, bald, threads=2)
-    body_only = to_store(r.rgba, r.alpha)[1]
+    scene = scenes.build(spec)
+    bald = dataclasses.replace(scene, objects=tuple(o for o in scene.objects if o.role != "hair"))  # same framing
+    body_only = build_and_render(spec, bald, threads=2).arrays["alpha"]
     return spec, full, body_only
 
 

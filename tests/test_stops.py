@@ -78,7 +78,7 @@ def _apps(run: Path, model: Path, inputs: dict[str, str], cache: str) -> dict[st
         "pipelines.render": [*SMALL, "n_clips=3", f"store.path={run / 'r.zarr'}", f"body.cache_dir={cache}",
                              f"cluster.temp_dir={tempfile.mkdtemp(prefix='rt-', dir='/tmp')}"],   # short socket paths
         "matting.classical": [f"input={video}", f"output_dir={run / 'out'}"],
-        "gvm_train.infer": [f"input={video}", f"checkpoint={model}", "threads=1", f"output_dir={run / 'out'}"],
+        "gvm_train.infer": [f"input={video}", f"checkpoint={model}", "threads=1", "short_side=256", f"output_dir={run / 'out'}"],
         "pipelines.pseudolabel": [f"input={video}", "segmenter=best", f"store.path={run / 'p.zarr'}"],
         "gvm_train.finetune": [f"data.stores=[{store}]", "train.steps=400", "train.val_every=0", "train.threads=1",
                                "train.tensorboard=false", f"output_dir={run / 'out'}"],

@@ -22,7 +22,7 @@ from clipstore.location import name as store_name
 from core import seeds
 from core.checks import integer, is_number
 from core.errors import UserError
-from core.colour import alpha_float, linear_to_srgb, srgb_to_linear
+from core.colour import linear_to_srgb, srgb_to_linear
 from core.ranges import draw, ends
 from gvm_train.data import guide, guided_sets
 from gvm_train.data.backgrounds import Backgrounds
@@ -38,24 +38,25 @@ class ClipRef:
     n_frames: int
     height: int
     width: int
-    has_bgr: bool
+    arrays: tuple[str, ...]   # what the clip holds beside fgr and alpha (bgr, shadow, ...)
 
 
 def index_stores(paths: list[str]) -> list[ClipRef]:
-    """Every complete clip of every store; a store without one is an error naming it."""
+    """Every complete clip of every store, each checked whole first (clipstore.intact: nothing
+    damaged goes into training or a benchmark); a store without one is an error naming it."""
     if not paths:
         raise ValueError("data.stores is empty: give at least one store path")
     refs = []
     for i, p in enumerate(paths):
         root = clipstore.open_store(p)
-        ids = clipstore.complete_ids(root)
+        ids = clipstore.intact(root, p)
         if not ids:
             raise ValueError(f"store {p} has no complete clips")
         for cid in ids:
             clip = clipstore.read_clip(root, cid)
             t, h, w = clip["alpha"].shape
             refs.append(ClipRef(clipstore.absolute(p), i, cid, clip.attrs.get("source", "synthetic"), t, h, w,
-                                "bgr" in clip.arrays))
+                                tuple(clip.arrays)))
     return refs
 
 
@@ -110,6 +111,9 @@ def check(cfg: dict[str, Any]) -> None:
     if not (is_number(cfg["val_fraction"]) and 0 <= cfg["val_fraction"] < 1):
         raise UserError(f"data.val_fraction must be a number in [0, 1), got {cfg['val_fraction']!r}")
     integer(cfg["val_min_clips"], "data.val_min_clips", 0)
+    unknown = sorted(set(cfg["source_weights"]) - set(clipstore.SOURCES))
+    if unknown:
+        raise UserError(f"data.source_weights: {', '.join(unknown)} is not a source (known: {', '.join(clipstore.SOURCES)})")
     try:
         guide.check(cfg["guide_mask"])
     except ValueError as e:
@@ -178,11 +182,13 @@ class WindowDataset(torch.utils.data.Dataset):
         crop = (frames, slice(y0, y0 + side), slice(x0, x0 + side))
         size = cfg["size"]
         resize = lambda a: np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in a])  # noqa: E731
-        fgr = resize(clip["fgr"][crop].astype(np.float32) / 255)
-        alpha = resize(alpha_float(clip["alpha"][crop]))
+        read = lambda name: resize(clipstore.declared(name, dict(clip[name].attrs)).to_float(clip[name][crop]))  # noqa: E731
+        fgr, alpha = read("fgr"), read("alpha")
         bg_cfg = cfg["backgrounds"]
-        if ref.has_bgr and rng.uniform() < bg_cfg["plate_probability"]:
-            bg = resize(clip["bgr"][crop].astype(np.float32) / 255)
+        if "bgr" in ref.arrays and rng.uniform() < bg_cfg["plate_probability"]:
+            bg = read("bgr")   # the clip's own plate, darkened where the person's shadow falls on it
+            if "shadow" in ref.arrays:
+                bg = linear_to_srgb(srgb_to_linear(bg) * read("shadow"))
         else:
             bg = self.backgrounds(t, size, rng)
         if rng.uniform() < cfg["augment"]["hflip"]:

