@@ -43,20 +43,10 @@ CASES = [   # (app and arguments, words the error line names); {t}: the case's o
     (["pipelines.pseudolabel", "input=sample", "labeler=gvm", "checkpoint={cut_model}", "store.path={t}/p.zarr"],
      ["checkpoint", "cannot be loaded"]),
     (["pipelines.pseudolabel", "input={cut_video}", "store.path={t}/p.zarr"], ["cut.mp4"]),
-    (["pipelines.pseudolabel", "input=sample", "checkpoint={model}", "store.path={t}/p.zarr"],
-     ["checkpoint", "only with labeler=gvm"]),
-    (["pipelines.pseudolabel", "input=sample", "instance=2", "store.path={t}/p.zarr"], ["instance", "only with masks"]),
     (["pipelines.bench_pseudolabel", "bench.store={t}/none.zarr"], ["none.zarr", "does not exist"]),
     (["gvm_train.infer", "input=sample", "checkpoint={model}", "mask={t}", "output_dir={t}/out"], ["mask-free"]),
-    (["gvm_train.infer", "input={cut_video}", "checkpoint={model}", "output_dir={t}/out"], ["cut.mp4"]),
-    (["matting.classical", "input=sample", "pose.model_complexity=7", "output_dir={t}/out"],
-     ["pose.model_complexity"]),
     (["gvm_train.finetune", "data.stores=[{store}]", "model.regime.lora.rank=8", "output_dir={t}/ft"],
      ["model.regime.lora.rank", "only with model.regime.name=lora"]),
-    (["pipelines.render", "dry_run=plan", "hair.colour.dyed_share=2", "store.path={t}/s.zarr"],
-     ["hair.colour.dyed_share", "[0, 1]"]),
-    (["pipelines.publish", "store={store}", "output_dir={t}/r", "previews.fps=0"], ["previews.fps"]),
-    (["pipelines.loop", "finetune=['train.steps=0']", "output_dir={t}/loop"], ["train.steps"]),
     (["pipelines.validate", "{t}/none.zarr", "--workers", "x"], ["--workers"]),
 ]
 
@@ -84,6 +74,17 @@ def test_bad_input_is_one_line_before_any_work(args, words, inputs, tmp_path):
 
 def _check(app: str, *overrides: str) -> None:
     rules.check(to_container(compose(app, list(overrides))), to_container(compose(app, [])))
+
+
+def test_the_loop_checks_every_stage_before_the_first(tmp_path):
+    from pipelines.loop import check_stages
+    c = to_container(compose("loop", [f"output_dir={tmp_path / 'loop'}"]))
+    check_stages(c)   # as shipped
+    for key, stage in (("finetune", "train.steps=0"), ("evaluate", "protocol=xx"), ("render", "bogus=1"),
+                       ("infer", "window=0")):
+        with pytest.raises(UserError, match=key if key != "finetune" else "train.steps"):
+            check_stages({**c, key: [*c[key], stage]})
+    assert not (tmp_path / "loop").exists()
 
 
 @pytest.mark.parametrize("app, overrides, message", [

@@ -57,3 +57,41 @@ def test_exposure_meets_the_target_unless_the_highlights_would_blow_out():
     half = {**CFG, "exposure_highlight_percentile": 0.0}
     with pytest.raises(ValueError, match="exposure_highlight_percentile"):
         camera.sample(half, 0)
+
+
+def _figure(T: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """A standing figure in the world frame (Z up, facing -Y): a 1.7 m column of points and the
+    SMPL-X joints placement reads (head, spine, shoulders, eyes)."""
+    from assets import stage
+    z = np.linspace(0.0, 1.7, 200)
+    vertices = np.stack([np.stack([0.15 * np.cos(7 * z), 0.1 * np.sin(7 * z), z], 1)] * T)
+    joints = np.zeros((T, 55, 3))
+    joints[:, stage.HEAD] = [0.0, 0.0, 1.6]
+    joints[:, stage.SPINE3] = [0.0, 0.0, 1.3]
+    joints[:, stage.L_SHOULDER], joints[:, stage.R_SHOULDER] = [0.2, 0.0, 1.45], [-0.2, 0.0, 1.45]
+    joints[:, stage.EYES] = [0.0, -0.08, 1.62]
+    return vertices, joints
+
+
+def test_the_camera_frames_the_head_and_its_move_keeps_the_framing():
+    """Placement without Blender: aimed at the head from the front, the target at the image's centre,
+    the frame's height as the framing asks, the orbit round the target at a constant distance."""
+    from assets import stage
+    vertices, joints = _figure()
+    cam = {**camera.sample(CFG, 0), "azimuth_deg": 0.0, "elevation_deg": 0.0, "roll_deg": 0.0, "center_offset_m": [0.0] * 3,
+           "move": {"kind": "orbit", "azimuth_deg": 30.0}, "dof": True}
+    p = camera.place(vertices, joints, 0.05, cam, 200, 100, 24.0)
+    target = np.asarray(p.record["target"])
+    m = p.matrix_world[0]
+    np.testing.assert_allclose(m[:3, :3] @ m[:3, :3].T, np.eye(3), atol=1e-9)        # a rotation
+    assert m[1, 3] < -1.0 and m[:3, 2] @ (m[:3, 3] - target) > 0                      # in front, looking at it
+    np.testing.assert_allclose(p.project(target[None], 0)[0], [100.0, 50.0], atol=1e-6)   # at the centre
+    # The framed height: from the target, half the frame height up is the image's top edge.
+    top = target + [0.0, 0.0, cam["frame_height_m"] / 2]
+    assert p.project(top[None], 0)[0, 1] == pytest.approx(0.0, abs=1e-6)
+    distances = np.linalg.norm(p.matrix_world[:, :3, 3] - target, axis=1)
+    np.testing.assert_allclose(distances, distances[0], rtol=1e-9)                    # an orbit, round the aim
+    assert np.degrees(np.arccos(np.clip((p.matrix_world[0, :3, 2] @ p.matrix_world[-1, :3, 2]), -1, 1))) \
+        == pytest.approx(30.0, abs=1e-6)
+    for t in (0, len(vertices) - 1):                                                  # focused on the eyes
+        assert p.focus_m[t] == pytest.approx(np.linalg.norm(joints[t, stage.EYES].mean(0) - p.matrix_world[t, :3, 3]))

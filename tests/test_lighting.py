@@ -52,3 +52,25 @@ def test_each_kind_renders_exposed_for_the_subject(cache_dir, kind):
         median < spec.camera["exposure_target"] and peak == pytest.approx(spec.camera["exposure_highlight"], rel=0.1))
     # ... and not blown out: hardly any of the person is white.
     assert (fgr[person].max(-1) >= 0.999).mean() < 0.02
+
+
+def test_lamps_aim_at_the_person_from_where_the_kind_says():
+    """Placement without Blender: each studio lamp at its distance, elevation and side of the front,
+    its -Z axis on the chest-to-head midpoint; the set's floor under the feet, the backdrop behind."""
+    from assets import stage
+    from tests.test_camera import _figure
+    vertices, joints = _figure()
+    light = lighting.sample({**CFG, "weights": {"studio": 1.0, "sky": 0.0, "environment": 0.0}, "backlit_share": 0.0}, 3)
+    rig = lighting.place(light, joints)
+    target = joints[:, stage.HEAD].mean(0) * 0.5 + joints[:, stage.SPINE3].mean(0) * 0.5
+    for lamp in rig.lamps:
+        m, p = lamp["matrix"], light[lamp["name"]]
+        to_target = target - m[:3, 3]
+        assert np.linalg.norm(to_target) == pytest.approx(p["distance_m"])
+        np.testing.assert_allclose(-m[:3, 2], to_target / np.linalg.norm(to_target), atol=1e-9)
+        assert np.degrees(np.arcsin(-to_target[2] / np.linalg.norm(to_target))) == pytest.approx(p["elevation_deg"])
+    key, fill = (next(lp for lp in rig.lamps if lp["name"] == n)["matrix"][0, 3] for n in ("key", "fill"))
+    assert np.sign(key) == -np.sign(fill) or light["key"]["azimuth_deg"] == 0   # the fill mirrors the key
+    floor, *backdrop = lighting.set_objects({**light["set"], "backdrop": True}, vertices, target, target + [0, -3.0, 0])
+    assert floor.transform[0, 2, 3] == pytest.approx(vertices[..., 2].min()) and floor.plate
+    assert backdrop[0].transform[0, 1, 3] > target[1]                              # behind, away from the camera

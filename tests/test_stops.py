@@ -21,7 +21,7 @@ from core.cli import compose, guarded, to_container
 from tests.conftest import SMALL, write_store
 
 ROOT = Path(__file__).resolve().parent.parent
-DELAYS = (0.3, 2.0, 4.0, 7.0)   # seconds after launch: imports, set-up, and the work itself
+DELAYS = (0.3, 2.5, 6.0)   # seconds after launch: imports, set-up, and the work itself
 SHORT = {"pipelines.validate": (0.3, 1.5, 3.0),   # its work on the test store ends after about 5 s
          "pipelines.render": (0.3, 3.0, 9.0)}       # Ray starting, then Blender rendering in the workers
 
