@@ -206,13 +206,23 @@ def as_ranges(config_name: str, overrides: list[str]) -> list[str]:
         value, key = o.value(), o.key_or_group
         if was == "choice" and isinstance(value, str):
             text = f"{key}={{choice:[{o.get_value_element_as_str()}]}}"
-        elif was in ("int", "choice") and isinstance(value, list):
+        elif was in ("int", "choice") and isinstance(value, list) and (was == "choice" or len(value) == 2):
             text = f"{key}={{{was}:{o.get_value_element_as_str()}}}"
         elif was is None or isinstance(value, str):
             out.append(text)
             continue
         out += [f"{key}=null", text]
     return out
+
+
+def _culprit(config_name: str, overrides: list[str]) -> str:
+    """` <override>` for the first override that fails alone (so the error line names its key), else ''."""
+    for o in overrides:
+        try:
+            _compose(config_name, as_ranges(config_name, [o]))
+        except (HydraException, OmegaConfBaseException, ValueError):
+            return f" {o}"
+    return ""
 
 
 def compose(config_name: str, overrides: list[str]) -> DictConfig:
@@ -265,7 +275,7 @@ def app(config_name: str) -> Callable[[Callable[[DictConfig], int]], Callable[[]
                     ranged = as_ranges(config_name, overrides)
                     _replaced_sections(_compose(config_name, []), _compose(config_name, ranged), overrides)
                 except (HydraException, OmegaConfBaseException, ValueError) as e:   # ValueError: `cycles=5` for a group
-                    fail(f"bad override: {_one_line(e)}")
+                    fail(f"bad override{_culprit(config_name, overrides)}: {_one_line(e)}")
                 # Hydra reads the command line itself: give it the overrides as the ranges they mean.
                 rest = [a for a in sys.argv[1:] if a not in overrides]
                 sys.argv[1:] = rest + ranged
