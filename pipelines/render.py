@@ -166,11 +166,12 @@ def preset_estimates(c: dict, model: dict, n_clips: int) -> str:
                                       "each from one frame of one clip; the paper preset is meant for GPUs")
 
 
-def measured(c: dict, model: dict, spec: ClipSpec) -> tuple[cost.Probe, bool]:
+def measured(c: dict, model: dict, spec: ClipSpec, fresh: bool = False) -> tuple[cost.Probe, bool]:
     """The probe of these settings on this machine: remembered from an earlier run or dry run
-    (`cost.cache`), else rendered now (frame 1 of `spec`) and remembered; whether it was remembered."""
+    (`cost.cache`), else (or when `fresh`) rendered now (frame 1 of `spec`) and remembered; whether
+    it was remembered."""
     key = cost.cache_key(c, plan.definition_hash(plan.definition(c, model)))
-    if (p := cost.cached(c["cost"]["cache"], key)) is not None:
+    if not fresh and (p := cost.cached(c["cost"]["cache"], key)) is not None:
         return p, True
     p = cost.probe(spec, c["cluster"]["cpus_per_worker"], clipstore.Compression.from_config(c["store"]))
     cost.remember(c["cost"]["cache"], key, p)
@@ -237,8 +238,7 @@ def main(cfg: DictConfig) -> int:
             print(f"  {s.clip_id}: motion {s.motion.get('name', s.motion['kind'])}, hair {s.hair['geometry'].get('style')}")
         if c["dry_run"] is True and todo:  # "plan" lists only; the probe needs Blender and a few seconds
             print(f"probing: rendering frame 1 of {todo[0].clip_id} to estimate the cost ...", flush=True)
-            p = cost.probe(todo[0], c["cluster"]["cpus_per_worker"], clipstore.Compression.from_config(c["store"]))
-            cost.remember(c["cost"]["cache"], cost.cache_key(c, plan.definition_hash(plan.definition(c, model))), p)
+            p, _ = measured(c, model, todo[0], fresh=True)
             print(cost.report(p, cost.estimate(p, len(todo), plan.n_frames(c), c["cluster"]["workers"])))
         return 0
     start = time.perf_counter()
