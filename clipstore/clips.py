@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -219,9 +219,12 @@ class Clip:
     clip_id: str
     attrs: dict[str, Any]
     group: zarr.Group
+    _opened: dict[str, Frames] = field(default_factory=dict, repr=False, compare=False)
 
     def __getitem__(self, name: str) -> Frames:
-        return Frames(self.clip_id, name, self.group[name])
+        if name not in self._opened:   # opened once: a loader reads the same arrays window after window
+            self._opened[name] = Frames(self.clip_id, name, self.group[name])
+        return self._opened[name]
 
     @property
     def arrays(self) -> list[str]:
