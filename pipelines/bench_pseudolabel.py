@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 
 import clipstore
 
-from core.cli import app, compose, to_container
+from core.cli import UserError, app, compose, to_container
 from matting import pseudo, quality
 from matting.classical import solve_alpha
 from matting.evaluate import read_png
@@ -106,7 +106,10 @@ def main(cfg: DictConfig) -> int:
     w, h = parse_resolution(c["bench"]["resolution"], "bench.resolution")
     open_input(sample_video(c["bench"]["speed_video"]))   # a bundled video by name: there and readable
     if c["bench"]["store"]:   # checked whole before the speed benchmark spends its time
-        clipstore.intact(clipstore.open_store(c["bench"]["store"]), c["bench"]["store"])
+        try:
+            clipstore.intact(clipstore.open_store(c["bench"]["store"]), c["bench"]["store"])
+        except clipstore.StoreError as e:
+            raise UserError(f"bench.store: {e}") from None
     label_fps, cf_fps = speed(c, (w, h))
     print(f"label_fps_{w}x{h}: {label_fps:.2f}")
     print(f"cf_fps_{w}x{h}: {cf_fps:.2f}")

@@ -176,18 +176,26 @@ def write(root, folder: Path, cfg: dict, sheet: Path | None = None) -> tuple[Pat
     if not n:
         return None
     held = clipstore.outputs_held(root, clipstore.complete_ids(root))
+    part = folder.with_name(folder.name + ".part")   # written aside, then in place: a failure leaves nothing
+    shutil.rmtree(part, ignore_errors=True)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        part.mkdir(parents=True)
     except OSError as e:
         raise UserError(f"report folder {folder}: {e.strerror or e}") from None
-    text = table(params, n, held)
-    (folder / "parameters.md").write_text(text + "\n")
-    plot(params, folder / "parameters.png", cfg["report"])
-    if sheet is not None and sheet.is_file():
-        shutil.copyfile(sheet, folder / "contact_sheet.png")
-    else:
-        sh = cfg["sheet"]
-        contact_sheet.write(root, folder / "contact_sheet.png", sh["clips"], sh["frames"], sh["cell"], sh["crop"])
+    try:
+        text = table(params, n, held)
+        (part / "parameters.md").write_text(text + "\n")
+        plot(params, part / "parameters.png", cfg["report"])
+        if sheet is not None and sheet.is_file():
+            shutil.copyfile(sheet, part / "contact_sheet.png")
+        else:
+            sh = cfg["sheet"]
+            contact_sheet.write(root, part / "contact_sheet.png", sh["clips"], sh["frames"], sh["cell"], sh["crop"])
+    except BaseException:
+        shutil.rmtree(part, ignore_errors=True)
+        raise
+    shutil.rmtree(folder, ignore_errors=True)
+    part.rename(folder)
     return folder, text
 
 
