@@ -94,7 +94,7 @@ def write_outputs(root, out: Path, clips: int, cell: int, ids: list[str] | None 
     rows, names = [], []
     for cid in ids:
         clip = clipstore.read_clip(root, cid)
-        i = clip.n_frames // 2
+        i = (clip.n_frames - 1) // 2   # the middle, never the last: its flow is none
         a = alpha_float(clip["alpha"][i])
         shown = [n for n in clipstore.OUTPUTS if n in clip.arrays] + sorted(set(clip.arrays) - set(clipstore.OUTPUTS))
         tiles = []

@@ -20,6 +20,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 import clipstore
+from core.checks import writable
 from core.cli import UserError, app, to_container
 from pipelines import contact_sheet
 
@@ -176,6 +177,7 @@ def write(root, folder: Path, cfg: dict, sheet: Path | None = None) -> tuple[Pat
     if not n:
         return None
     held = clipstore.outputs_held(root, clipstore.complete_ids(root))
+    writable(folder, "report.path")
     part = folder.with_name(folder.name + ".part")   # written aside, then in place: a failure leaves nothing
     shutil.rmtree(part, ignore_errors=True)
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import cv2
 import numpy as np
 
 from core.colour import ALPHA_MAX, quantise_alpha
@@ -106,8 +107,12 @@ def label(layers: dict, o: dict, clip: Clip) -> np.ndarray:
 
 
 def multiplier(layers: dict, o: dict, clip: Clip) -> np.ndarray:
-    """The shadow catcher's factor on the set's light (1 where the person changes nothing), x255."""
-    return np.round(np.clip(layers["Shadow Catcher"], 0.0, 1.0) * 255.0).astype(o["dtype"])
+    """The shadow catcher's factor on the set's light (1 where the person changes nothing), x255. The
+    catcher is not denoised and at colour-pass samples leaves isolated dark specks along the
+    silhouette; a median of `cycles.shadow_median_px` removes them and keeps shadow edges."""
+    out = np.round(np.clip(layers["Shadow Catcher"], 0.0, 1.0) * 255.0).astype(np.uint8)
+    k = clip.spec.cycles["shadow_median_px"]
+    return (cv2.medianBlur(out, k) if k > 1 else out).astype(o["dtype"])
 
 
 CONVERTERS: dict[str, Callable[[dict, dict, Clip], np.ndarray]] = {
