@@ -45,7 +45,7 @@ PALETTE = np.array([[0, 0, 0], [230, 159, 0], [86, 180, 233], [0, 158, 115], [24
 
 def view(convert: str, frame: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """One frame of any output as a picture, by what its converter made (clipstore.outputs):
-    foreground over a checkerboard, coverage and multipliers in grey, distance near-bright in a
+    foreground over a checkerboard, coverage and multipliers in grey, distance in a near-red
     colour map, flow as hue (direction) and brightness (speed), labels in a palette."""
     import cv2
     seen = alpha > 0.5 / 65535
@@ -59,7 +59,10 @@ def view(convert: str, frame: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     if convert == "flow":
         f = frame.astype(np.float32)
         speed = np.hypot(f[..., 0], f[..., 1])
-        top = max(float(speed[seen].max()) if seen.any() else 0.0, 1e-3)
+        # Scaled to the covered pixels' fast end, not the fastest pixel: a strand covering a few
+        # thousandths of a pixel may move far faster than the person and would leave the rest black.
+        solid = alpha > 0.5 if (alpha > 0.5).any() else seen
+        top = max(float(np.percentile(speed[solid], 99)) if solid.any() else 0.0, 1e-3)
         hsv = np.stack([(np.degrees(np.arctan2(f[..., 1], f[..., 0])) % 360) / 2, np.full_like(speed, 255),
                         np.clip(speed / top, 0, 1) * 255], axis=-1).astype(np.uint8)
         return np.where(seen[..., None], cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB), 0)
