@@ -25,3 +25,23 @@ def test_sheet_rows_end_with_the_close_up(tmp_path):
     close = contact_sheet.write(root, tmp_path / "b.png", clips=2, frames=2, cell=64, crop=16)
     a, b = cv2.imread(str(plain)), cv2.imread(str(close))
     assert a.shape[0] == b.shape[0] and b.shape[1] > a.shape[1]
+
+
+def test_output_views_show_what_each_output_is():
+    from matting import sheet
+    alpha = np.zeros((40, 40), np.float32)
+    alpha[10:30, 10:30] = 1.0
+    alpha[0, 0] = 0.004                          # a strand's sliver of a pixel
+    flow = np.zeros((40, 40, 2), np.float16)
+    flow[10:30, 10:30] = (3.0, 0.0)              # the person moves right by 3 px
+    flow[0, 0] = (60.0, 0.0)                     # the sliver far faster
+    shown = sheet.rgb8(sheet.view("flow", flow, alpha))
+    assert shown[20, 20].max() == 255            # the person at full brightness, not darkened by the sliver
+    assert shown[35, 35].max() == 0
+    depth = np.where(alpha > 0, 2.0, 0.0).astype(np.float16)
+    depth[10:20, 10:30] = 1.0                    # the upper half nearer
+    d = sheet.rgb8(sheet.view("distance", depth, alpha))
+    assert d[15, 20, 0] > d[15, 20, 2] and d[25, 20, 2] > d[25, 20, 0]   # near red, far blue
+    labels = np.zeros((40, 40), np.uint8)
+    labels[10:30, 10:30] = 2
+    assert (sheet.view("label", labels, alpha)[20, 20] == sheet.PALETTE[2]).all()
