@@ -127,11 +127,12 @@ def main(cfg: DictConfig) -> int:
     # noise only adds), after one render that warms Cycles up.
     specs = {None: case_spec(c, lay["cases"][0], model, {name: False for name in every})}
     specs.update({name: case_spec(c, lay["cases"][0], model, {k: k == name for k in every}) for name in every})
-    render_frame(specs[None], lay["frame"], threads)
+    from tqdm import tqdm
+    runs = [None] + [name for _ in range(lay["cost_repeats"]) for name in specs]
     costs: dict = {}
-    for _ in range(lay["cost_repeats"]):
-        for name, spec in specs.items():
-            secs = render_frame(spec, lay["frame"], threads)[2]
+    for i, name in enumerate(tqdm(runs, desc="cost", unit="render")):
+        secs = render_frame(specs[name], lay["frame"], threads)[2]
+        if i:   # the first render only warms Cycles up
             costs[name] = {k: min(v, costs.get(name, {}).get(k, v)) for k, v in secs.items() if k != "gain"}
     for name, secs in costs.items():
         print(f"cost with {name or 'fgr and alpha only'}: " + ", ".join(f"{k} {v:.2f} s" for k, v in secs.items()))

@@ -173,16 +173,20 @@ def test_parts_name_the_part_covering_most_of_each_pixel(cache_dir):
 # --- shadow --------------------------------------------------------------------------------------
 
 def test_the_shadow_layer_darkens_the_floor_beside_the_person_and_is_one_far_from_them(cache_dir):
-    from render.clip import render_clip
+    """Frame 0 rendered as the store gets it and as the person standing in the set (the bench's
+    own functions): the shadow lies beside the feet, and with it the layered composite comes close
+    to the in-scene frame under the shadow, where without it the set is too bright."""
+    from pipelines import bench_layers
     side_sun = ["lighting.weights.studio=0", "lighting.weights.sky=0", "lighting.weights.environment=1",
                 "lighting.environment.sun_azimuth_deg=90", "lighting.environment.sun_elevation_deg=35",
                 "lighting.environment.sun_power=6", "lighting.environment.sun_angle_deg=1", "lighting.backlit_share=0",
                 "camera.framing.weights.close_up=0", "camera.framing.weights.upper_body=0", "camera.elevation_deg=20",
                 "camera.dof_share=0", "outputs.shadow=true", "outputs.bgr=true"]
-    out = render_clip(spec_of(cache_dir, "cycles.width=96", "cycles.height=96", "cycles.samples=32",
-                              "clip.seconds=0.125", "hair.strand_scale=0.02", *side_sun), threads=2)
-    shadow = out.arrays["shadow"][0].astype(float).mean(-1) / 255
-    alpha = out.arrays["alpha"][0] / 65535
+    spec = spec_of(cache_dir, "cycles.width=96", "cycles.height=96", "cycles.samples=32", "clip.seconds=0.125",
+                   "hair.strand_scale=0.02", *side_sun)
+    arrays, extra, secs = bench_layers.render_frame(spec, 0, threads=2, extra=("scene",))
+    shadow = arrays["shadow"].astype(float).mean(-1) / 255
+    alpha = arrays["alpha"] / 65535
     rows = np.flatnonzero((alpha > 0.5).any(axis=1))
     feet, top = rows.max(), rows.min()
     floor = alpha == 0
@@ -192,3 +196,7 @@ def test_the_shadow_layer_darkens_the_floor_beside_the_person_and_is_one_far_fro
     far = floor.copy()
     far[top + (feet - top) // 2:] = False                           # the floor far behind them, above their knees
     assert far.sum() > 500 and np.percentile(shadow[far], 1) > 0.95
+    err, regions = bench_layers.errors(arrays, extra["scene"]["Combined"], secs["gain"], edge_px=2, shadow_below=0.9)
+    assert regions["_shadow"].sum() >= 20
+    assert err["layers_mae_shadow"] < err["layers_mae_shadow_no_shadow"] / 3
+    assert err["layers_mae"] < 0.02 and err["layers_mae"] < err["layers_mae_no_shadow"]
