@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from assets import body, camera, clothing, lighting, motions, stage
+from assets import body, camera, clothing, lighting, motions, stage, worn
 from assets.hair import objects as hair_objects
 from assets.shapes import Curves, SceneObject
 
@@ -21,6 +21,7 @@ PERSON: tuple[Callable[[Any, body.PosedBody], list[SceneObject]], ...] = (
     clothing.objects,      # top and bottom
     hair_objects.scalp,    # simulated scalp strands
     hair_objects.face,     # brows and lashes on the head
+    worn.objects,          # glasses on the head
 )
 
 

@@ -11,8 +11,11 @@ compared with that frame in sRGB [0, 1]; printed as `name: value` lines (means o
   person's edge (fractional alpha, or within `layers.edge_px` of the silhouette), and under the
   shadow (the set where the shadow layer is below `layers.shadow_below`),
 - the same without the shadow layer (`*_no_shadow`): what the layer buys,
-- noise_mae (and _edge, _shadow): the scene frame against itself rendered with another seed, the
-  floor any layered composite can reach at these samples.
+- the same over each material class (where hair, a lens, an opaque worn thing or the rest of the
+  person gives the pixel most of its alpha, by the `parts` labels): `layers_mae_lens`, ...; nan
+  where a case has none,
+- noise_mae (and each region above): the scene frame against itself rendered with another seed,
+  the floor any layered composite can reach at these samples.
 Then, for the first case, each output's cost: seconds for the frame's posing, passes and conversion
 with the required outputs only, and with each optional output added, over the colour pass's
 seconds (each setting the fastest of `layers.cost_repeats`).
@@ -72,6 +75,16 @@ def render_frame(spec, frame: int, threads: int, extra: tuple[str, ...] = ()) ->
     return {k: v[0] for k, v in clip.arrays.items()}, {k: frames[k] for k in extra}, {**seconds, "gain": clip.gain}
 
 
+def classes(parts: np.ndarray) -> dict[str, np.ndarray]:
+    """Where each material class (clipstore.CLASSES, and the rest of the person) gives the pixel most
+    of its alpha: `_hair`, `_lens`, ..., `_rest`."""
+    legend = list(clipstore.OUTPUTS["parts"].parts)
+    label = {group: 1 + legend.index(group) for group in legend}
+    out = {f"_{name}": np.isin(parts, [label[g] for g in groups]) for name, groups in clipstore.CLASSES.items()}
+    out["_rest"] = (parts > 0) & ~np.any(list(out.values()), axis=0)
+    return out
+
+
 def errors(arrays: dict, seen: np.ndarray, gain: float, edge_px: int, shadow_below: float) -> dict:
     """Layered composite against the in-scene frame `seen` (linear RGB), in sRGB [0, 1]."""
     import cv2
@@ -82,7 +95,8 @@ def errors(arrays: dict, seen: np.ndarray, gain: float, edge_px: int, shadow_bel
     solid = (a[..., 0] > 0.5).astype(np.uint8)
     ring = cv2.dilate(solid, np.ones((2 * edge_px + 1,) * 2, np.uint8)) != cv2.erode(solid, np.ones((2 * edge_px + 1,) * 2, np.uint8))
     regions = {"": np.ones(a.shape[:2], bool), "_edge": ring | ((a[..., 0] > 0) & (a[..., 0] < 1)),
-               "_shadow": (shadow.mean(-1) < shadow_below) & (a[..., 0] == 0)}
+               "_shadow": (shadow.mean(-1) < shadow_below) & (a[..., 0] == 0),
+               **(classes(arrays["parts"]) if "parts" in arrays else {})}
     out = {}
     for tag, layer in (("", shadow), ("_no_shadow", np.ones_like(shadow))):
         comp = linear_to_srgb(np.clip(fgr * a + bgr * layer * (1 - a), 0, 1))
@@ -121,7 +135,8 @@ def main(cfg: DictConfig) -> int:
         print(f"case {i} ({spec.lighting['kind']}): " + ", ".join(f"{k} {v:.4f}" for k, v in row.items())
               + f" ({time.perf_counter() - start:.0f} s)", flush=True)
     for k in rows[0]:
-        print(f"{k}: {np.nanmean([r[k] for r in rows]):.4f}")
+        values = [r[k] for r in rows if not np.isnan(r[k])]
+        print(f"{k}: {np.mean(values) if values else float('nan'):.4f}")
     # What each output costs on the first case's frame: posing, the passes and the conversion, with
     # it and without; each setting measured `cost_repeats` times in turn, its fastest kept (timing
     # noise only adds), after one render that warms Cycles up.

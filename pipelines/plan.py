@@ -11,7 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from assets import body, camera, clothing, hair, lighting, motions, skin
+from assets import body, camera, clothing, hair, lighting, motions, skin, worn
 from clipstore.outputs import enabled
 from core import seeds
 from core.checks import at, integer, is_number, number, one_of
@@ -77,6 +77,7 @@ def check(cfg: dict) -> None:
         raise UserError(str(e)) from None
     try:
         hair.check(cfg["hair"])
+        worn.check(cfg["worn"])
         enabled(cfg["outputs"])
     except ValueError as e:
         raise UserError(str(e)) from None
@@ -117,6 +118,7 @@ def clip_spec(cfg: dict, index: int, model: dict) -> ClipSpec:
         camera=camera.sample(cfg["camera"], seed("camera")),
         lighting=lighting.sample(cfg["lighting"], seed("lighting")),
         clothing=clothing.sample(cfg["clothing"], seed("clothing"), model["kind"]),
+        worn=worn.sample(cfg["worn"], seed("worn"), model["kind"]),
         cycles=cycles,
         outputs={name: o.attrs for name, o in enabled(cfg["outputs"]).items()},
     )

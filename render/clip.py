@@ -31,5 +31,6 @@ def render_clip(spec: ClipSpec, threads: int = 0, on_frame: Callable[[int], None
     info = {"device": out.device, "cycles_seconds": sum(out.seconds.values()), "pass_seconds": out.seconds,
             "camera": out.camera, "pose_seconds": out.pose_seconds, "hair": hair, "body_vertices": scene.body_vertices,
             "objects": [{"name": o.name, "role": o.role, "rides_on": o.rides_on, "collides_with": list(o.collides_with),
-                         "parts": list(o.parts), "plate": o.plate} for o in scene.objects]}
+                         "parts": list(o.parts), "plate": o.plate, **({"stats": o.stats} if o.stats else {})}
+                        for o in scene.objects]}
     return RenderedClip(out.arrays, out.attrs, info)

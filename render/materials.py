@@ -3,8 +3,13 @@
 Every material of the foreground ends in a switch between its shading and a flat emission: the
 colour and plate passes show the shading, the coverage pass only coverage (Cycles folds the
 constant mix away, so no light is sampled). In every pass it writes its coverage group as a
-value AOV of 1 (averaged over the pixel's samples: the group's coverage) and, with flow on, its
+value AOV (averaged over the pixel's samples: the group's coverage) and, with flow on, its
 per-point `flow` attribute as a colour AOV (averaged the same way: coverage-weighted flow).
+
+A see-through surface (a lens) passes part of the light behind it straight through, in both
+passes alike: a Transparent BSDF of its transmittance at the angle it is seen. Film alpha is then
+1 minus the mean of that transmittance over R, G and B (the store's alpha rule), and its AOV
+writes that opacity, not 1, so a label goes to whatever gives the pixel most of its alpha.
 """
 from __future__ import annotations
 
@@ -27,22 +32,38 @@ def _mask(nodes, links, name: str, colour_space: str = "Non-Color"):
     return tex.outputs["Color"]
 
 
-def _switch(mat: bpy.types.Material, shaded_socket, part: str | None, flow: bool) -> None:
-    """The coverage switch, the coverage group's AOV and the flow AOV (module docstring)."""
+def _switch(mat: bpy.types.Material, shaded_socket, part: str | None, flow: bool, opacity=None) -> None:
+    """The coverage switch, the coverage group's AOV and the flow AOV (module docstring); with
+    `opacity` (a see-through surface's 1 - mean transmittance) the coverage pass lets the rest
+    through and the AOV writes it."""
     nodes, links = mat.node_tree.nodes, mat.node_tree.links
     emit = nodes.new("ShaderNodeEmission")
     emit.inputs["Color"].default_value = (1.0, 1.0, 1.0, 1.0)
     emit.inputs["Strength"].default_value = 1.0
+    covered = emit.outputs[0]
+    if opacity is not None:
+        through = nodes.new("ShaderNodeBsdfTransparent")
+        grey = nodes.new("ShaderNodeMath")
+        grey.operation = "SUBTRACT"
+        grey.inputs[0].default_value = 1.0
+        links.new(opacity, grey.inputs[1])
+        links.new(grey.outputs[0], through.inputs["Color"])   # a float on a colour socket: grey
+        add = nodes.new("ShaderNodeAddShader")
+        links.new(through.outputs[0], add.inputs[0])
+        links.new(emit.outputs[0], add.inputs[1])
+        covered = add.outputs[0]
     mix = nodes.new("ShaderNodeMixShader")
     mix.name = "coverage"
     mix.inputs["Fac"].default_value = 0.0
     links.new(shaded_socket, mix.inputs[1])
-    links.new(emit.outputs[0], mix.inputs[2])
+    links.new(covered, mix.inputs[2])
     links.new(mix.outputs[0], nodes["Material Output"].inputs["Surface"])
     if part:
         aov = nodes.new("ShaderNodeOutputAOV")
         aov.aov_name = part
         aov.inputs["Value"].default_value = 1.0
+        if opacity is not None:
+            links.new(opacity, aov.inputs["Value"])
     if flow:
         attr = nodes.new("ShaderNodeAttribute")
         attr.attribute_type, attr.attribute_name = "GEOMETRY", FLOW
@@ -83,12 +104,68 @@ def skin(p: dict) -> tuple[bpy.types.Material, object]:
 
 
 def flat(p: dict) -> tuple[bpy.types.Material, object]:
-    """Plain glossy colour (eyes, the insides of eyes and mouth)."""
+    """Plain glossy colour (eyes, the insides of eyes and mouth; a metal or coated frame)."""
     mat = bpy.data.materials.new(p["name"])
     bsdf = mat.node_tree.nodes["Principled BSDF"]
     bsdf.inputs["Base Color"].default_value = (*p["colour"], 1.0)
     bsdf.inputs["Roughness"].default_value = p["roughness"]
+    bsdf.inputs["Metallic"].default_value = p.get("metallic", 0.0)
+    bsdf.inputs["Coat Weight"].default_value = p.get("coat", 0.0)
     return mat, bsdf.outputs[0]
+
+
+def _math(nodes, links, op: str, a, b):
+    """One Math node: a op b, each a socket or a number."""
+    m = nodes.new("ShaderNodeMath")
+    m.operation = op
+    for i, x in enumerate((a, b)):
+        if isinstance(x, (int, float)):
+            m.inputs[i].default_value = float(x)
+        else:
+            links.new(x, m.inputs[i])
+    return m.outputs[0]
+
+
+def see_through(p: dict) -> tuple[bpy.types.Material, object, object]:
+    """A thin clear surface (a lens): straight-through transmittance `transmittance` (RGB, at normal
+    incidence, its faces' reflections included) falling off with the Fresnel reflectance of a thin
+    slab of index `ior` as it is seen more obliquely, plus a mirror reflection of that reflectance
+    and the coating's `mirror` colour. Returns the shading and the opacity, 1 - mean transmittance."""
+    mat = bpy.data.materials.new(p["name"])
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    nodes.remove(nodes["Principled BSDF"])
+    fresnel = nodes.new("ShaderNodeFresnel")
+    # the node takes 1/IOR on a back face (light leaving glass); a thin lens is the same either way
+    back = nodes.new("ShaderNodeNewGeometry").outputs["Backfacing"]
+    links.new(_math(nodes, links, "ADD", _math(nodes, links, "MULTIPLY", back, 1.0 / p["ior"] - p["ior"]), p["ior"]),
+              fresnel.inputs["IOR"])
+    f = fresnel.outputs[0]
+    slab = _math(nodes, links, "DIVIDE", _math(nodes, links, "MULTIPLY", f, 2.0), _math(nodes, links, "ADD", f, 1.0))
+    r0 = ((p["ior"] - 1.0) / (p["ior"] + 1.0)) ** 2
+    keep = _math(nodes, links, "DIVIDE", _math(nodes, links, "SUBTRACT", 1.0, slab), 1.0 - 2.0 * r0 / (1.0 + r0))
+    keep = _math(nodes, links, "MINIMUM", keep, 1.0)     # 1 at normal incidence, less when oblique
+    tau = np.asarray(p["transmittance"], float)
+    colour = nodes.new("ShaderNodeVectorMath")
+    colour.operation = "SCALE"
+    colour.inputs[0].default_value = tuple(tau)
+    links.new(keep, colour.inputs["Scale"])
+    through = nodes.new("ShaderNodeBsdfTransparent")
+    links.new(colour.outputs[0], through.inputs["Color"])
+    shine = nodes.new("ShaderNodeVectorMath")
+    shine.operation = "ADD"
+    shine.inputs[0].default_value = tuple(p["mirror"])
+    both = nodes.new("ShaderNodeCombineXYZ")
+    for axis in "XYZ":
+        links.new(slab, both.inputs[axis])
+    links.new(both.outputs[0], shine.inputs[1])
+    gloss = nodes.new("ShaderNodeBsdfGlossy")
+    gloss.inputs["Roughness"].default_value = p["roughness"]
+    links.new(shine.outputs[0], gloss.inputs["Color"])
+    add = nodes.new("ShaderNodeAddShader")
+    links.new(through.outputs[0], add.inputs[0])
+    links.new(gloss.outputs[0], add.inputs[1])
+    opacity = _math(nodes, links, "SUBTRACT", 1.0, _math(nodes, links, "MULTIPLY", keep, float(tau.mean())))
+    return mat, add.outputs[0], opacity
 
 
 def fabric(f: dict) -> tuple[bpy.types.Material, object]:
@@ -173,15 +250,15 @@ def matte(p: dict) -> tuple[bpy.types.Material, None]:
     return mat, None
 
 
-KINDS: dict[str, Callable[[dict], tuple[bpy.types.Material, object]]] = {
-    "skin": skin, "flat": flat, "fabric": fabric, "hair": hair, "matte": matte}
+KINDS: dict[str, Callable[[dict], tuple]] = {
+    "skin": skin, "flat": flat, "fabric": fabric, "hair": hair, "matte": matte, "see_through": see_through}
 
 
 def material(p: dict, flow: bool) -> bpy.types.Material:
     """The Blender material of a scene object's material record (its `kind` names the builder)."""
     if p["kind"] not in KINDS:
         raise ValueError(f"material kind {p['kind']!r} is not one of {', '.join(KINDS)}")
-    mat, shaded = KINDS[p["kind"]](p)
+    mat, shaded, *opacity = KINDS[p["kind"]](p)
     if shaded is not None:
-        _switch(mat, shaded, p.get("part"), flow)
+        _switch(mat, shaded, p.get("part"), flow, *opacity)
     return mat

@@ -9,8 +9,9 @@ import dataclasses
 import json
 from typing import Any
 
-SPEC_VERSION = 5   # 2: clothing, 3: skirts (clothing.bottom.hang), 4: brows and lashes, exposure highlights, hem
-                  # smoothing, 5: outputs (the declaration of every array the clip holds), coverage by AOV
+SPEC_VERSION = 6   # 2: clothing, 3: skirts (clothing.bottom.hang), 4: brows and lashes, exposure highlights, hem
+                  # smoothing, 5: outputs (the declaration of every array the clip holds), coverage by AOV,
+                  # 6: worn things (glasses), see-through coverage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +27,7 @@ class ClipSpec:
     camera: dict[str, Any]    # lens and placement relative to the posed body
     lighting: dict[str, Any]
     clothing: dict[str, Any]  # top and bottom garments (kind, regions, thickness, fabric) or None each
+    worn: dict[str, Any]      # things worn on the head (assets.worn): each kind's record or None
     cycles: dict[str, Any]    # resolution, samples, render seed, filter width, curve shape, device
     outputs: dict[str, Any]   # name -> declaration (clipstore.outputs) of every array the clip holds
     spec_version: int = SPEC_VERSION

@@ -76,6 +76,7 @@ def _check(app: str, *overrides: str) -> None:
     rules.check(to_container(compose(app, list(overrides))), to_container(compose(app, [])))
 
 
+@pytest.mark.slow   # every stage's checks in-process: 12 s, out of test-fast's budget
 def test_the_loop_checks_every_stage_before_the_first(tmp_path):
     from pipelines.loop import check_stages
     c = to_container(compose("loop", [f"output_dir={tmp_path / 'loop'}"]))

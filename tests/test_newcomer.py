@@ -55,7 +55,7 @@ def afile(tmp_path) -> Path:
     (["matting.classical", "input=sample", "output_dir={f}/out"], "output_dir"),
     (["pipelines.benchmark_set", "stores=[{t}/none.zarr]", "output_dir={f}/b"], "output_dir"),
     (["pipelines.publish", "store={t}/none.zarr", "output_dir={f}/r"], "output_dir"),
-    (["pipelines.loop", "output_dir={f}/loop"], "output_dir"),
+    pytest.param(["pipelines.loop", "output_dir={f}/loop"], "output_dir", marks=pytest.mark.slow),   # 6 s
 ])
 def test_output_under_a_file_is_one_line_and_writes_nothing(args, key, afile, tmp_path):
     before = sorted(p.name for p in tmp_path.iterdir())
@@ -119,7 +119,7 @@ def test_values_that_cannot_be_meant_are_refused_before_work(app, overrides, wor
 @pytest.mark.parametrize("args, key", [
     (["pipelines.pseudolabel", "input=sample", "store={t}/p.zarr"], "store"),
     (["pipelines.render", "dry_run=plan", "store={t}/s.zarr"], "store"),
-    (["gvm_train.finetune", "train=5"], "train"),
+    pytest.param(["gvm_train.finetune", "train=5"], "train", marks=pytest.mark.slow),   # 6 s: torch and diffusers load
 ])
 def test_a_value_given_to_a_section_of_keys_is_one_line(args, key, tmp_path):
     p = run(*(a.format(t=tmp_path) for a in args))
@@ -127,6 +127,7 @@ def test_a_value_given_to_a_section_of_keys_is_one_line(args, key, tmp_path):
     assert list(tmp_path.iterdir()) == [], last
 
 
+@pytest.mark.slow
 def test_the_loops_real_video_sheet_needs_frames(tmp_path):
     one_error_line(run("pipelines.loop", "real.sheet_frames=0", f"output_dir={tmp_path / 'loop'}"), "real.sheet_frames")
     assert not (tmp_path / "loop").exists()

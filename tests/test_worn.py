@@ -1,0 +1,167 @@
+"""Things worn on the head: glasses fitted to each face and riding on the head through a head turn,
+and the alpha rule for see-through matter (1 - the mean straight-through transmittance at the angle
+seen) measured on a flat patch of known transmission and through real fitted lenses."""
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from assets import body, hair, motions, worn
+from assets.hair.field import vertex_normals
+from assets.worn import glasses
+from core.conf import load
+from tests.test_outputs import _plane_scene, spec_of
+
+pytestmark = [pytest.mark.slow]
+
+
+def _record(seed: int, frame: str) -> dict:
+    cfg = load("worn/default")
+    cfg["glasses"]["share"] = 1.0
+    cfg["glasses"]["frames"] = {frame: 1.0}
+    return worn.sample(cfg, seed, "anny")["glasses"]
+
+
+@pytest.fixture(scope="module")
+def turning_heads(cache_dir):
+    model = body.resolve_model(None, cache_dir=cache_dir, kind="anny")
+    table = load("motion/procedural")["ranges"]
+    frames = motions.motion_frames({"kind": "procedural", "name": "head_turn",
+                                    "params": motions.sample_params("head_turn", 4, table)}, 12, 8.0)
+    return [body.pose_body(model, [], frames, body.sample(load("body/default"), s, "anny")) for s in (0, 3)]
+
+
+def _lashes(posed) -> np.ndarray:
+    skin, rims = posed.face_sites
+    fh = hair.face.grow(posed.rest_vertices, posed.faces, skin, rims, hair.sample(load("hair/default"), 5)["face"], 11)
+    return fh.points.reshape(-1, 3)
+
+
+def test_glasses_sit_on_the_nose_over_both_eyes_and_clear_the_face_through_a_head_turn(turning_heads):
+    for k, posed in enumerate(turning_heads):
+        for frame in ("metal", "acetate"):
+            p = _record(10 * k + len(frame), frame)
+            skin, rims = posed.face_sites
+            lashes = _lashes(posed)
+            g = glasses.fit(posed.rest_vertices, posed.head, rims, p, lashes)
+            again = glasses.fit(posed.rest_vertices, posed.head, rims, p, lashes)
+            np.testing.assert_array_equal(g.frame_vertices, again.frame_vertices)
+            r = posed.rest_vertices.astype(np.float64)
+            eyes = sorted((r[rim].mean(axis=0) for rim in rims), key=lambda e: -e[0])
+            for centre, eye in zip(g.lens_centres, eyes):   # each lens in front of its own eye
+                assert np.abs(centre[:2] - eye[:2]).max() < 0.01 and centre[2] > eye[2] + 0.008
+            # The bridge's middle rests on the nose: within 1.5 mm of the skin below it.
+            head = np.flatnonzero(posed.head)
+            mid = g.frame_vertices[np.abs(g.frame_vertices[:, 0]) < 0.002]
+            assert len(mid)
+            gap = cKDTree(r[head]).query(mid)[0].min()
+            assert gap < 0.0015, f"the bridge floats {gap * 1000:.1f} mm off the nose"
+            # Nothing of the glasses inside the head, in any frame: outside by the nearest vertex's
+            # normal, on the posed skin the head's transform carries them with.
+            normals = vertex_normals(r, posed.faces)
+            pts = np.concatenate([g.frame_vertices, g.lens_vertices]).astype(np.float64)
+            for t in range(len(posed.vertices)):
+                m = posed.head_transform[t].astype(np.float64)
+                moved = pts @ m[:3, :3].T + m[:3, 3]
+                skin_t = posed.vertices[t, head].astype(np.float64)
+                d, i = cKDTree(skin_t).query(moved)
+                n_t = normals[head][i] @ m[:3, :3].T
+                side = ((moved - skin_t[i]) * n_t).sum(axis=1)
+                assert (side[d < 0.01] > -0.0005).all(), f"frame {t}: glasses inside the head"
+            # The lenses keep their clearance from the face and from the lashes behind them.
+            assert cKDTree(r[head]).query(g.lens_vertices)[0].min() > 0.001
+            assert cKDTree(lashes).query(g.lens_vertices)[0].min() > 0.001
+            # Sized to the face: lens centres at least the pupils' distance apart, a lens as wide as
+            # the record says, temples reaching back past the ears' front.
+            rec = g.record
+            assert g.lens_centres[0, 0] - g.lens_centres[1, 0] >= rec["pupil_distance"] - 1e-6
+            widths = [np.ptp(g.lens_vertices[g.lens_vertices[:, 0] * s > 0][:, 0]) for s in (1, -1)]
+            np.testing.assert_allclose(widths, rec["lens_width"] * np.cos(np.radians(p["wrap_deg"])), rtol=0.02)
+            assert g.frame_vertices[:, 2].min() < r[head][:, 2].mean()
+    assert np.abs(turning_heads[0].head_transform[:, :3, :3] - turning_heads[0].head_transform[:1, :3, :3]).max() > 0.05
+
+
+def test_worn_things_are_drawn_by_their_shares_and_only_on_bodies_that_know_their_eyes():
+    cfg = load("worn/default")
+    draws = [worn.sample(cfg, s, "anny")["glasses"] for s in range(400)]
+    share = np.mean([d is not None for d in draws])
+    assert abs(share - cfg["glasses"]["share"]) < 0.07
+    lenses = {d["lens_material"]["lens"] for d in draws if d}
+    assert lenses == set(worn.LENSES) and {d["frame"] for d in draws if d} == set(worn.FRAMES)
+    for d in draws:
+        if d:   # the rule's number is recorded with the lens, and no lens passes more than its surfaces leave
+            lens = d["lens_material"]
+            assert lens["opacity"] == pytest.approx(1 - np.mean(lens["transmittance"]))
+            assert max(lens["transmittance"]) + max(lens["mirror"]) <= 1 - worn.slab_reflectance(lens["ior"]) + 1e-9
+    assert all(worn.sample(cfg, s, "standin")["glasses"] is None for s in range(20))
+    bad = load("worn/default")
+    bad["glasses"]["lens"]["clear"]["transmittance"] = [0.9, 0.97]
+    with pytest.raises(ValueError, match="worn.glasses.lens.clear: transmittance up to 0.97"):
+        worn.check(bad)
+
+
+def _fresnel(cos_i: np.ndarray, n: float) -> np.ndarray:
+    """Unpolarised dielectric reflectance of one surface."""
+    sin_t = np.sqrt(1 - cos_i ** 2) / n
+    cos_t = np.sqrt(1 - sin_t ** 2)
+    rs = ((cos_i - n * cos_t) / (cos_i + n * cos_t)) ** 2
+    rp = ((n * cos_i - cos_t) / (n * cos_i + cos_t)) ** 2
+    return 0.5 * (rs + rp)
+
+
+@pytest.mark.blender
+@pytest.mark.parametrize("tilt_deg", [0.0, 50.0])
+def test_alpha_of_a_see_through_patch_is_one_minus_its_mean_transmittance(cache_dir, tilt_deg):
+    from render.scene import build_and_render
+    spec = spec_of(cache_dir, "clip.seconds=0.125", "camera.shutter=0", "camera.dof_share=0", "outputs.parts=true")
+    scene, placed = _plane_scene(spec, 3.0, tilt_deg)
+    tau, ior = np.array([0.85, 0.5, 0.2]), 1.6
+    lens = {"kind": "see_through", "name": "patch", "transmittance": tau.tolist(), "ior": ior, "mirror": [0.0] * 3,
+            "roughness": 0.0, "refracts": False, "part": "lens"}
+    scene = dataclasses.replace(scene, objects=(dataclasses.replace(scene.objects[0], materials=(lens,)),))
+    out = build_and_render(spec, scene, threads=2)
+    alpha = out.arrays["alpha"][0] / 65535
+    inner = cv2.erode((alpha > 0.05).astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)   # off its edges
+    assert inner.mean() > 0.3
+    # The rule at each pixel's angle: mean transmittance scaled by what a thin slab's two faces
+    # let through there over what they let through head on.
+    h, w = alpha.shape
+    f = 35.0 / 24.0 * h
+    ys, xs = np.mgrid[:h, :w] + 0.5
+    rays = np.stack([(xs - w / 2) / f, np.ones_like(xs), -(ys - h / 2) / f], -1)
+    cos_i = np.abs(rays @ placed[:3, 1]) / np.linalg.norm(rays, axis=-1)
+    slab = lambda F: 2 * F / (1 + F)   # noqa: E731
+    want = 1 - tau.mean() * (1 - slab(_fresnel(cos_i, ior))) / (1 - slab(_fresnel(np.ones(1), ior)))
+    assert np.abs(alpha[inner] - want[inner]).max() < 0.01
+    if tilt_deg == 0:
+        assert np.abs(alpha[inner] - (1 - tau.mean())).max() < 0.01
+    assert (out.arrays["parts"][0][inner] == 1 + spec.outputs["parts"]["parts"].index("lens")).all()
+
+
+@pytest.mark.blender
+def test_alpha_through_fitted_clear_lenses_is_fractional(cache_dir):
+    """The glasses of a real anny clip, alone in front of the camera: where a clear lens covers the
+    pixel, alpha lies strictly between 0.05 and 0.95 and the label is the lens."""
+    from assets import scene as scenes
+    from render.scene import build_and_render
+    spec = spec_of(cache_dir, "body.model=anny", "worn.glasses.share=1", "worn.glasses.lenses={clear: 1.0}",
+                   "clip.seconds=0.125", "camera.shutter=0", "camera.dof_share=0", "outputs.parts=true",
+                   "camera.framing.weights={close_up: 1.0, upper_body: 0.0, full_body: 0.0}", "cycles.width=96",
+                   "cycles.height=96", "cycles.alpha_samples=64")
+    scene = scenes.build(spec)
+    scene = dataclasses.replace(scene, objects=tuple(o for o in scene.objects if o.role == "worn"))
+    out = build_and_render(spec, scene, threads=2)
+    alpha, parts = out.arrays["alpha"][0] / 65535, out.arrays["parts"][0]
+    names = ("background", *spec.outputs["parts"]["parts"])
+    lens = parts == names.index("lens")
+    frame = cv2.dilate((parts == names.index("worn")).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    seen = lens & ~frame
+    assert seen.sum() > 30, "the lenses fill part of a close-up"
+    a = alpha[seen]
+    opacity = spec.worn["glasses"]["lens_material"]["opacity"]
+    assert 0.05 < a.min() and a.max() < 0.95
+    assert abs(np.median(a) - opacity) < 0.03     # seen nearly head on, the recorded opacity
