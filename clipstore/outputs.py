@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -104,6 +104,15 @@ OUTPUTS: dict[str, Output] = {o.name: o for o in (
            "fgr * alpha + bgr * shadow * (1 - alpha) is the frame with the person in the set", "colour",
            "multiplier", "uint8", ("r", "g", "b")),
 )}
+
+
+def class_masks(parts: np.ndarray, legend: Sequence[str]) -> dict[str, np.ndarray]:
+    """Where each material class (CLASSES) gives the pixel most of its alpha, from a `parts` label
+    array and its legend (the output's `parts`: label 1 + index), and `rest`: the other labels."""
+    label = {group: 1 + i for i, group in enumerate(legend)}
+    out = {name: np.isin(parts, [label[g] for g in groups if g in label]) for name, groups in CLASSES.items()}
+    out["rest"] = (parts > 0) & ~np.any(list(out.values()), axis=0)
+    return out
 
 
 def declared(name: str, recorded: Mapping[str, Any] | None = None) -> Output | None:

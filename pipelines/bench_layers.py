@@ -75,16 +75,6 @@ def render_frame(spec, frame: int, threads: int, extra: tuple[str, ...] = ()) ->
     return {k: v[0] for k, v in clip.arrays.items()}, {k: frames[k] for k in extra}, {**seconds, "gain": clip.gain}
 
 
-def classes(parts: np.ndarray) -> dict[str, np.ndarray]:
-    """Where each material class (clipstore.CLASSES, and the rest of the person) gives the pixel most
-    of its alpha: `_hair`, `_lens`, ..., `_rest`."""
-    legend = list(clipstore.OUTPUTS["parts"].parts)
-    label = {group: 1 + legend.index(group) for group in legend}
-    out = {f"_{name}": np.isin(parts, [label[g] for g in groups]) for name, groups in clipstore.CLASSES.items()}
-    out["_rest"] = (parts > 0) & ~np.any(list(out.values()), axis=0)
-    return out
-
-
 def errors(arrays: dict, seen: np.ndarray, gain: float, edge_px: int, shadow_below: float) -> dict:
     """Layered composite against the in-scene frame `seen` (linear RGB), in sRGB [0, 1]."""
     import cv2
@@ -96,7 +86,8 @@ def errors(arrays: dict, seen: np.ndarray, gain: float, edge_px: int, shadow_bel
     ring = cv2.dilate(solid, np.ones((2 * edge_px + 1,) * 2, np.uint8)) != cv2.erode(solid, np.ones((2 * edge_px + 1,) * 2, np.uint8))
     regions = {"": np.ones(a.shape[:2], bool), "_edge": ring | ((a[..., 0] > 0) & (a[..., 0] < 1)),
                "_shadow": (shadow.mean(-1) < shadow_below) & (a[..., 0] == 0),
-               **(classes(arrays["parts"]) if "parts" in arrays else {})}
+               **({f"_{k}": m for k, m in clipstore.class_masks(arrays["parts"], clipstore.OUTPUTS["parts"].parts).items()}
+                  if "parts" in arrays else {})}
     out = {}
     for tag, layer in (("", shadow), ("_no_shadow", np.ones_like(shadow))):
         comp = linear_to_srgb(np.clip(fgr * a + bgr * layer * (1 - a), 0, 1))

@@ -11,7 +11,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 import clipstore
-from core.checks import integer, writable
+from core.checks import integer, one_of, writable
 from core.cli import UserError, app, to_container
 from core.colour import alpha_float
 from matting import sheet
@@ -29,6 +29,7 @@ def check(s: dict) -> None:
     for key in ("clips", "frames", "cell"):
         integer(s[key], f"sheet.{key}", 1)
     integer(s["crop"], "sheet.crop", 0)
+    one_of(s["crop_on"], tuple(clipstore.CLASSES), "sheet.crop_on")
 
 
 def _label(clip: clipstore.Clip) -> str:
@@ -37,18 +38,21 @@ def _label(clip: clipstore.Clip) -> str:
         inp = spec.get("input", {})
         return (f"{clip.clip_id}  {inp.get('name', '?')} frames {inp.get('frames', '?')}  "
                 f"person={spec.get('mask_source', '?')}  score={spec.get('scores', {}).get('clip', float('nan')):.3f}")
+    worn = [f"{k}={v.get('frame_material', {}).get('frame', '')}/{v.get('lens_material', {}).get('lens', '')}".rstrip("/")
+            for k, v in (spec.get("worn") or {}).items() if v]
     return (f"{clip.clip_id}  motion={spec.get('motion', {}).get('name', '?')}  "
             f"hair={spec.get('hair', {}).get('geometry', {}).get('style', '?')}  "
-            f"body={spec.get('body', {}).get('model', {}).get('kind', '?')}  frames={clip.n_frames}")
+            f"body={spec.get('body', {}).get('model', {}).get('kind', '?')}  frames={clip.n_frames}"
+            + "".join(f"  {w}" for w in worn))
 
 
-def edge_window(alpha: np.ndarray, hair: np.ndarray | None, size: int) -> tuple[slice, slice]:
-    """The size x size window holding the most fractional (hair, where known) alpha: where a
-    matte is hardest."""
+def edge_window(alpha: np.ndarray, focus: np.ndarray | None, size: int) -> tuple[slice, slice]:
+    """The size x size window on `focus` (a mask; if it is set anywhere) holding the most of it,
+    its fractional alpha counting five times: where a matte is hardest."""
     import cv2
     weight = ((alpha > 0.02) & (alpha < 0.98)).astype(np.float32)
-    if hair is not None:
-        weight *= (hair > 0.02).astype(np.float32)
+    if focus is not None and focus.any():
+        weight = focus.astype(np.float32) * (1.0 + 4.0 * weight)
     size = min(size, *alpha.shape)
     box = cv2.boxFilter(weight, -1, (size, size), normalize=False, borderType=cv2.BORDER_CONSTANT)
     cy, cx = np.unravel_index(int(np.argmax(box)), box.shape)
@@ -57,10 +61,22 @@ def edge_window(alpha: np.ndarray, hair: np.ndarray | None, size: int) -> tuple[
     return slice(y0, y0 + size), slice(x0, x0 + size)
 
 
+def focus(clip: clipstore.Clip, i: int, crop_on: str) -> np.ndarray | None:
+    """Where frame i's close-up looks: the hair (`alpha_hair`, else the hair labels), or another
+    material class by the `parts` labels; None when the clip does not say."""
+    if crop_on == "hair" and "alpha_hair" in clip.arrays:
+        return alpha_float(clip["alpha_hair"][i]) > 0.02
+    if "parts" not in clip.arrays:
+        return None
+    legend = clip["parts"].attrs.get("parts") or clipstore.OUTPUTS["parts"].parts
+    return clipstore.class_masks(clip["parts"][i], legend)[crop_on]
+
+
 def write(root, out: Path, clips: int, frames: int, cell: int, crop: int = 0,
-          ids: list[str] | None = None) -> Path | None:
+          ids: list[str] | None = None, crop_on: str = "hair") -> Path | None:
     """Write the sheet for up to `clips` complete clips (of `ids`, if given); None when there are
-    none. With `crop` > 0 each row ends with a crop x crop pixel close-up of the hair edge and its alpha."""
+    none. With `crop` > 0 each row ends with a crop x crop pixel close-up and its alpha where the
+    `crop_on` material class (clipstore.CLASSES: hair, lens, ...) is most see-through."""
     ids = (clipstore.complete_ids(root) if ids is None else ids)[:clips]
     if not ids:
         return None
@@ -73,8 +89,7 @@ def write(root, out: Path, clips: int, frames: int, cell: int, crop: int = 0,
             pair = np.concatenate([sheet.over_checker(clip["fgr"][i], a), np.repeat(a[..., None], 3, 2)], axis=1)
             tiles.append(sheet.tile(pair, long_side=cell * pair.shape[1] // max(a.shape)))
         if crop > 0:
-            hair = alpha_float(clip["alpha_hair"][i]) if "alpha_hair" in clip.arrays else None
-            ys, xs = edge_window(a, hair, crop)
+            ys, xs = edge_window(a, focus(clip, i, crop_on), crop)
             close = np.concatenate([sheet.over_checker(clip["fgr"][i][ys, xs], a[ys, xs]),
                                     np.repeat(a[ys, xs][..., None], 3, 2)], axis=1)
             h = tiles[-1].shape[0]     # as tall as the frames beside it, nearest-neighbour
@@ -122,7 +137,7 @@ def main(cfg: DictConfig) -> int:
     if s["outputs"]:
         path = path.with_name(path.name.replace(".contact_sheet", ".outputs"))
     out = (write_outputs(root, path, s["clips"], s["cell"]) if s["outputs"]
-           else write(root, path, s["clips"], s["frames"], s["cell"], s["crop"]))
+           else write(root, path, s["clips"], s["frames"], s["cell"], s["crop"], crop_on=s["crop_on"]))
     if out is None:
         raise UserError(f"store {c['store']['path']} has no complete clips")
     print(out)

@@ -259,7 +259,7 @@ def main(cfg: DictConfig) -> int:
     sheet_path = contact_sheet.default_path(c)
     written_root = clipstore.open_store(c["store"]["path"])   # reopened: the workers wrote the clips
     sheet = contact_sheet.write(written_root, sheet_path, sh["clips"], sh["frames"], sh["cell"],
-                                sh["crop"]) if sheet_path else None
+                                sh["crop"], crop_on=sh["crop_on"]) if sheet_path else None
     print(summary(c, len(specs), len(specs) - len(todo), outcome, time.perf_counter() - start, sheet))
     folder = report.default_dir(c)
     written = report.write(written_root, folder, c, sheet) if folder else None

@@ -192,7 +192,8 @@ def write(root, folder: Path, cfg: dict, sheet: Path | None = None) -> tuple[Pat
             shutil.copyfile(sheet, part / "contact_sheet.png")
         else:
             sh = cfg["sheet"]
-            contact_sheet.write(root, part / "contact_sheet.png", sh["clips"], sh["frames"], sh["cell"], sh["crop"])
+            contact_sheet.write(root, part / "contact_sheet.png", sh["clips"], sh["frames"], sh["cell"], sh["crop"],
+                                crop_on=sh["crop_on"])
     except BaseException:
         shutil.rmtree(part, ignore_errors=True)
         raise

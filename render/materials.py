@@ -130,7 +130,7 @@ def see_through(p: dict) -> tuple[bpy.types.Material, object, object]:
     """A thin clear surface (a lens): straight-through transmittance `transmittance` (RGB, at normal
     incidence, its faces' reflections included) falling off with the Fresnel reflectance of a thin
     slab of index `ior` as it is seen more obliquely, plus a mirror reflection of that reflectance
-    and the coating's `mirror` colour. Returns the shading and the opacity, 1 - mean transmittance."""
+    and the coating's `mirror_rgb`. Returns the shading and the opacity, 1 - mean transmittance."""
     mat = bpy.data.materials.new(p["name"])
     nodes, links = mat.node_tree.nodes, mat.node_tree.links
     nodes.remove(nodes["Principled BSDF"])
@@ -153,7 +153,7 @@ def see_through(p: dict) -> tuple[bpy.types.Material, object, object]:
     links.new(colour.outputs[0], through.inputs["Color"])
     shine = nodes.new("ShaderNodeVectorMath")
     shine.operation = "ADD"
-    shine.inputs[0].default_value = tuple(p["mirror"])
+    shine.inputs[0].default_value = tuple(p["mirror_rgb"])
     both = nodes.new("ShaderNodeCombineXYZ")
     for axis in "XYZ":
         links.new(slab, both.inputs[axis])

@@ -17,6 +17,16 @@ def test_edge_window_finds_the_fractional_hair():
     assert ys.start <= 10 and ys.stop >= 30 and xs.start <= 80 and xs.stop >= 100
     ys, xs = contact_sheet.edge_window(alpha, None, 24)
     assert ys.stop - ys.start == 24 and xs.stop - xs.start == 24
+    # A lens by the parts labels: the window goes to the see-through lens, not to the hair.
+    legend = clipstore.OUTPUTS["parts"].parts
+    parts = np.where(alpha > 0, 1 + legend.index("skin"), 0)
+    parts[10:30, 80:100] = 1 + legend.index("scalp_hair")
+    alpha[60:70, 100:115] = 0.1
+    parts[60:70, 100:115] = 1 + legend.index("lens")
+    masks = clipstore.class_masks(parts, legend)
+    assert masks["lens"].sum() == 150 and masks["hair"].sum() == 400 and not (masks["rest"] & masks["lens"]).any()
+    ys, xs = contact_sheet.edge_window(alpha, masks["lens"], 24)
+    assert ys.start <= 60 and ys.stop >= 70 and xs.start <= 100 and xs.stop >= 115
 
 
 def test_sheet_rows_end_with_the_close_up(tmp_path):

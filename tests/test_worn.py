@@ -96,7 +96,7 @@ def test_worn_things_are_drawn_by_their_shares_and_only_on_bodies_that_know_thei
         if d:   # the rule's number is recorded with the lens, and no lens passes more than its surfaces leave
             lens = d["lens_material"]
             assert lens["opacity"] == pytest.approx(1 - np.mean(lens["transmittance"]))
-            assert max(lens["transmittance"]) + max(lens["mirror"]) <= 1 - worn.slab_reflectance(lens["ior"]) + 1e-9
+            assert max(lens["transmittance"]) + max(lens["mirror_rgb"]) <= 1 - worn.slab_reflectance(lens["ior"]) + 1e-9
     assert all(worn.sample(cfg, s, "standin")["glasses"] is None for s in range(20))
     bad = load("worn/default")
     bad["glasses"]["lens"]["clear"]["transmittance"] = [0.9, 0.97]
@@ -120,7 +120,7 @@ def test_alpha_of_a_see_through_patch_is_one_minus_its_mean_transmittance(cache_
     spec = spec_of(cache_dir, "clip.seconds=0.125", "camera.shutter=0", "camera.dof_share=0", "outputs.parts=true")
     scene, placed = _plane_scene(spec, 3.0, tilt_deg)
     tau, ior = np.array([0.85, 0.5, 0.2]), 1.6
-    lens = {"kind": "see_through", "name": "patch", "transmittance": tau.tolist(), "ior": ior, "mirror": [0.0] * 3,
+    lens = {"kind": "see_through", "name": "patch", "transmittance": tau.tolist(), "ior": ior, "mirror_rgb": [0.0] * 3,
             "roughness": 0.0, "refracts": False, "part": "lens"}
     scene = dataclasses.replace(scene, objects=(dataclasses.replace(scene.objects[0], materials=(lens,)),))
     out = build_and_render(spec, scene, threads=2)

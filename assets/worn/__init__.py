@@ -58,7 +58,7 @@ def _lens(c: Mapping[str, Any], kind: str, rng: np.random.Generator) -> dict[str
     # the tint's mean is tau; no channel passes more than its surfaces and coating leave
     rgb = np.minimum(tau * tint / tint.mean(), 1.0 - slab_reflectance(ior) - mirror_rgb)
     return {"kind": "see_through", "name": "lens", "lens": kind, "transmittance": rgb.tolist(),
-            "opacity": float(1.0 - rgb.mean()), "ior": ior, "mirror": mirror_rgb.tolist(),
+            "opacity": float(1.0 - rgb.mean()), "ior": ior, "mirror_rgb": mirror_rgb.tolist(),
             "roughness": ranges.number(c["roughness"], rng, "worn.glasses.lens.roughness"),
             "refracts": False, "part": "lens"}
 
@@ -77,9 +77,9 @@ def sample(cfg: Mapping[str, Any], seed: int, body_kind: str) -> dict[str, Any]:
     material = {"kind": "flat", "name": "glasses_frame", "frame": frame,
                 "colour": [float(x) for x in ranges.draw(f["colours"], rng, f"worn.glasses.{frame}.colours")],
                 "roughness": ranges.number(f["roughness"], rng, f"worn.glasses.{frame}.roughness"),
-                "metallic": 1.0 if frame == "metal" else 0.0,
-                "coat": ranges.number(f["coat"], rng, f"worn.glasses.{frame}.coat") if "coat" in f else 0.0,
-                "part": "worn"}
+                "metallic": 1.0 if frame == "metal" else 0.0, "part": "worn"}
+    if "coat" in f:
+        material["coat"] = ranges.number(f["coat"], rng, f"worn.glasses.{frame}.coat")
     return {"glasses": {"frame": frame, **sizes, "frame_material": material, "lens_material": _lens(g["lens"], lens, rng)}}
 
 
