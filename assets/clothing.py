@@ -27,16 +27,18 @@ REGIONS = ("torso", "shoulder", "upper_arm", "lower_arm", "neck", "hips", "upper
 PATTERNS = ("solid", "stripes", "checks", "print", "knit")
 
 
-def _fabric(cfg: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+def fabric(cfg: Mapping[str, Any], rng: np.random.Generator, where: str = "clothing.fabric") -> dict[str, Any]:
+    """A fabric drawn from a fabric section (`where` names it in errors): pattern, two colours,
+    pattern scale, roughness, sheen; render.materials.fabric draws it."""
     colours = []
     for _ in range(2):   # a main colour and a second one for stripes, checks and prints
-        hsv = [number(cfg[k], rng, f"clothing.fabric.{k}") for k in ("hue", "saturation", "value")]
+        hsv = [number(cfg[k], rng, f"{where}.{k}") for k in ("hue", "saturation", "value")]
         colours.append(srgb_to_linear(np.array(colorsys.hsv_to_rgb(*hsv))).tolist())
-    return {"pattern": ranges.weighted(cfg["patterns"], rng, "clothing.fabric.patterns", PATTERNS, "patterns"),
+    return {"pattern": ranges.weighted(cfg["patterns"], rng, f"{where}.patterns", PATTERNS, "patterns"),
             "colour": colours[0],
-            "colour_b": colours[1], "scale": number(cfg["pattern_scale"], rng, "clothing.fabric.pattern_scale"),
-            "roughness": number(cfg["roughness"], rng, "clothing.fabric.roughness"),
-            "sheen": number(cfg["sheen"], rng, "clothing.fabric.sheen")}
+            "colour_b": colours[1], "scale": number(cfg["pattern_scale"], rng, f"{where}.pattern_scale"),
+            "roughness": number(cfg["roughness"], rng, f"{where}.roughness"),
+            "sheen": number(cfg["sheen"], rng, f"{where}.sheen")}
 
 
 HANGING = ("skirt",)    # kinds made by `skirt` (hung from the waist), not as shells by `dress`
@@ -73,7 +75,7 @@ def sample(cfg: Mapping[str, Any], seed: int, body_kind: str) -> dict[str, Any]:
             raise ValueError(f"clothing.{part}.regions.{kind} names unknown regions {bad}; known: {', '.join(REGIONS)}")
         garment = {"kind": kind, "regions": regions,
                    "thickness_m": number(c["thickness_m"][kind], rng, f"clothing.{part}.thickness_m.{kind}"),
-                   "fabric": _fabric(cfg["fabric"], rng), "hem_smoothing": int(cfg["hem_smoothing"])}
+                   "fabric": fabric(cfg["fabric"], rng), "hem_smoothing": int(cfg["hem_smoothing"])}
         if kind in HANGING:
             h = c[kind]
             garment["hang"] = {"hem": number(h["hem"], rng, f"clothing.{part}.{kind}.hem"),

@@ -21,7 +21,7 @@ PERSON: tuple[Callable[[Any, body.PosedBody], list[SceneObject]], ...] = (
     clothing.objects,      # top and bottom
     hair_objects.scalp,    # simulated scalp strands
     hair_objects.face,     # brows and lashes on the head
-    worn.objects,          # glasses on the head
+    worn.objects,          # hats and glasses on the head
 )
 
 
@@ -41,7 +41,7 @@ def build(spec: Any) -> Scene:
     """The scene of a ClipSpec: the posed body and everything on it, framed and lit."""
     motion = motions.motion_frames(spec.motion, spec.n_frames, spec.fps)
     posed = body.pose_body(spec.body["model"], spec.body["betas"], motion, spec.body)
-    person = [o for make in PERSON for o in make(spec, posed)]
+    person = worn.press(spec, posed, [o for make in PERSON for o in make(spec, posed)])   # hair under a hat
     vertices, joints = stage.to_world(posed.vertices), stage.to_world(posed.joints)
     # What rises above the crown at rest (the hair) is framed too.
     crown = float(stage.to_world(posed.rest_vertices)[:, 2].max())

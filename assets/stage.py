@@ -22,6 +22,10 @@ def to_world(points: np.ndarray) -> np.ndarray:
     return points @ Y_UP_TO_Z_UP.T
 
 
+def from_world(points: np.ndarray) -> np.ndarray:
+    return points @ Y_UP_TO_Z_UP
+
+
 def rigid_to_world(m: np.ndarray) -> np.ndarray:
     """A (..., 4, 4) rigid transform of SMPL-X points, expressed on world points."""
     c = np.eye(4)

@@ -18,7 +18,8 @@ compared with that frame in sRGB [0, 1]; printed as `name: value` lines (means o
   the floor any layered composite can reach at these samples.
 Then, for the first case, each output's cost: seconds for the frame's posing, passes and conversion
 with the required outputs only, and with each optional output added, over the colour pass's
-seconds (each setting the fastest of `layers.cost_repeats`).
+seconds (each setting the fastest of `layers.cost_repeats`); and each worn kind's (`layers.objects`:
+its keys set on that case, the baseline with every one of those keys at 0: nothing worn).
 """
 from __future__ import annotations
 
@@ -46,7 +47,9 @@ def case_spec(c: dict, case: dict, model: dict, outputs: dict[str, bool]):
         node = cfg
         *path, last = key.split(".")
         for part in path:
-            node = node[part]
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or last not in node:
+            raise UserError(f"layers: {key} is not a key of the render config")
         node[last] = value
     return plan.plan(cfg, model)[0]
 
@@ -63,7 +66,7 @@ def render_frame(spec, frame: int, threads: int, extra: tuple[str, ...] = ()) ->
     start = time.perf_counter()
     scene.pose(staged, frame)
     seconds, frames = {"pose": time.perf_counter() - start}, {}
-    clip = layers.Clip.start(spec)
+    clip = layers.Clip.start(spec, staged.see_through)
     with tempfile.TemporaryDirectory(prefix="gvm-layers-") as tmp:
         for name in (*staged.passes, *extra):
             scene.use_pass(staged, name)
@@ -131,8 +134,11 @@ def main(cfg: DictConfig) -> int:
     # What each output costs on the first case's frame: posing, the passes and the conversion, with
     # it and without; each setting measured `cost_repeats` times in turn, its fastest kept (timing
     # noise only adds), after one render that warms Cycles up.
-    specs = {None: case_spec(c, lay["cases"][0], model, {name: False for name in every})}
-    specs.update({name: case_spec(c, lay["cases"][0], model, {k: k == name for k in every}) for name in every})
+    first = {**lay["cases"][0], **{k: 0.0 for keys in lay["objects"].values() for k in keys}}   # nothing worn
+    specs = {None: case_spec(c, first, model, {name: False for name in every})}
+    specs.update({name: case_spec(c, first, model, {k: k == name for k in every}) for name in every})
+    specs.update({name: case_spec(c, {**first, **keys}, model, {k: False for k in every})
+                  for name, keys in lay["objects"].items()})
     from tqdm import tqdm
     runs = [None] + [name for _ in range(lay["cost_repeats"]) for name in specs]
     costs: dict = {}
@@ -141,12 +147,12 @@ def main(cfg: DictConfig) -> int:
         if i:   # the first render only warms Cycles up
             costs[name] = {k: min(v, costs.get(name, {}).get(k, v)) for k, v in secs.items() if k != "gain"}
     for name, secs in costs.items():
-        print(f"cost with {name or 'fgr and alpha only'}: " + ", ".join(f"{k} {v:.2f} s" for k, v in secs.items()))
+        print(f"cost with {name or 'fgr and alpha only, nothing worn'}: " + ", ".join(f"{k} {v:.2f} s" for k, v in secs.items()))
     total = lambda s: sum(s.values())   # noqa: E731
     colour = costs[None]["colour"]
     print(f"colour_pass_s: {colour:.2f}")
     print(f"required_over_colour: {total(costs[None]) / colour:.3f}")
-    for name in every:
+    for name in (*every, *lay["objects"]):
         print(f"{name}_extra_over_colour: {(total(costs[name]) - total(costs[None])) / colour:.3f}")
     return 0
 

@@ -38,7 +38,7 @@ def _label(clip: clipstore.Clip) -> str:
         inp = spec.get("input", {})
         return (f"{clip.clip_id}  {inp.get('name', '?')} frames {inp.get('frames', '?')}  "
                 f"person={spec.get('mask_source', '?')}  score={spec.get('scores', {}).get('clip', float('nan')):.3f}")
-    worn = [f"{k}={v.get('frame_material', {}).get('frame', '')}/{v.get('lens_material', {}).get('lens', '')}".rstrip("/")
+    worn = [f"{k}={v['kind']}" if "kind" in v else f"{k}={v.get('frame', '?')}/{v.get('lens_material', {}).get('lens', '?')}"
             for k, v in (spec.get("worn") or {}).items() if v]
     return (f"{clip.clip_id}  motion={spec.get('motion', {}).get('name', '?')}  "
             f"hair={spec.get('hair', {}).get('geometry', {}).get('style', '?')}  "
@@ -55,6 +55,9 @@ def edge_window(alpha: np.ndarray, focus: np.ndarray | None, size: int) -> tuple
         weight = focus.astype(np.float32) * (1.0 + 4.0 * weight)
     size = min(size, *alpha.shape)
     box = cv2.boxFilter(weight, -1, (size, size), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    # of the windows holding as much, the one centred on it (a small blob fits many windows)
+    centred = cv2.GaussianBlur(weight, (0, 0), size / 4)
+    box += 1e-3 * max(float(box.max()), 1e-12) * centred / max(float(centred.max()), 1e-12)
     cy, cx = np.unravel_index(int(np.argmax(box)), box.shape)
     y0 = int(np.clip(cy - size // 2, 0, alpha.shape[0] - size))
     x0 = int(np.clip(cx - size // 2, 0, alpha.shape[1] - size))

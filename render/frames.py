@@ -69,15 +69,18 @@ def exposure_gain(rgba: np.ndarray, target: float, limit: float, highlight: floa
     return float(np.clip(gain, 1 / limit, limit))
 
 
-def foreground(rgba: np.ndarray, min_alpha: float = 0.0) -> np.ndarray:
+def foreground(rgba: np.ndarray, min_alpha: float = 0.0, see_through: np.ndarray | None = None) -> np.ndarray:
     """One frame's premultiplied linear colour (H,W,4) -> straight sRGB uint8 (H,W,3).
 
     Colour is un-premultiplied by the colour pass's own alpha. Where that alpha is below
     `min_alpha`, dividing the (denoised) colour by a few noisy samples of alpha gives speckles, so
-    such pixels (and those with no colour at all) take colour extended from their neighbours.
+    such pixels (and those with no colour at all) take colour extended from their neighbours;
+    except where `see_through` (H,W), the alpha see-through surfaces give the pixel, is at least
+    half of it: there every sample sees the surface and its low alpha is not noise (a clear lens).
     """
     own = np.clip(rgba[..., 3], 0.0, 1.0)
-    known = (own * ALPHA_MAX >= 1) & (own >= min_alpha)
+    smooth = np.zeros(own.shape, bool) if see_through is None else see_through >= 0.5 * own
+    known = (own * ALPHA_MAX >= 1) & ((own >= min_alpha) | smooth)
     straight = rgba[..., :3] / np.maximum(own, 1e-8)[..., None]
     filled = extend_colour(np.where(known[..., None], straight, 0.0), known)
     return np.round(linear_to_srgb(filled) * 255.0).astype(np.uint8)

@@ -28,13 +28,14 @@ class Clip:
     t: int = 0
     gain: float = 1.0   # exposure, from the first frame's colour pass (render.frames.exposure_gain)
     extra: dict[str, dict] = field(default_factory=dict)
+    see_through: tuple[str, ...] = ()   # coverage groups of surfaces that pass light (their AOV is their opacity)
 
     @classmethod
-    def start(cls, spec: Any) -> "Clip":
+    def start(cls, spec: Any, see_through: tuple[str, ...] = ()) -> "Clip":
         c = spec.cycles
         arrays = {name: np.zeros((spec.n_frames, c["height"], c["width"], *((len(o["channels"]),) if o["channels"] else ())),
                                  np.dtype(o["dtype"])) for name, o in spec.outputs.items()}
-        return cls(spec, arrays)
+        return cls(spec, arrays, see_through=tuple(see_through))
 
     def add(self, t: int, frame: dict[str, dict[str, np.ndarray]]) -> None:
         """Frame t's layers by pass -> frame t of every output."""
@@ -65,7 +66,8 @@ def _alpha(layers: dict[str, np.ndarray]) -> np.ndarray:
 def foreground(layers: dict, o: dict, clip: Clip) -> np.ndarray:
     rgba = layers["Combined"].copy()
     rgba[..., :3] *= clip.gain
-    return frames.foreground(rgba, clip.spec.cycles["fgr_min_alpha"])
+    see = [layers[g] for g in clip.see_through if g in layers]   # their AOVs: the alpha they give (their opacity)
+    return frames.foreground(rgba, clip.spec.cycles["fgr_min_alpha"], sum(see) if see else None)
 
 
 def coverage(layers: dict, o: dict, clip: Clip) -> np.ndarray:

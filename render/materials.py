@@ -250,6 +250,7 @@ def matte(p: dict) -> tuple[bpy.types.Material, None]:
     return mat, None
 
 
+SEE_THROUGH = ("see_through",)   # kinds that pass light straight through (their AOV writes their opacity)
 KINDS: dict[str, Callable[[dict], tuple]] = {
     "skin": skin, "flat": flat, "fabric": fabric, "hair": hair, "matte": matte, "see_through": see_through}
 

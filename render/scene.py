@@ -28,7 +28,7 @@ from assets.scene import Scene
 from assets.shapes import Curves, Mesh, SceneObject
 from render import frames, layers
 from render.layers import DEPTH_RANGE_M, FLOW
-from render.materials import material
+from render.materials import SEE_THROUGH, material
 from render.spec import ClipSpec
 
 
@@ -335,6 +335,7 @@ class Staged:
     flow: bool
     shadow: bool
     device: str
+    see_through: tuple[str, ...]   # coverage groups whose surfaces pass light
 
 
 def build(spec: ClipSpec, scene: Scene, threads: int = 0) -> Staged:
@@ -356,7 +357,9 @@ def build(spec: ClipSpec, scene: Scene, threads: int = 0) -> Staged:
     add_layers(scene.parts(), flow, "distance" in converters, shadow)
     passes = ("colour",) + (("coverage",) if spec.cycles["alpha_samples"] else ()) + \
              (("plate",) if "plate" in made_by else ())
-    return Staged(spec, scene, objects, passes, flow, shadow, device)
+    see_through = tuple(dict.fromkeys(m["part"] for o in scene.objects for m in o.materials
+                                      if m["kind"] in SEE_THROUGH and m.get("part")))
+    return Staged(spec, scene, objects, passes, flow, shadow, device, see_through)
 
 
 def use_pass(staged: Staged, name: str) -> None:
@@ -424,7 +427,7 @@ def build_and_render(spec: ClipSpec, scene: Scene, threads: int = 0, workdir: st
     and its BVH between the passes. `on_frame(n)` is told each time n frames are finished."""
     staged = build(spec, scene, threads)
     base = workdir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
-    clip = layers.Clip.start(spec)
+    clip = layers.Clip.start(spec, staged.see_through)
     seconds = dict.fromkeys(staged.passes, 0.0)
     pose_s = convert_s = 0.0
     with tempfile.TemporaryDirectory(prefix="gvm-render-", dir=base) as tmp:

@@ -83,6 +83,19 @@ def test_glasses_sit_on_the_nose_over_both_eyes_and_clear_the_face_through_a_hea
             np.testing.assert_allclose(widths, rec["lens_width"] * np.cos(np.radians(p["wrap_deg"])), rtol=0.02)
             assert g.frame_vertices[:, 2].min() < r[head][:, 2].mean()
     assert np.abs(turning_heads[0].head_transform[:, :3, :3] - turning_heads[0].head_transform[:1, :3, :3]).max() > 0.05
+    # Many more fits, at rest: nothing of any of them inside the head.
+    for k, posed in enumerate(turning_heads):
+        r = posed.rest_vertices.astype(np.float64)
+        head = np.flatnonzero(posed.head)
+        normals = vertex_normals(r, posed.faces)[head]
+        tree = cKDTree(r[head])
+        for seed in range(12):
+            p = _record(100 + 20 * k + seed, worn.FRAMES[seed % 2])
+            g = glasses.fit(posed.rest_vertices, posed.head, posed.face_sites[1], p)
+            pts = np.concatenate([g.frame_vertices, g.lens_vertices]).astype(np.float64)
+            d, i = tree.query(pts)
+            side = ((pts - r[head][i]) * normals[i]).sum(axis=1)
+            assert (side[d < 0.01] > -0.0005).all(), f"body {k}, glasses {seed}: inside the head"
 
 
 def test_worn_things_are_drawn_by_their_shares_and_only_on_bodies_that_know_their_eyes():
@@ -165,3 +178,100 @@ def test_alpha_through_fitted_clear_lenses_is_fractional(cache_dir):
     opacity = spec.worn["glasses"]["lens_material"]["opacity"]
     assert 0.05 < a.min() and a.max() < 0.95
     assert abs(np.median(a) - opacity) < 0.03     # seen nearly head on, the recorded opacity
+
+
+def _crossings(origin: np.ndarray, points: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """How many triangles (M,3,3) each segment origin -> point (N,3) passes through (Moller-Trumbore),
+    the points taken in batches of similar direction against the triangles that lie that way."""
+    out = np.zeros(len(points), int)
+    tris, points, origin = tris.astype(np.float32), points.astype(np.float32), origin.astype(np.float32)
+    unit = lambda v: v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)   # noqa: E731
+    facing = unit(tris.mean(axis=1) - origin)
+    reach = np.max(np.linalg.norm(tris - tris.mean(axis=1, keepdims=True), axis=-1), axis=1) / \
+        np.linalg.norm(tris.mean(axis=1) - origin, axis=1)                 # a triangle's angular radius
+    dirs = unit(points - origin)
+    order = np.lexsort((np.round(dirs[:, 1], 1), np.arctan2(dirs[:, 0], dirs[:, 2]).round(1)))
+    for lo in range(0, len(points), 256):
+        idx = order[lo:lo + 256]
+        mean = unit(dirs[idx].mean(axis=0))
+        spread = np.arccos(np.clip(dirs[idx] @ mean, -1, 1)).max()
+        cand = np.arccos(np.clip(facing @ mean, -1, 1)) < spread + np.arcsin(np.clip(reach, 0, 1)) + 0.02
+        t = tris[cand]
+        e1, e2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
+        d = points[idx] - origin                                            # (n,3), the segment
+        pv = np.cross(d[:, None], e2[None])                                 # (n,M,3)
+        det = (pv * e1[None]).sum(-1)
+        ok = np.abs(det) > 1e-12
+        inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+        tv = origin - t[:, 0]
+        u = (pv * tv[None]).sum(-1) * inv
+        qv = np.cross(tv, e1)
+        v = (d[:, None] * qv[None]).sum(-1) * inv
+        s = (qv * e2).sum(-1)[None] * inv
+        out[idx] = (ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (s > 0) & (s < 1)).sum(-1)
+    return out
+
+
+def test_no_strand_point_lies_inside_a_hat_through_the_clip(cache_dir):
+    """The hat's crown is a closed shell: a point inside its fabric is crossed an odd number of
+    times on its way out from the crown's centre. Before pressing, hair lies there; after, none does,
+    at the clip's first and last frames, and nothing of the head pokes through. In the brim's sheet:
+    nothing either. One simulated head of hair under each kind of hat."""
+    from assets import stage
+    from assets.hair import objects as hair_objects
+    spec = spec_of(cache_dir, "body.model=standin", "worn.hat.share=1", "hair.strand_scale=0.05",
+                   "hair.style_weights={short_crop: 0, bob: 0, long_straight: 1, wavy: 0, curly: 1, coily: 1, tied: 0}")
+    motion = motions.motion_frames(spec.motion, spec.n_frames, spec.fps)
+    posed = body.pose_body(spec.body["model"], spec.body["betas"], motion, spec.body)
+    loose = hair_objects.scalp(spec, posed)
+    ride = stage.rigid_to_world(posed.head_transform.astype(np.float64))
+    cfg = load("worn/default")
+    cfg["hat"]["share"] = 1.0
+    head = posed.rest_vertices[posed.head].astype(np.float64)
+    for kind in worn.HATS:
+        cfg["hat"]["kinds"] = {k: float(k == kind) for k in worn.HATS}
+        record = worn.sample(cfg, 1, "standin")["hat"]
+        kept = dataclasses.replace(spec, worn={"glasses": None, "hat": record})
+        hat = worn.hats.fit(posed.rest_vertices, posed.head, posed.rest_joints[worn.EYES], record)
+        assert hat.record["kind"] == kind
+        tris = hat.vertices[hat.faces[:hat.crown_faces]].astype(np.float64)
+        held = worn.press(kept, posed, loose)
+        inside_before = 0
+        for t in (0, spec.n_frames - 1):   # the first frame and the last, when the hair has swung most
+            for o, count in ((loose[0], False), (held[0], True)):
+                world = o.points(t).astype(np.float64)
+                local = stage.from_world((world - ride[t][:3, 3]) @ ride[t][:3, :3])
+                near = local @ hat.normal > hat.offset - 0.03
+                odd = _crossings(hat.centre, local[near][::3], tris) % 2 == 1
+                if count:
+                    assert not odd.any(), f"{kind}, frame {t}: {odd.sum()} strand points inside the hat's crown"
+                else:
+                    inside_before += int(odd.sum())
+            if hat.brim is not None:
+                r_in, r_out, thick, tan_droop = hat.brim
+                rel = local - hat.centre
+                planar = rel - (rel @ hat.normal)[:, None] * hat.normal
+                ring = np.linalg.norm(planar, axis=1)
+                az = np.arctan2(planar[:, 0], planar[:, 2]) % (2 * np.pi)
+                k = np.round(az / (worn.hats.AZ[1] - worn.hats.AZ[0])).astype(int) % len(worn.hats.AZ)
+                height = local @ hat.normal - (hat.offset - np.clip(ring - r_in[k], 0, None) * tan_droop)
+                assert not ((ring > r_in[k]) & (ring < r_out[k]) & (np.abs(height) < 0.5 * thick)).any()
+        assert inside_before > 0, f"{kind}: the loose hair went through the hat, so the test can tell"
+        assert (_crossings(hat.centre, head[head @ hat.normal > hat.offset][::3], tris) == 0).all(), \
+            f"{kind}: the head pokes through"
+
+
+def test_fgr_over_a_clear_lens_is_its_own_light_not_its_neighbours():
+    """A clear lens over the background has alpha under cycles.fgr_min_alpha in every sample, not
+    by noise: its fgr is what it sends over its alpha; a thin edge of that alpha stays extended."""
+    from render import frames
+    rgba = np.zeros((8, 8, 4), np.float32)
+    rgba[:, :4] = (0.5, 0.3, 0.2, 1.0)                          # skin on the left
+    rgba[:, 4:] = (0.02, 0.02, 0.03, 0.08)                      # a clear lens reflecting the sky
+    lens = np.zeros((8, 8), np.float32)
+    lens[:, 4:] = 0.08                                           # its AOV: its opacity
+    own = frames.foreground(rgba, 0.1, lens)
+    plain = frames.foreground(rgba, 0.1)
+    want = np.round(frames.linear_to_srgb(np.array([0.25, 0.25, 0.375])) * 255)
+    np.testing.assert_allclose(own[:, 4:].reshape(-1, 3), np.broadcast_to(want, (32, 3)), atol=1)
+    assert (plain[:, 6] == plain[:, 3]).all()                   # without it: the skin's colour spreads over

@@ -1,5 +1,6 @@
-"""Things worn on the head: drawn per clip from `worn.*` (conf/worn/), fitted to the body's own face
-in the rest pose and carried by the head. Each kind is one module here and one entry in KINDS.
+"""Things worn on the head: drawn per clip from `worn.*` (conf/worn/), fitted to the body's own head
+in the rest pose and carried by it. Each kind is one module here (glasses, hats), drawn from its
+own seed. A hat also acts on the scalp hair: `press` hides the hair under it.
 
 A see-through part (a lens) is a thin surface of known straight-through transmittance: alpha over
 it is 1 minus the mean of that transmittance over R, G and B at the angle it is seen (the store's
@@ -12,16 +13,22 @@ from typing import Any, Mapping
 
 import numpy as np
 
+import dataclasses
+import functools
+
 from assets import stage
+from assets.clothing import fabric
 from assets.hair import face as face_hair
 from assets.shapes import Mesh, SceneObject
-from assets.worn import glasses
+from assets.worn import glasses, hats
 from core import ranges, seeds
 
 WEARERS = ("anny",)     # bodies that know where their eyes open (assets.body.PosedBody.face_sites)
 FRAMES = ("metal", "acetate")
 LENSES = ("clear", "tinted", "sun", "mirrored")
+HATS = ("beanie", "cap", "brimmed")
 SKIP = {"share", "frames", "lenses", "metal", "acetate", "lens"}   # sections, not sizes
+EYES = [23, 24]         # SMPL-X joints: every body model has them
 
 
 def slab_reflectance(ior: float) -> float:
@@ -32,6 +39,7 @@ def slab_reflectance(ior: float) -> float:
 
 def check(cfg: Mapping[str, Any]) -> None:
     """Kinds the weights name exist, and no lens can send back more light than reaches it."""
+    ranges.weighted(cfg["hat"]["kinds"], np.random.default_rng(0), "worn.hat.kinds", HATS, "kinds")
     g = cfg["glasses"]
     for key, known in (("frames", FRAMES), ("lenses", LENSES)):
         ranges.weighted(g[key], np.random.default_rng(0), f"worn.glasses.{key}", known, "kinds")
@@ -64,12 +72,28 @@ def _lens(c: Mapping[str, Any], kind: str, rng: np.random.Generator) -> dict[str
 
 
 def sample(cfg: Mapping[str, Any], seed: int, body_kind: str) -> dict[str, Any]:
-    """{"glasses": record or None}: whether the clip wears each kind, and if so every size and look
-    drawn. Bodies that do not know their eyes wear nothing."""
+    """{"glasses": record or None, "hat": record or None}: whether the clip wears each kind, and if
+    so every size and look drawn, each kind from its own seed. Glasses need a body that knows where
+    its eyes open; hats fit any head."""
+    return {"glasses": _glasses(cfg["glasses"], seeds.derive(seed, "glasses"), body_kind),
+            "hat": _hat(cfg["hat"], seeds.derive(seed, "hat"))}
+
+
+def _hat(h: Mapping[str, Any], seed: int) -> dict[str, Any] | None:
     rng = np.random.default_rng(seed)
-    g = cfg["glasses"]
+    if not rng.uniform() < h["share"]:
+        return None
+    kind = ranges.weighted(h["kinds"], rng, "worn.hat.kinds", HATS, "kinds")
+    sizes = {k: ranges.number(v, rng, f"worn.hat.{kind}.{k}") for k, v in sorted(h[kind].items())}
+    material = {"kind": "fabric", "name": "hat", **fabric(h["fabric"][kind], rng, f"worn.hat.fabric.{kind}"),
+                "part": "worn"}
+    return {"kind": kind, **sizes, "margin": float(h["margin"]), "material": material}
+
+
+def _glasses(g: Mapping[str, Any], seed: int, body_kind: str) -> dict[str, Any] | None:
+    rng = np.random.default_rng(seed)
     if not (rng.uniform() < g["share"] and body_kind in WEARERS):
-        return {"glasses": None}
+        return None
     frame = ranges.weighted(g["frames"], rng, "worn.glasses.frames", FRAMES, "kinds")
     lens = ranges.weighted(g["lenses"], rng, "worn.glasses.lenses", LENSES, "kinds")
     sizes = {k: ranges.number(v, rng, f"worn.glasses.{k}") for k, v in sorted(g.items()) if k not in SKIP}
@@ -80,7 +104,7 @@ def sample(cfg: Mapping[str, Any], seed: int, body_kind: str) -> dict[str, Any]:
                 "metallic": 1.0 if frame == "metal" else 0.0, "part": "worn"}
     if "coat" in f:
         material["coat"] = ranges.number(f["coat"], rng, f"worn.glasses.{frame}.coat")
-    return {"glasses": {"frame": frame, **sizes, "frame_material": material, "lens_material": _lens(g["lens"], lens, rng)}}
+    return {"frame": frame, **sizes, "frame_material": material, "lens_material": _lens(g["lens"], lens, rng)}
 
 
 def _face_hair_points(spec: Any, posed: Any) -> np.ndarray | None:
@@ -93,16 +117,53 @@ def _face_hair_points(spec: Any, posed: Any) -> np.ndarray | None:
     return fh.points.reshape(-1, 3)
 
 
+def _fit_hat(spec: Any, posed: Any) -> hats.Hat | None:
+    h = spec.worn.get("hat")
+    return None if h is None else hats.fit(posed.rest_vertices, posed.head, posed.rest_joints[EYES], h)
+
+
 def objects(spec: Any, posed: Any) -> list[SceneObject]:
     """The worn things of a clip, in world coordinates, riding on the head."""
+    ride = stage.rigid_to_world(posed.head_transform.astype(np.float64))
+    out = []
+    hat = _fit_hat(spec, posed)
+    if hat is not None:
+        h = spec.worn["hat"]
+        out.append(SceneObject("hat", "worn", "head", ("head", "hair"), Mesh(hat.faces, stage.to_world(hat.vertices)),
+                               (h["material"],), transform=ride, stats=hat.record))
     g = spec.worn.get("glasses")
     if g is None or posed.face_sites is None:
-        return []
+        return out
     fit = glasses.fit(posed.rest_vertices, posed.head, posed.face_sites[1], g, _face_hair_points(spec, posed))
-    ride = stage.rigid_to_world(posed.head_transform.astype(np.float64))
     stats = {"frame": g["frame"], "lens": g["lens_material"]["lens"], "opacity": g["lens_material"]["opacity"],
              **fit.record}
-    return [SceneObject("glasses_frame", "worn", "head", ("head",), Mesh(fit.frame_faces, stage.to_world(fit.frame_vertices)),
-                        (g["frame_material"],), transform=ride, stats=stats),
-            SceneObject("glasses_lenses", "worn", "head", ("head",), Mesh(fit.lens_faces, stage.to_world(fit.lens_vertices)),
-                        (g["lens_material"],), transform=ride)]
+    return out + [
+        SceneObject("glasses_frame", "worn", "head", ("head",), Mesh(fit.frame_faces, stage.to_world(fit.frame_vertices)),
+                    (g["frame_material"],), transform=ride, stats=stats),
+        SceneObject("glasses_lenses", "worn", "head", ("head",), Mesh(fit.lens_faces, stage.to_world(fit.lens_vertices)),
+                    (g["lens_material"],), transform=ride)]
+
+
+def press(spec: Any, posed: Any, person: list[SceneObject]) -> list[SceneObject]:
+    """The person's objects with the scalp hair hidden under the hat, if the clip wears one: every
+    frame's strands taken into the head's rest frame, pressed inside the crown, taken back."""
+    hat = _fit_hat(spec, posed)
+    if hat is None:
+        return person
+    ride = stage.rigid_to_world(posed.head_transform.astype(np.float64))
+    margin = spec.worn["hat"]["margin"]
+
+    def pressed(world: np.ndarray, t: int | None) -> np.ndarray:
+        m = np.eye(4) if t is None else ride[min(t, len(ride) - 1)]
+        local = stage.from_world((world.reshape(-1, 3) - m[:3, 3]) @ m[:3, :3])
+        back = stage.to_world(hats.press(hat, local, margin)) @ m[:3, :3].T + m[:3, 3]
+        return back.reshape(world.shape).astype(np.float32)
+
+    out = []
+    for o in person:
+        if o.role == "hair" and o.per_frame:   # the simulated scalp strands (brows and lashes lie under no hat)
+            posed_at = functools.lru_cache(maxsize=3)(lambda t, f=o.shape.posed: pressed(f(t), t))
+            shape = dataclasses.replace(o.shape, rest=pressed(o.shape.rest, None), posed=posed_at)
+            o = dataclasses.replace(o, shape=shape, collides_with=o.collides_with + ("hat",))
+        out.append(o)
+    return out

@@ -149,16 +149,20 @@ def fit(rest_vertices: np.ndarray, head: np.ndarray, rims: tuple[np.ndarray, ...
         # the lens's inner edge stays at the bridge, whatever the wrap turns
         centre = np.array([side * (0.5 * bridge + half_w * np.cos(wrap)), lens_y, 0.0])
         lenses.append((side, axes, centre))
+    metal = p["frame"] == "metal"
+    rim_w, rim_d = (p["wire_radius"], p["wire_radius"]) if metal else (0.5 * p["rim_width"], 0.5 * p["rim_depth"])
     grid = np.stack(np.meshgrid(np.linspace(-1, 1, 41), np.linspace(-1, 1, 41)), -1).reshape(-1, 2)
     inside = (np.abs(grid[:, 0]) ** p["roundness"] + np.abs(grid[:, 1]) ** p["roundness"]) <= 1.0
-    pts = np.concatenate([_surface(c, a, grid[inside] * [half_w, half_h], p["base_curve_m"]) for _, a, c in lenses])
+    # the lenses with their rims round them: all of it keeps its distance from the face
+    reach = grid[inside] * [half_w + 2 * rim_w, half_h + 2 * rim_w]
+    pts = np.concatenate([_surface(c, a, reach, p["base_curve_m"]) for _, a, c in lenses])
     # what the lenses must clear: the face and whatever grows on it, seen from the front
     behind = hv if avoid is None else np.concatenate([hv, avoid])
     near = cKDTree(pts[:, :2]).query(behind[:, :2], distance_upper_bound=1.5 * (2 * half_w) / 40)[0] < np.inf
     idx = cKDTree(pts[:, :2]).query(behind[near][:, :2])[1]
     need = [cornea + p["vertex_distance"] - pts[:, 2].max()]
     if near.any():
-        need.append(float((behind[near][:, 2] - pts[idx, 2]).max()) + clear)
+        need.append(float((behind[near][:, 2] - pts[idx, 2]).max()) + clear + rim_d)
     # The bridge's middle rests on the nose: the front must stand at least that far forward too.
     y_bridge = lens_y + p["bridge_height"] * half_h
     ridge = hv[(np.abs(hv[:, 0]) < 0.004) & (np.abs(hv[:, 1] - y_bridge) < 0.006)]
@@ -174,8 +178,6 @@ def fit(rest_vertices: np.ndarray, head: np.ndarray, rims: tuple[np.ndarray, ...
 
     # Rims round each lens (the lens sits in their groove), a bridge from rim to rim over the nose,
     # temples from each outer end piece back along the head and down behind the ear.
-    metal = p["frame"] == "metal"
-    rim_w, rim_d = (p["wire_radius"], p["wire_radius"]) if metal else (0.5 * p["rim_width"], 0.5 * p["rim_depth"])
     parts_frame, parts_lens = [], []
     for side, axes, centre in lenses:
         lv, lf = _lens_mesh(centre, axes, outline, p["base_curve_m"])
