@@ -106,6 +106,8 @@ def main(cfg: DictConfig) -> int:
     lay = c["layers"]
     if not lay["cases"]:
         raise UserError("layers.cases is empty")
+    if not isinstance(lay["costs"], bool):
+        raise UserError(f"layers.costs must be true or false, got {lay['costs']!r}")
     if not isinstance(lay["cost_repeats"], int) or lay["cost_repeats"] < 1:
         raise UserError(f"layers.cost_repeats must be a positive integer, got {lay['cost_repeats']!r}")
     n = plan.n_frames(c)
@@ -131,6 +133,8 @@ def main(cfg: DictConfig) -> int:
     for k in rows[0]:
         values = [r[k] for r in rows if not np.isnan(r[k])]
         print(f"{k}: {np.mean(values) if values else float('nan'):.4f}")
+    if not lay["costs"]:
+        return 0
     # What each output costs on the first case's frame: posing, the passes and the conversion, with
     # it and without; each setting measured `cost_repeats` times in turn, its fastest kept (timing
     # noise only adds), after one render that warms Cycles up.
