@@ -3,7 +3,7 @@
 The renderer is a pure function of this (and the spec's render settings). Each kind of object is
 made by its own module, listed in PERSON (the person and what they wear) in the order they are
 posed; the set is placed last, from the camera. Adding a kind of object is its module and its
-line here.
+line here (a hat also hides the hair under it: `worn.press`, once every object is made).
 """
 from __future__ import annotations
 
