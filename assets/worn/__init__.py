@@ -15,6 +15,8 @@ import numpy as np
 
 import dataclasses
 import functools
+import hashlib
+import json
 
 from assets import stage
 from assets.clothing import fabric
@@ -118,8 +120,17 @@ def _face_hair_points(spec: Any, posed: Any) -> np.ndarray | None:
 
 
 def _fit_hat(spec: Any, posed: Any) -> hats.Hat | None:
+    """The clip's hat, fitted once: its object and the hair's press both ask for it."""
     h = spec.worn.get("hat")
-    return None if h is None else hats.fit(posed.rest_vertices, posed.head, posed.rest_joints[EYES], h)
+    if h is None:
+        return None
+    key = (hashlib.sha1(posed.rest_vertices.tobytes()).hexdigest(), json.dumps(h, sort_keys=True))
+    if _fitted.get("key") != key:
+        _fitted.update(key=key, hat=hats.fit(posed.rest_vertices, posed.head, posed.rest_joints[EYES], h))
+    return _fitted["hat"]
+
+
+_fitted: dict = {}   # the last hat fitted, by its body's rest shape and its record
 
 
 def objects(spec: Any, posed: Any) -> list[SceneObject]:

@@ -17,9 +17,10 @@ from typing import Any, Mapping
 import numpy as np
 from scipy.spatial import cKDTree
 
+from assets.worn.mesh import join, tube
+
 LENS_RINGS = 4      # rings of the lens mesh from its centre out (the base curve is smooth at 4)
 OUTLINE = 48        # points round each lens outline
-TUBE_SIDES = 8      # sides of a rim's or temple's cross-section
 
 
 @dataclass(frozen=True)
@@ -73,46 +74,6 @@ def _lens_mesh(centre, axes, outline, base_curve) -> tuple[np.ndarray, np.ndarra
             j = (i + 1) % n
             faces += [[a + i, b + i, b + j], [a + i, b + j, a + j]]
     return _surface(centre, axes, uv, base_curve), np.asarray(faces, np.int64)
-
-
-def tube(path: np.ndarray, half_w: float, half_d: float, normal: np.ndarray, closed: bool,
-         sides: int = TUBE_SIDES) -> tuple[np.ndarray, np.ndarray]:
-    """A tube of elliptical section along a polyline (P,3): `half_d` along `normal` (the direction
-    the section's depth keeps, as near as the path allows), `half_w` across it; open ends capped."""
-    p = len(path)
-    tangent = np.roll(path, -1, axis=0) - np.roll(path, 1, axis=0) if closed else np.gradient(path, axis=0)
-    tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
-    depth = normal - (normal @ tangent.T).T[:, None] * tangent if normal.ndim == 1 else \
-        normal - (normal * tangent).sum(axis=1, keepdims=True) * tangent
-    depth /= np.linalg.norm(depth, axis=1, keepdims=True)
-    width = np.cross(tangent, depth)
-    a = np.linspace(0.0, 2.0 * np.pi, sides, endpoint=False)
-    ring = np.cos(a)[None, :, None] * half_w * width[:, None] + np.sin(a)[None, :, None] * half_d * depth[:, None]
-    verts = (path[:, None] + ring).reshape(-1, 3)
-    faces = []
-    for i in range(p if closed else p - 1):
-        j = (i + 1) % p
-        for k in range(sides):
-            m = (k + 1) % sides
-            faces += [[i * sides + k, j * sides + k, j * sides + m], [i * sides + k, j * sides + m, i * sides + m]]
-    if not closed:   # caps: a fan round each end's centre
-        ends = np.array([path[0], path[-1]])
-        base = len(verts)
-        verts = np.concatenate([verts, ends])
-        for c, row, flip in ((base, 0, True), (base + 1, p - 1, False)):
-            for k in range(sides):
-                f = [c, row * sides + (k + 1) % sides, row * sides + k]
-                faces.append(f[::-1] if flip else f)
-    return verts, np.asarray(faces, np.int64)
-
-
-def _join(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    verts, faces, n = [], [], 0
-    for v, f in parts:
-        verts.append(v)
-        faces.append(f + n)
-        n += len(v)
-    return np.concatenate(verts), np.concatenate(faces)
 
 
 def _bezier(p0, p1, p2, n: int) -> np.ndarray:
@@ -213,8 +174,8 @@ def fit(rest_vertices: np.ndarray, head: np.ndarray, rims: tuple[np.ndarray, ...
         path = np.concatenate([[hinge], np.column_stack([side * x, yz])])
         temples.append(path)
         parts_frame.append(tube(path, t_d, t_w, np.array([side, 0.0, 0.0]), closed=False))   # flat side to the head
-    fv, ff = _join(parts_frame)
-    lv, lf = _join(parts_lens)
+    fv, ff = join(parts_frame)
+    lv, lf = join(parts_lens)
     record = {"pupil_distance": pd, "lens_width": 2 * half_w, "lens_height": 2 * half_h, "bridge": bridge,
               "vertex_distance": float(z0 + pts[:, 2].max() - cornea)}
     return Glasses(fv.astype(np.float32), ff, lv.astype(np.float32), lf,

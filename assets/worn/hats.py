@@ -22,7 +22,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 from scipy.interpolate import RegularGridInterpolator
 
-from assets.worn.glasses import tube
+from assets.worn.mesh import join, tube
 
 EL = np.radians(np.arange(-80.0, 90.01, 2.5))   # elevation grid of the crown's radius, from the centre
 AZ = np.radians(np.arange(0.0, 360.0, 5.0))      # azimuth, 0 towards the face (+Z), 90 towards +X
@@ -156,15 +156,10 @@ def fit(rest_vertices: np.ndarray, head: np.ndarray, eyes: np.ndarray, p: Mappin
         parts.append(tube(edge, 0.5 * thickness, 0.5 * thickness, normal, closed=False, sides=6))
         r0 = np.linalg.norm((start - centre) - ((start - centre) @ normal)[:, None] * normal, axis=1)
         brim = (r0, r0 + width * np.cos(droop), thickness, float(np.tan(droop)))
-    verts, faces, n = [], [], 0
-    for v, f in parts:
-        verts.append(v)
-        faces.append(f + n)
-        n += len(v)
+    verts, faces = join(parts)
     record = {"kind": p["kind"], "crown_top": float(inner_rings[-1][:, 1].max() + thickness - hv[:, 1].max()),
               "rim_front_above_eyes": float(p["rim_height"])}
-    return Hat(np.concatenate(verts).astype(np.float32), np.concatenate(faces), centre, normal, offset, lookup,
-               brim, crown_faces, record)
+    return Hat(verts.astype(np.float32), faces, centre, normal, offset, lookup, brim, crown_faces, record)
 
 
 def press(hat: Hat, points: np.ndarray, margin: float) -> np.ndarray:
