@@ -200,6 +200,15 @@ def face_sites(cache_path: str) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarra
     return skin, (rims[0], rims[1])
 
 
+@functools.lru_cache(maxsize=1)
+def ears(cache_path: str) -> tuple[np.ndarray, np.ndarray]:
+    """The vertices of each ear (MakeHuman's ear mask on the head), the body's left (+X) first."""
+    _, head, ear, _ = _parts(cache_path)
+    x = _to_smplx(model(cache_path).template_vertices.double().numpy())[:, 0]
+    on = head & (ear > 0.5)
+    return np.flatnonzero(on & (x > 0)), np.flatnonzero(on & (x < 0))
+
+
 def face_uv(cache_path: str) -> np.ndarray:
     """(F,3,2) UVs per face corner on MakeHuman's hm08 atlas."""
     m = model(cache_path)
@@ -319,4 +328,5 @@ def pose(record: Mapping[str, Any], body: Mapping[str, Any], rotations: np.ndarr
         parents=SMPLX_PARENTS.astype(np.int64),
         head_transform=head_tf.astype(np.float32),
         scalp=scalp, head=head.copy(),
-        face_uv=face_uv(cache), face_part=part.copy(), regions=regions(cache), face_sites=face_sites(cache))
+        face_uv=face_uv(cache), face_part=part.copy(), regions=regions(cache), face_sites=face_sites(cache),
+        ears=ears(cache))

@@ -166,6 +166,7 @@ class PosedBody:
     face_part: np.ndarray | None = None  # (F,) int8 material part: 0 skin, 1 eye, 2 inside eyes and mouth (anny)
     regions: dict | None = None          # region name -> (V,) bool, what garments cover (anny)
     face_sites: tuple | None = None      # (face skin faces, (left eye rim, right eye rim)): brows and lashes (anny)
+    ears: tuple | None = None            # (left ear, right ear) vertex indices: headphones, earrings (anny)
 
 
 @functools.lru_cache(maxsize=4)

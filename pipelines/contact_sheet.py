@@ -38,8 +38,8 @@ def _label(clip: clipstore.Clip) -> str:
         inp = spec.get("input", {})
         return (f"{clip.clip_id}  {inp.get('name', '?')} frames {inp.get('frames', '?')}  "
                 f"person={spec.get('mask_source', '?')}  score={spec.get('scores', {}).get('clip', float('nan')):.3f}")
-    worn = [f"{k}={v['kind']}" if "kind" in v else f"{k}={v.get('frame', '?')}/{v.get('lens_material', {}).get('lens', '?')}"
-            for k, v in (spec.get("worn") or {}).items() if v]
+    worn = [f"{k}={v['kind']}" if "kind" in v else f"{k}={v['frame']}/{v['lens_material']['lens']}" if "frame" in v
+            else k for k, v in (spec.get("worn") or {}).items() if v]
     return (f"{clip.clip_id}  motion={spec.get('motion', {}).get('name', '?')}  "
             f"hair={spec.get('hair', {}).get('geometry', {}).get('style', '?')}  "
             f"body={spec.get('body', {}).get('model', {}).get('kind', '?')}  frames={clip.n_frames}"

@@ -9,9 +9,9 @@ import dataclasses
 import json
 from typing import Any
 
-SPEC_VERSION = 6   # 2: clothing, 3: skirts (clothing.bottom.hang), 4: brows and lashes, exposure highlights, hem
+SPEC_VERSION = 7   # 2: clothing, 3: skirts (clothing.bottom.hang), 4: brows and lashes, exposure highlights, hem
                   # smoothing, 5: outputs (the declaration of every array the clip holds), coverage by AOV,
-                  # 6: worn things (glasses), see-through coverage
+                  # 6: worn things (glasses), see-through coverage, 7: headphones and earrings
 
 
 @dataclasses.dataclass(frozen=True)

@@ -110,7 +110,16 @@ def test_worn_things_are_drawn_by_their_shares_and_only_on_bodies_that_know_thei
             lens = d["lens_material"]
             assert lens["opacity"] == pytest.approx(1 - np.mean(lens["transmittance"]))
             assert max(lens["transmittance"]) + max(lens["mirror_rgb"]) <= 1 - worn.slab_reflectance(lens["ior"]) + 1e-9
-    assert all(worn.sample(cfg, s, "standin")["glasses"] is None for s in range(20))
+    every = [worn.sample(cfg, s, "anny") for s in range(400)]
+    for kind in ("earrings", "hat"):
+        assert abs(np.mean([w[kind] is not None for w in every]) - cfg[kind]["share"]) < 0.07
+    phones = np.mean([w["headphones"] is not None for w in every])   # never over a hat
+    assert abs(phones - cfg["headphones"]["share"] * (1 - cfg["hat"]["share"])) < 0.06
+    assert not any(w["headphones"] and w["hat"] for w in every)
+    assert {w["earrings"]["kind"] for w in every if w["earrings"]} == set(worn.earrings.KINDS)
+    for s in range(20):
+        w = worn.sample(cfg, s, "standin")
+        assert w["glasses"] is None and w["headphones"] is None and w["earrings"] is None
     bad = load("worn/default")
     bad["glasses"]["lens"]["clear"]["transmittance"] = [0.9, 0.97]
     with pytest.raises(ValueError, match="worn.glasses.lens.clear: transmittance up to 0.97"):
@@ -275,3 +284,70 @@ def test_fgr_over_a_clear_lens_is_its_own_light_not_its_neighbours():
     want = np.round(frames.linear_to_srgb(np.array([0.25, 0.25, 0.375])) * 255)
     np.testing.assert_allclose(own[:, 4:].reshape(-1, 3), np.broadcast_to(want, (32, 3)), atol=1)
     assert (plain[:, 6] == plain[:, 3]).all()                   # without it: the skin's colour spreads over
+
+
+def test_headphones_cover_the_ears_and_no_strand_point_lies_inside_them(turning_heads, cache_dir):
+    """Each cup and the band are closed shells: a point inside one is crossed an odd number of times
+    on its way out from the head's middle. Loose hair lies in them before pressing, none after, at
+    the first and last frames; the ears sit inside the cups, the band clears the crown."""
+    from assets import stage
+    from assets.hair import objects as hair_objects
+    posed = turning_heads[0]
+    spec = spec_of(cache_dir, "body.model=anny", "hair.strand_scale=0.05",
+                   "hair.style_weights={short_crop: 0, bob: 0, long_straight: 1, wavy: 1, curly: 0, coily: 1, tied: 0}")
+    spec = dataclasses.replace(spec, n_frames=len(posed.vertices))
+    loose = hair_objects.scalp(spec, posed)
+    ride = stage.rigid_to_world(posed.head_transform.astype(np.float64))
+    cfg = load("worn/default")
+    cfg["headphones"]["share"], cfg["hat"]["share"] = 1.0, 0.0
+    inside_before = 0
+    for seed in (1, 2):
+        record = worn.sample(cfg, seed, "anny")["headphones"]
+        h = worn.headphones.fit(posed.rest_vertices, posed.head, posed.ears, record)
+        shells = np.split(h.vertices[h.faces].astype(np.float64), np.cumsum(h.part_faces)[:-1])
+        held = worn.press(dataclasses.replace(spec, worn={"headphones": record}), posed, loose)
+        for t in (0, len(posed.vertices) - 1):
+            for o, pressed in ((loose[0], False), (held[0], True)):
+                world = o.points(t).astype(np.float64)
+                local = stage.from_world((world - ride[t][:3, 3]) @ ride[t][:3, :3])
+                for name, tris in zip(("left cup", "right cup", "band"), shells):
+                    lo, hi = tris.reshape(-1, 3).min(axis=0) - 0.01, tris.reshape(-1, 3).max(axis=0) + 0.01
+                    near = local[((local > lo) & (local < hi)).all(axis=1)]
+                    odd = _crossings(h.origin, near, tris) % 2 == 1
+                    if pressed:
+                        assert not odd.any(), f"seed {seed}, frame {t}: {odd.sum()} strand points inside the {name}"
+                    else:
+                        inside_before += int(odd.sum())
+        r = posed.rest_vertices.astype(np.float64)
+        for (side, centre, x_in, depth, hh, hw), ear in zip(h.cups, posed.ears):
+            x = side * r[ear, 0]
+            assert x.max() < x_in + depth - 0.5 * record["shell"], "an ear pokes out of its cup"
+            inside = (((r[ear, 1] - centre[1]) / hh) ** 2 + ((r[ear, 2] - centre[2]) / hw) ** 2 < 1).mean()
+            assert inside > 0.9, f"only {inside:.0%} of the ear under its cup"
+        band = h.vertices[h.faces[sum(h.part_faces[:2]):].ravel()].astype(np.float64)
+        crown = r[posed.head, 1].max()
+        assert crown + 0.002 < band[:, 1].max() < crown + 0.05, "the band floats off or sinks into the crown"
+        assert (_crossings(h.origin, r[posed.head][::2], shells[2]) == 0).all(), "the head pokes through the band"
+    assert inside_before > 0, "the loose hair went through the headphones, so the test can tell"
+
+
+def test_earrings_hang_from_each_lobe_clear_of_the_skin(turning_heads):
+    from assets.worn import earrings
+    posed = turning_heads[0]
+    r = posed.rest_vertices.astype(np.float64)
+    skin = cKDTree(r)
+    cfg = load("worn/default")
+    cfg["earrings"]["share"] = 1.0
+    for kind in earrings.KINDS:
+        cfg["earrings"]["kinds"] = {k: float(k == kind) for k in earrings.KINDS}
+        for seed in (1, 2):
+            e = worn.sample(cfg, seed, "anny")["earrings"]
+            fit = earrings.fit(posed.rest_vertices, posed.ears, e)
+            for hole, ear in zip(fit.piercings, posed.ears):
+                lobe = r[ear][np.argmin(r[ear, 1])]
+                assert np.sign(hole[0]) == np.sign(lobe[0]) and cKDTree(r[ear]).query(hole)[0] < 0.003
+                assert 0.0 < hole[1] - lobe[1] < 0.008, "the piercing is not in the lobe"
+            hanging = fit.vertices[fit.vertices[:, 1] < fit.piercings[:, 1].min() - 0.004].astype(np.float64)
+            if kind != "stud":
+                assert len(hanging), f"a {kind} hangs below the lobe"
+                assert skin.query(hanging)[0].min() > e["clearance"] * 0.5, f"a {kind} cuts into the neck or jaw"

@@ -1,6 +1,7 @@
 """Things worn on the head: drawn per clip from `worn.*` (conf/worn/), fitted to the body's own head
-in the rest pose and carried by it. Each kind is one module here (glasses, hats), drawn from its
-own seed. A hat also acts on the scalp hair: `press` hides the hair under it.
+in the rest pose and carried by it. Each kind is one module here (glasses, hats, headphones,
+earrings), drawn from its own seed. Hats and headphones also act on the scalp hair: `press` keeps
+it out of them.
 
 A see-through part (a lens) is a thin surface of known straight-through transmittance: alpha over
 it is 1 minus the mean of that transmittance over R, G and B at the angle it is seen (the store's
@@ -22,14 +23,15 @@ from assets import stage
 from assets.clothing import fabric
 from assets.hair import face as face_hair
 from assets.shapes import Mesh, SceneObject
-from assets.worn import glasses, hats
+from assets.worn import earrings, glasses, hats, headphones
 from core import ranges, seeds
 
-WEARERS = ("anny",)     # bodies that know where their eyes open (assets.body.PosedBody.face_sites)
+WEARERS = ("anny",)     # bodies that know their eyes and ears (assets.body.PosedBody.face_sites, ears)
 FRAMES = ("metal", "acetate")
 LENSES = ("clear", "tinted", "sun", "mirrored")
 HATS = ("beanie", "cap", "brimmed")
 SKIP = {"share", "frames", "lenses", "metal", "acetate", "lens"}   # sections, not sizes
+KINDS = ("glasses", "hat", "headphones", "earrings")   # each drawn from its own seed
 EYES = [23, 24]         # SMPL-X joints: every body model has them
 
 
@@ -42,6 +44,7 @@ def slab_reflectance(ior: float) -> float:
 def check(cfg: Mapping[str, Any]) -> None:
     """Kinds the weights name exist, and no lens can send back more light than reaches it."""
     ranges.weighted(cfg["hat"]["kinds"], np.random.default_rng(0), "worn.hat.kinds", HATS, "kinds")
+    ranges.weighted(cfg["earrings"]["kinds"], np.random.default_rng(0), "worn.earrings.kinds", earrings.KINDS, "kinds")
     g = cfg["glasses"]
     for key, known in (("frames", FRAMES), ("lenses", LENSES)):
         ranges.weighted(g[key], np.random.default_rng(0), f"worn.glasses.{key}", known, "kinds")
@@ -74,11 +77,43 @@ def _lens(c: Mapping[str, Any], kind: str, rng: np.random.Generator) -> dict[str
 
 
 def sample(cfg: Mapping[str, Any], seed: int, body_kind: str) -> dict[str, Any]:
-    """{"glasses": record or None, "hat": record or None}: whether the clip wears each kind, and if
-    so every size and look drawn, each kind from its own seed. Glasses need a body that knows where
-    its eyes open; hats fit any head."""
-    return {"glasses": _glasses(cfg["glasses"], seeds.derive(seed, "glasses"), body_kind),
-            "hat": _hat(cfg["hat"], seeds.derive(seed, "hat"))}
+    """{kind: record or None} for each of KINDS: whether the clip wears it, and if so every size and
+    look drawn, each kind from its own seed. Glasses, headphones and earrings need a body that knows
+    its eyes and ears; hats fit any head; headphones are not worn over a hat."""
+    hat = _hat(cfg["hat"], seeds.derive(seed, "hat"))
+    phones = _headphones(cfg["headphones"], seeds.derive(seed, "headphones"), body_kind)
+    return {"glasses": _glasses(cfg["glasses"], seeds.derive(seed, "glasses"), body_kind), "hat": hat,
+            "headphones": phones if hat is None else None,
+            "earrings": _earrings(cfg["earrings"], seeds.derive(seed, "earrings"), body_kind)}
+
+
+def _sizes(c: Mapping[str, Any], rng: np.random.Generator, where: str, skip=()) -> dict[str, float]:
+    return {k: ranges.number(v, rng, f"{where}.{k}") for k, v in sorted(c.items()) if k not in skip}
+
+
+def _headphones(h: Mapping[str, Any], seed: int, body_kind: str) -> dict[str, Any] | None:
+    rng = np.random.default_rng(seed)
+    if not (rng.uniform() < h["share"] and body_kind in WEARERS):
+        return None
+    sizes = _sizes(h, rng, "worn.headphones", {"share", "colours", "roughness", "coat"})
+    material = {"kind": "flat", "name": "headphones", "part": "worn",
+                "colour": [float(x) for x in ranges.draw(h["colours"], rng, "worn.headphones.colours")],
+                "roughness": ranges.number(h["roughness"], rng, "worn.headphones.roughness"),
+                "coat": ranges.number(h["coat"], rng, "worn.headphones.coat")}
+    return {**sizes, "material": material}
+
+
+def _earrings(e: Mapping[str, Any], seed: int, body_kind: str) -> dict[str, Any] | None:
+    rng = np.random.default_rng(seed)
+    if not (rng.uniform() < e["share"] and body_kind in WEARERS):
+        return None
+    kind = ranges.weighted(e["kinds"], rng, "worn.earrings.kinds", earrings.KINDS, "kinds")
+    sizes = _sizes(e[kind], rng, f"worn.earrings.{kind}")
+    material = {"kind": "flat", "name": "earrings", "part": "worn", "metallic": 1.0,
+                "colour": [float(x) for x in ranges.draw(e["colours"], rng, "worn.earrings.colours")],
+                "roughness": ranges.number(e["roughness"], rng, "worn.earrings.roughness")}
+    return {"kind": kind, **sizes, "pierce_up": ranges.number(e["pierce_up"], rng, "worn.earrings.pierce_up"),
+            "clearance": float(e["clearance"]), "material": material}
 
 
 def _hat(h: Mapping[str, Any], seed: int) -> dict[str, Any] | None:
@@ -119,62 +154,80 @@ def _face_hair_points(spec: Any, posed: Any) -> np.ndarray | None:
     return fh.points.reshape(-1, 3)
 
 
-def _fit_hat(spec: Any, posed: Any) -> hats.Hat | None:
-    """The clip's hat, fitted once: its object and the hair's press both ask for it."""
-    h = spec.worn.get("hat")
-    if h is None:
+def _fit(kind: str, spec: Any, posed: Any):
+    """The clip's hat or headphones, fitted once: their objects and the hair's press both ask."""
+    rec = spec.worn.get(kind)
+    if rec is None or (kind == "headphones" and posed.ears is None):
         return None
-    key = (hashlib.sha1(posed.rest_vertices.tobytes()).hexdigest(), json.dumps(h, sort_keys=True))
-    if _fitted.get("key") != key:
-        _fitted.update(key=key, hat=hats.fit(posed.rest_vertices, posed.head, posed.rest_joints[EYES], h))
-    return _fitted["hat"]
+    key = (hashlib.sha1(posed.rest_vertices.tobytes()).hexdigest(), json.dumps(rec, sort_keys=True))
+    if _fitted.get(kind, (None,))[0] != key:
+        fitted = hats.fit(posed.rest_vertices, posed.head, posed.rest_joints[EYES], rec) if kind == "hat" else \
+            headphones.fit(posed.rest_vertices, posed.head, posed.ears, rec)
+        _fitted[kind] = (key, fitted)
+    return _fitted[kind][1]
 
 
-_fitted: dict = {}   # the last hat fitted, by its body's rest shape and its record
+_fitted: dict = {}   # per kind, the last one fitted, by its body's rest shape and its record
 
 
 def objects(spec: Any, posed: Any) -> list[SceneObject]:
     """The worn things of a clip, in world coordinates, riding on the head."""
     ride = stage.rigid_to_world(posed.head_transform.astype(np.float64))
+
+    def on_head(name: str, vertices: np.ndarray, faces: np.ndarray, material: dict, stats: dict | None = None):
+        return SceneObject(name, "worn", "head", ("head",), Mesh(faces, stage.to_world(vertices)), (material,),
+                           transform=ride, stats=stats or {})
+
     out = []
-    hat = _fit_hat(spec, posed)
+    hat = _fit("hat", spec, posed)
     if hat is not None:
-        h = spec.worn["hat"]
-        out.append(SceneObject("hat", "worn", "head", ("head", "hair"), Mesh(hat.faces, stage.to_world(hat.vertices)),
-                               (h["material"],), transform=ride, stats=hat.record))
+        out.append(dataclasses.replace(on_head("hat", hat.vertices, hat.faces, spec.worn["hat"]["material"], hat.record),
+                                       collides_with=("head", "hair")))
+    phones = _fit("headphones", spec, posed)
+    if phones is not None:
+        out.append(dataclasses.replace(on_head("headphones", phones.vertices, phones.faces,
+                                               spec.worn["headphones"]["material"], phones.record),
+                                       collides_with=("head", "hair")))
+    e = spec.worn.get("earrings")
+    if e is not None and posed.ears is not None:
+        fit = earrings.fit(posed.rest_vertices, posed.ears, e)
+        out.append(on_head("earrings", fit.vertices, fit.faces, e["material"], fit.record))
     g = spec.worn.get("glasses")
     if g is None or posed.face_sites is None:
         return out
     fit = glasses.fit(posed.rest_vertices, posed.head, posed.face_sites[1], g, _face_hair_points(spec, posed))
     stats = {"frame": g["frame"], "lens": g["lens_material"]["lens"], "opacity": g["lens_material"]["opacity"],
              **fit.record}
-    return out + [
-        SceneObject("glasses_frame", "worn", "head", ("head",), Mesh(fit.frame_faces, stage.to_world(fit.frame_vertices)),
-                    (g["frame_material"],), transform=ride, stats=stats),
-        SceneObject("glasses_lenses", "worn", "head", ("head",), Mesh(fit.lens_faces, stage.to_world(fit.lens_vertices)),
-                    (g["lens_material"],), transform=ride)]
+    return out + [on_head("glasses_frame", fit.frame_vertices, fit.frame_faces, g["frame_material"], stats),
+                  on_head("glasses_lenses", fit.lens_vertices, fit.lens_faces, g["lens_material"])]
 
 
 def press(spec: Any, posed: Any, person: list[SceneObject]) -> list[SceneObject]:
-    """The person's objects with the scalp hair hidden under the hat, if the clip wears one: every
-    frame's strands taken into the head's rest frame, pressed inside the crown, taken back."""
-    hat = _fit_hat(spec, posed)
-    if hat is None:
+    """The person's objects with the scalp hair kept out of a hat (hidden under it) and headphones
+    (under the band, out of the cups), if the clip wears them: every frame's strands taken into the
+    head's rest frame, pressed, taken back."""
+    hat, phones = _fit("hat", spec, posed), _fit("headphones", spec, posed)
+    if hat is None and phones is None:
         return person
     ride = stage.rigid_to_world(posed.head_transform.astype(np.float64))
-    margin = spec.worn["hat"]["margin"]
 
     def pressed(world: np.ndarray, t: int | None) -> np.ndarray:
         m = np.eye(4) if t is None else ride[min(t, len(ride) - 1)]
         local = stage.from_world((world.reshape(-1, 3) - m[:3, 3]) @ m[:3, :3])
-        back = stage.to_world(hats.press(hat, local, margin)) @ m[:3, :3].T + m[:3, 3]
+        if hat is not None:
+            local = hats.press(hat, local, spec.worn["hat"]["margin"])
+        if phones is not None:
+            h = spec.worn["headphones"]
+            local = headphones.press(phones, local, h["margin"], h["press_falloff"])
+        back = stage.to_world(local) @ m[:3, :3].T + m[:3, 3]
         return back.reshape(world.shape).astype(np.float32)
 
+    worn_names = tuple(n for n, f in (("hat", hat), ("headphones", phones)) if f is not None)
     out = []
     for o in person:
-        if o.role == "hair" and o.per_frame:   # the simulated scalp strands (brows and lashes lie under no hat)
+        if o.role == "hair" and o.per_frame:   # the simulated scalp strands (brows and lashes lie under neither)
             posed_at = functools.lru_cache(maxsize=3)(lambda t, f=o.shape.posed: pressed(f(t), t))
             shape = dataclasses.replace(o.shape, rest=pressed(o.shape.rest, None), posed=posed_at)
-            o = dataclasses.replace(o, shape=shape, collides_with=o.collides_with + ("hat",))
+            o = dataclasses.replace(o, shape=shape, collides_with=o.collides_with + worn_names)
         out.append(o)
     return out
