@@ -314,11 +314,12 @@ def pose(record: Mapping[str, Any], body: Mapping[str, Any], rotations: np.ndarr
     joints = _to_smplx(bones[:, first][..., :3, 3])
     part, head, ear, weight = _parts(cache)
     scalp = _scalp(verts[0], head, ear, weight, body["scalp"])
-    hb = bones[:, names.index("head")]
-    rel = hb[1:] @ np.linalg.inv(hb[0])                          # rest (T-pose) -> posed, anny axes
     c = np.eye(4)
     c[:3, :3] = TO_ANNY
-    head_tf = c.T @ rel @ c
+
+    def rigid(bone: str) -> np.ndarray:      # rest (T-pose) -> posed of a bone, SMPL-X axes
+        b = bones[:, names.index(bone)]
+        return c.T @ (b[1:] @ np.linalg.inv(b[0])) @ c
     return dict(
         faces=m.faces.numpy().astype(np.int32),
         vertices=_to_smplx(verts[1:]).astype(np.float32),
@@ -326,7 +327,8 @@ def pose(record: Mapping[str, Any], body: Mapping[str, Any], rotations: np.ndarr
         rest_vertices=_to_smplx(verts[0]).astype(np.float32),
         rest_joints=joints[0].astype(np.float32),
         parents=SMPLX_PARENTS.astype(np.int64),
-        head_transform=head_tf.astype(np.float32),
+        head_transform=rigid("head").astype(np.float32),
+        hand_transform=np.stack([rigid("wrist.L"), rigid("wrist.R")], axis=1).astype(np.float32),
         scalp=scalp, head=head.copy(),
         face_uv=face_uv(cache), face_part=part.copy(), regions=regions(cache), face_sites=face_sites(cache),
         ears=ears(cache))

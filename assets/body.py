@@ -27,6 +27,7 @@ REQUIRED_KEYS = (
 )
 GENDERS = ("neutral", "male", "female")
 HEAD, JAW, LEFT_EYE, RIGHT_EYE = 15, 22, 23, 24
+WRISTS = (20, 21)   # SMPL-X left and right wrist joints
 NUM_JOINTS = 55
 MOTION_WIDTHS = {
     "global_orient": 3, "body_pose": 63, "jaw_pose": 3, "leye_pose": 3, "reye_pose": 3,
@@ -160,6 +161,7 @@ class PosedBody:
     rest_joints: np.ndarray      # (55,3) float32: their joints
     parents: np.ndarray          # (55,) int64: each joint's parent (-1 at the root)
     head_transform: np.ndarray   # (T,4,4) float32: rest (shaped) -> posed, for head-rigid things
+    hand_transform: np.ndarray   # (T,2,4,4) float32: the same for the left and the right wrist (held things)
     scalp: np.ndarray            # (V,) bool
     head: np.ndarray             # (V,) bool: the whole head (face, scalp, ears, eyes)
     face_uv: np.ndarray | None = None    # (F,3,2) texture coordinates per corner (anny)
@@ -269,6 +271,8 @@ def pose_body(model: dict, betas, motion, body: Mapping[str, Any] | None = None)
                                        body.parents, dtype=rot.dtype)
         head_tf = rel[:, HEAD].clone()
         head_tf[:, :3, 3] += t["transl"]
+        hand_tf = rel[:, list(WRISTS)].clone()
+        hand_tf[:, :, :3, 3] += t["transl"][:, None]
     return PosedBody(
         faces=np.ascontiguousarray(arrays["f"], dtype=np.int32),
         vertices=out.vertices.numpy().astype(np.float32),
@@ -277,6 +281,7 @@ def pose_body(model: dict, betas, motion, body: Mapping[str, Any] | None = None)
         rest_joints=rest_joints[0, :NUM_JOINTS].numpy().astype(np.float32),
         parents=np.where(body.parents.numpy()[:NUM_JOINTS] >= NUM_JOINTS, -1, body.parents.numpy()[:NUM_JOINTS]).astype(np.int64),
         head_transform=head_tf.numpy().astype(np.float32),
+        hand_transform=hand_tf.numpy().astype(np.float32),
         scalp=arrays["scalp"].copy(),
         head=arrays["head"].copy(),
     )

@@ -66,6 +66,7 @@ _MIRROR = np.array([1.0, -1.0, -1.0])  # an axis-angle under the x -> -x reflect
 
 # Shared by every motion: the relaxed standing pose, breathing and secondary head motion (which
 # keeps the hair moving even when the main motion is slow), and the seed of the smooth noise.
+HOLD_PARAMS = ("arm", "hold_down", "hold_forward", "hold_in", "hold_elbow", "hold_twist", "hold_wrist", "grip")
 COMMON_PARAMS = ("arm_down", "collar_down", "arm_forward", "elbow_bend", "finger_curl", "breath_freq",
                  "breath_amp", "secondary_amp", "secondary_freq", "seed")
 PARAMS = {name: COMMON_PARAMS + own for name, own in {
@@ -81,8 +82,13 @@ PARAMS = {name: COMMON_PARAMS + own for name, own in {
     "talk": ("gesture_freq", "gesture_amp", "elbow_flex", "gesture_forward", "head_amp", "gesture_seed", "phase"),
     "dance_sway": ("beat_hz", "sway_amp", "roll", "knee_bend", "arm_amp", "head_bob", "phase"),
     "walk_across": ("speed", "step_freq", "knee_flex", "arm_swing", "torso_twist", "bob", "view_deg", "phase"),
+    # holding something (assets.held): the holding arm's pose, its grip, and what the rest does
+    "phone_call": HOLD_PARAMS + ("nod_amp", "nod_freq", "lean", "phase"),
+    "drink": HOLD_PARAMS + ("sip_freq", "sip_elbow", "sip_tilt", "head_back", "phase"),
+    "read": HOLD_PARAMS + ("look_down", "page_amp", "page_freq", "phase"),
 }.items()}
 _INT_PARAMS = ("seed", "arm", "look_seed", "gesture_seed")
+HOLDING = ("phone_call", "drink", "read")   # motions for a held thing, drawn with it (not by `weights`)
 
 
 def motion_ranges(name: str, table: Mapping[str, Any]) -> dict[str, Any]:
@@ -456,6 +462,67 @@ def walk_across(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[
     return pose.motion()
 
 
+def _holding(name: str, n_frames: int, fps: float, params: Mapping[str, Any]):
+    """The relaxed base with one arm (`arm`: 0 left, 1 right) holding: the upper arm lowered by
+    `hold_down` from the T-pose, raised forward by `hold_forward` and swung in across the body by
+    `hold_in`, the elbow folded by
+    `hold_elbow`, the forearm turned by `hold_twist` (positive: the palm towards the body's middle)
+    and the wrist bent by `hold_wrist`; its fingers curled by `grip` round what they hold.
+    Returns the times, params, pose, the holding side and the frame count."""
+    t = _times(n_frames, fps)
+    p = _checked(name, params)
+    if p["arm"] not in (0, 1):
+        raise ValueError(f"{name} param 'arm' must be 0 (left) or 1 (right), got {p['arm']!r}")
+    side = ("left", "right")[int(p["arm"])]
+    pose = _Pose(len(t))
+    _relaxed_base(pose, t, p, skip_arm=side)
+    n = len(t)
+    pose.apply_sym(side, "collar", _rot(_Z, -p["collar_down"], n))
+    pose.apply_sym(side, "shoulder", _rot(_Z, -p["hold_down"], n))
+    pose.apply_sym(side, "shoulder", _rot(_X, -p["hold_forward"], n))
+    pose.apply_sym(side, "shoulder", _rot(_Y, -p["hold_in"], n))
+    pose.apply_sym(side, "elbow", _rot(_X, -p["hold_twist"], n))
+    pose.apply_sym(side, "elbow", _rot(_Y, -p["hold_elbow"], n))
+    pose.apply_sym(side, "wrist", _rot(_Y, -p["hold_wrist"], n))
+    curl = np.zeros((15, 3))
+    for i, finger in enumerate(FINGERS):
+        for k in range(3):
+            curl[3 * i + k] = -np.radians(p["grip"] * (0.5 if finger == "thumb" else 1.0)) * (_Z if finger != "thumb" else _Y)
+    hand = np.broadcast_to((curl * (_MIRROR if side == "right" else 1.0)).reshape(45), (n, 45)).copy()
+    setattr(pose, f"{side}_hand", hand)
+    return t, p, pose, side, n
+
+
+def phone_call(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """On the phone: the holding hand at the ear, the head leaning into it, nodding as one listens."""
+    t, p, pose, side, n = _holding("phone_call", n_frames, fps, params)
+    pose.apply("head", _rot(_Z, (1.0 if side == "left" else -1.0) * p["lean"] * np.ones(n), n))
+    pose.apply("head", _rot(_X, p["nod_amp"] * np.sin(2 * np.pi * p["nod_freq"] * t + p["phase"]), n))
+    return pose.motion()
+
+
+def drink(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """Drinking: the cup held before the chest, raised to the mouth and tipped (`sip_elbow` more
+    fold, `sip_tilt` at the wrist) once every 1 / `sip_freq` seconds, the head going back with it."""
+    t, p, pose, side, n = _holding("drink", n_frames, fps, params)
+    sip = 0.5 * (1 - np.cos(2 * np.pi * p["sip_freq"] * t + p["phase"])) ** 2   # lingers low, rises smoothly
+    pose.apply_sym(side, "elbow", _rot(_Y, -p["sip_elbow"] * sip, n))
+    pose.apply_sym(side, "wrist", _rot(_Y, -p["sip_tilt"] * sip, n))
+    pose.apply("head", _rot(_X, -p["head_back"] * sip, n))
+    return pose.motion()
+
+
+def read(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """Reading: a book or tablet held flat before the chest on the palm, the head bowed over it,
+    the arm shifting a little as pages turn."""
+    t, p, pose, side, n = _holding("read", n_frames, fps, params)
+    pose.apply("neck", _rot(_X, 0.4 * p["look_down"] * np.ones(n), n))
+    pose.apply("head", _rot(_X, 0.6 * p["look_down"] * np.ones(n), n))
+    page = p["page_amp"] * np.sin(2 * np.pi * p["page_freq"] * t + p["phase"])
+    pose.apply_sym(side, "shoulder", _rot(_Y, -page, n))
+    return pose.motion()
+
+
 def view_deg(motion: Mapping[str, Any]) -> float:
     """The camera's azimuth offset a motion asks for (walk_across's side view), 0 for the others."""
     return float(motion.get("params", {}).get("view_deg", 0.0)) if motion.get("kind") == "procedural" else 0.0
@@ -474,6 +541,9 @@ PROCEDURAL: dict[str, Callable[[int, float, Mapping[str, float]], dict[str, np.n
     "talk": talk,
     "dance_sway": dance_sway,
     "walk_across": walk_across,
+    "phone_call": phone_call,
+    "drink": drink,
+    "read": read,
 }
 
 

@@ -3,7 +3,8 @@
 The renderer is a pure function of this (and the spec's render settings). Each kind of object is
 made by its own module, listed in PERSON (the person and what they wear) in the order they are
 posed; the set is placed last, from the camera. Adding a kind of object is its module and its
-line here (a hat also hides the hair under it: `worn.press`, once every object is made).
+line here (a hat also hides the hair under it: `worn.press`, once every object is made; a scarf is
+draped over all the person's meshes by the cloth solver: `worn.drape`, last).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from assets import body, camera, clothing, lighting, motions, stage, worn
+from assets import body, camera, clothing, held, lighting, motions, stage, worn
 from assets.hair import objects as hair_objects
 from assets.shapes import Curves, SceneObject
 
@@ -21,7 +22,8 @@ PERSON: tuple[Callable[[Any, body.PosedBody], list[SceneObject]], ...] = (
     clothing.objects,      # top and bottom
     hair_objects.scalp,    # simulated scalp strands
     hair_objects.face,     # brows and lashes on the head
-    worn.objects,          # hats and glasses on the head
+    worn.objects,          # hats, glasses, headphones and earrings on the head
+    held.objects,          # a phone, cup, mug, book or tablet in one hand
 )
 
 
@@ -42,6 +44,7 @@ def build(spec: Any) -> Scene:
     motion = motions.motion_frames(spec.motion, spec.n_frames, spec.fps)
     posed = body.pose_body(spec.body["model"], spec.body["betas"], motion, spec.body)
     person = worn.press(spec, posed, [o for make in PERSON for o in make(spec, posed)])   # hair under a hat
+    person += worn.drape(spec, posed, person)    # a scarf, simulated over the rest
     vertices, joints = stage.to_world(posed.vertices), stage.to_world(posed.joints)
     # What rises above the crown at rest (the hair) is framed too.
     crown = float(stage.to_world(posed.rest_vertices)[:, 2].max())

@@ -19,11 +19,14 @@ import numpy as np
 
 # What a coverage group is called in `parts` and in the scene objects' materials. New kinds of
 # worn or held objects append here: a label's number never changes once a store holds it. "lens":
-# see-through surfaces (their coverage is their opacity); "worn": the opaque things worn.
-PARTS = ("background", "skin", "scalp_hair", "face_hair", "eyes", "mouth", "top", "bottom", "lens", "worn")
+# see-through surfaces (their coverage is their opacity); "worn": the opaque things worn; "sheer":
+# see-through fabric (its coverage is its opacity); "scarf": opaque simulated cloth; "held": what
+# a hand holds.
+PARTS = ("background", "skin", "scalp_hair", "face_hair", "eyes", "mouth", "top", "bottom", "lens", "worn",
+         "sheer", "scarf", "held")
 # The material classes metrics are split by (make bench-layers): the coverage groups each holds;
 # every other group is the rest.
-CLASSES = {"hair": ("scalp_hair", "face_hair"), "lens": ("lens",), "opaque_objects": ("worn",)}
+CLASSES = {"hair": ("scalp_hair", "face_hair"), "lens": ("lens",), "sheer": ("sheer",), "opaque_objects": ("worn", "held")}
 PASSES = ("colour", "coverage", "plate")   # render passes an output can be made from
 EXPORTS = ("png", "npy")                    # how a WebDataset sample carries an array
 CODECS = ("colour", "mask")                 # clipstore.Compression: noise-like colour, or smooth masks and values

@@ -11,7 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from assets import body, camera, clothing, hair, lighting, motions, skin, worn
+from assets import body, camera, clothing, hair, held, lighting, motions, skin, worn
 from clipstore.outputs import enabled
 from core import seeds
 from core.checks import at, integer, is_number, number, one_of
@@ -78,6 +78,7 @@ def check(cfg: dict) -> None:
     try:
         hair.check(cfg["hair"])
         worn.check(cfg["worn"])
+        held.check(cfg["held"])
         enabled(cfg["outputs"])
     except ValueError as e:
         raise UserError(str(e)) from None
@@ -108,17 +109,19 @@ def clip_spec(cfg: dict, index: int, model: dict) -> ClipSpec:
     c = cfg["cycles"]
     cycles = {k: v for k, v in c.items() if k != "threads"}
     cycles["seed"] = c["seed"] if c["seed"] is not None else seed("cycles") % 2**31
+    holding = held.sample(cfg["held"], seed("held"), cfg["motion"])
     return ClipSpec(
         clip_id=clip_id(index), index=index, seed=clip_seed,
         fps=float(cfg["clip"]["fps"]), n_frames=n_frames(cfg),
         body={"model": model, **body.sample(cfg["body"], seed("betas"), model["kind"]),
               "skin": skin.sample(cfg["body"]["skin"], seed("skin"))},
-        motion=motions.sample(cfg["motion"], seed("motion")),
+        motion=holding["motion"] if holding else motions.sample(cfg["motion"], seed("motion")),
         hair=hair.sample(cfg["hair"], seed("hair"), index),
         camera=camera.sample(cfg["camera"], seed("camera")),
         lighting=lighting.sample(cfg["lighting"], seed("lighting")),
         clothing=clothing.sample(cfg["clothing"], seed("clothing"), model["kind"]),
         worn=worn.sample(cfg["worn"], seed("worn"), model["kind"]),
+        held=holding,
         cycles=cycles,
         outputs={name: o.attrs for name, o in enabled(cfg["outputs"]).items()},
     )

@@ -6,8 +6,8 @@ constant mix away, so no light is sampled). In every pass it writes its coverage
 value AOV (averaged over the pixel's samples: the group's coverage) and, with flow on, its
 per-point `flow` attribute as a colour AOV (averaged the same way: coverage-weighted flow).
 
-A see-through surface (a lens) passes part of the light behind it straight through, in both
-passes alike: a Transparent BSDF of its transmittance at the angle it is seen. Film alpha is then
+A see-through surface (a lens, sheer fabric) passes part of the light behind it straight through,
+in both passes alike: a Transparent BSDF of its transmittance at the angle it is seen. Film alpha is then
 1 minus the mean of that transmittance over R, G and B (the store's alpha rule), and its AOV
 writes that opacity, not 1, so a label goes to whatever gives the pixel most of its alpha.
 """
@@ -210,6 +210,47 @@ def fabric(f: dict) -> tuple[bpy.types.Material, object]:
     return mat, bsdf.outputs[0]
 
 
+def sheer(p: dict) -> tuple[bpy.types.Material, object, object]:
+    """A sheer fabric (chiffon, tulle, lace): yarns with gaps between them finer than a pixel. Seen
+    square on, `openness` of the light behind passes straight through the gaps; seen at an angle
+    theta the yarns close them, openness ** (1 / cos theta) (a thin layer of yarns in random
+    places). Lace has holes in its pattern (`hole_share` of it, `hole_openness` open). The yarns
+    are the fabric's Principled BSDF, a `translucency` share of their light scattered through
+    them. Returns the shading and the opacity, 1 - the openness where it is seen."""
+    mat, cloth = fabric(p)
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    geo = nodes.new("ShaderNodeNewGeometry")
+    dot = nodes.new("ShaderNodeVectorMath")
+    dot.operation = "DOT_PRODUCT"
+    links.new(geo.outputs["Normal"], dot.inputs[0])
+    links.new(geo.outputs["Incoming"], dot.inputs[1])
+    cos = _math(nodes, links, "MAXIMUM", _math(nodes, links, "ABSOLUTE", dot.outputs["Value"], 0.0), 0.02)
+    square_on = p["openness"]
+    if p["fabric"] == "lace":
+        holes = nodes.new("ShaderNodeTexVoronoi")
+        holes.inputs["Scale"].default_value = p["hole_scale"]
+        links.new(nodes.new("ShaderNodeTexCoord").outputs["Generated"], holes.inputs["Vector"])
+        # holes: within t of a feature point (about one per unit cell, as a Poisson process); any plane
+        # through such a field is covered as its volume is, 1 - exp(-4/3 pi t^3)
+        t = (-0.75 / np.pi * np.log(1.0 - p["hole_share"])) ** (1.0 / 3.0)
+        hole = _math(nodes, links, "LESS_THAN", holes.outputs["Distance"], float(t))
+        square_on = _math(nodes, links, "ADD", p["openness"],
+                          _math(nodes, links, "MULTIPLY", hole, p["hole_openness"] - p["openness"]))
+    openness = _math(nodes, links, "POWER", square_on, _math(nodes, links, "DIVIDE", 1.0, cos))
+    yarn = nodes.new("ShaderNodeMixShader")
+    yarn.inputs["Fac"].default_value = p["translucency"]
+    glow = nodes.new("ShaderNodeBsdfTranslucent")
+    glow.inputs["Color"].default_value = (*p["colour"], 1.0)
+    links.new(cloth, yarn.inputs[1])
+    links.new(glow.outputs[0], yarn.inputs[2])
+    through = nodes.new("ShaderNodeBsdfTransparent")
+    both = nodes.new("ShaderNodeMixShader")
+    links.new(openness, both.inputs["Fac"])
+    links.new(yarn.outputs[0], both.inputs[1])
+    links.new(through.outputs[0], both.inputs[2])
+    return mat, both.outputs[0], _math(nodes, links, "SUBTRACT", 1.0, openness)
+
+
 def hair(p: dict) -> tuple[bpy.types.Material, object]:
     """The Principled Hair BSDF over a per-curve melanin attribute (a dyed head: a brightness
     factor on the dye's colour)."""
@@ -250,9 +291,10 @@ def matte(p: dict) -> tuple[bpy.types.Material, None]:
     return mat, None
 
 
-SEE_THROUGH = ("see_through",)   # kinds that pass light straight through (their AOV writes their opacity)
+SEE_THROUGH = ("see_through", "sheer")   # kinds that pass light straight through (their AOV writes their opacity)
 KINDS: dict[str, Callable[[dict], tuple]] = {
-    "skin": skin, "flat": flat, "fabric": fabric, "hair": hair, "matte": matte, "see_through": see_through}
+    "skin": skin, "flat": flat, "fabric": fabric, "hair": hair, "matte": matte, "see_through": see_through,
+    "sheer": sheer}
 
 
 def material(p: dict, flow: bool) -> bpy.types.Material:

@@ -135,33 +135,57 @@ def _fresnel(cos_i: np.ndarray, n: float) -> np.ndarray:
     return 0.5 * (rs + rp)
 
 
-@pytest.mark.blender
-@pytest.mark.parametrize("tilt_deg", [0.0, 50.0])
-def test_alpha_of_a_see_through_patch_is_one_minus_its_mean_transmittance(cache_dir, tilt_deg):
+def _patch(cache_dir, tilt_deg: float, material: dict):
+    """A flat patch of `material` over the background, one frame: its alpha, the pixels well inside
+    it, the cosine each pixel's ray meets it at, and its parts label."""
     from render.scene import build_and_render
     spec = spec_of(cache_dir, "clip.seconds=0.125", "camera.shutter=0", "camera.dof_share=0", "outputs.parts=true")
     scene, placed = _plane_scene(spec, 3.0, tilt_deg)
-    tau, ior = np.array([0.85, 0.5, 0.2]), 1.6
-    lens = {"kind": "see_through", "name": "patch", "transmittance": tau.tolist(), "ior": ior, "mirror_rgb": [0.0] * 3,
-            "roughness": 0.0, "refracts": False, "part": "lens"}
-    scene = dataclasses.replace(scene, objects=(dataclasses.replace(scene.objects[0], materials=(lens,)),))
+    scene = dataclasses.replace(scene, objects=(dataclasses.replace(scene.objects[0], materials=(material,)),))
     out = build_and_render(spec, scene, threads=2)
     alpha = out.arrays["alpha"][0] / 65535
     inner = cv2.erode((alpha > 0.05).astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)   # off its edges
     assert inner.mean() > 0.3
-    # The rule at each pixel's angle: mean transmittance scaled by what a thin slab's two faces
-    # let through there over what they let through head on.
     h, w = alpha.shape
     f = 35.0 / 24.0 * h
     ys, xs = np.mgrid[:h, :w] + 0.5
     rays = np.stack([(xs - w / 2) / f, np.ones_like(xs), -(ys - h / 2) / f], -1)
     cos_i = np.abs(rays @ placed[:3, 1]) / np.linalg.norm(rays, axis=-1)
+    label = out.arrays["parts"][0] == 1 + spec.outputs["parts"]["parts"].index(material["part"])
+    return alpha, inner, cos_i, label
+
+
+@pytest.mark.blender
+@pytest.mark.parametrize("tilt_deg", [0.0, 50.0])
+def test_alpha_of_a_see_through_patch_is_one_minus_its_mean_transmittance(cache_dir, tilt_deg):
+    tau, ior = np.array([0.85, 0.5, 0.2]), 1.6
+    lens = {"kind": "see_through", "name": "patch", "transmittance": tau.tolist(), "ior": ior, "mirror_rgb": [0.0] * 3,
+            "roughness": 0.0, "refracts": False, "part": "lens"}
+    alpha, inner, cos_i, label = _patch(cache_dir, tilt_deg, lens)
+    # The rule at each pixel's angle: mean transmittance scaled by what a thin slab's two faces
+    # let through there over what they let through head on.
     slab = lambda F: 2 * F / (1 + F)   # noqa: E731
     want = 1 - tau.mean() * (1 - slab(_fresnel(cos_i, ior))) / (1 - slab(_fresnel(np.ones(1), ior)))
     assert np.abs(alpha[inner] - want[inner]).max() < 0.01
     if tilt_deg == 0:
         assert np.abs(alpha[inner] - (1 - tau.mean())).max() < 0.01
-    assert (out.arrays["parts"][0][inner] == 1 + spec.outputs["parts"]["parts"].index("lens")).all()
+    assert label[inner].all()
+
+
+@pytest.mark.blender
+@pytest.mark.parametrize("tilt_deg", [0.0, 50.0])
+def test_alpha_of_a_sheer_patch_is_one_minus_its_openness_where_seen(cache_dir, tilt_deg):
+    """Chiffon of openness 0.45: alpha is 1 - 0.45 ** (1 / cos theta) at each pixel's angle, within
+    0.01, strictly between 0.05 and 0.95, whatever light its yarns send (they are lit here)."""
+    openness = 0.45
+    chiffon = {"kind": "sheer", "name": "patch", "fabric": "chiffon", "pattern": "solid", "colour": [0.6, 0.2, 0.3],
+               "colour_b": [0.6, 0.2, 0.3], "scale": 10.0, "roughness": 0.5, "sheen": 0.3, "openness": openness,
+               "translucency": 0.2, "refracts": False, "part": "sheer"}
+    alpha, inner, cos_i, label = _patch(cache_dir, tilt_deg, chiffon)
+    want = 1 - openness ** (1 / cos_i)
+    assert np.abs(alpha[inner] - want[inner]).max() < 0.01
+    assert (alpha[inner] > 0.05).all() and (alpha[inner] < 0.95).all()
+    assert label[inner].all()
 
 
 @pytest.mark.blender
@@ -351,3 +375,35 @@ def test_earrings_hang_from_each_lobe_clear_of_the_skin(turning_heads):
             if kind != "stud":
                 assert len(hanging), f"a {kind} hangs below the lobe"
                 assert skin.query(hanging)[0].min() > e["clearance"] * 0.5, f"a {kind} cuts into the neck or jaw"
+
+
+@pytest.mark.blender
+def test_a_simulated_scarf_stays_outside_the_body_and_the_same_spec_drapes_the_same_cloth(cache_dir):
+    """Blender's cloth solver drapes the scarf over the posed body and its garments: in every frame
+    no cloth vertex lies more than 3 mm inside the skin, the ends hang well below the loop and
+    swing, and the same spec gives the same cloth, bit for bit."""
+    from assets import stage
+    from assets.scene import PERSON
+    spec = spec_of(cache_dir, "body.model=anny", "worn.scarf.share=1", "clip.seconds=1", "motion.weights={dance_sway: 1}",
+                   "worn.scarf.fabrics={chiffon: 1, tulle: 0, lace: 0, silk: 0, knit: 0}")
+    motion = motions.motion_frames(spec.motion, spec.n_frames, spec.fps)
+    posed = body.pose_body(spec.body["model"], spec.body["betas"], motion, spec.body)
+    person = [o for make in PERSON for o in make(spec, posed)]
+    scarf = worn.drape(spec, posed, person)[0]
+    again = worn.drape(spec, posed, person)[0]
+    np.testing.assert_array_equal(scarf.shape.vertices, again.shape.vertices)
+    assert scarf.materials[0]["part"] == "sheer" and scarf.rides_on == "simulated"
+    import bpy  # noqa: F401  (brings mathutils)
+    from mathutils.bvhtree import BVHTree
+    skin = stage.to_world(posed.vertices.astype(np.float64))
+    outer = posed.faces[posed.face_part == 0].tolist()     # the skin, not the mouth's inside behind it
+    cloth = scarf.shape.vertices.astype(np.float64)
+    for t in range(spec.n_frames):
+        tree = BVHTree.FromPolygons(skin[t].tolist(), outer)
+        # on which side of the nearest skin triangle each cloth vertex lies, and how far
+        side = np.array([(np.subtract(q, at) @ np.asarray(n)) for q in cloth[t]
+                         for at, n, _, _ in [tree.find_nearest(q.tolist())]])
+        assert side.min() > -0.003, f"frame {t}: cloth {-side.min() * 1000:.1f} mm inside the body"
+    neck = stage.to_world(posed.joints[:, 12].astype(np.float64))
+    assert (neck[:, 2] - cloth[:, :, 2].min(axis=1) > 0.2).all(), "the ends hang down the front"
+    assert np.abs(np.diff(cloth, axis=0)).max() > 0.005, "the cloth moves with the body"

@@ -1,7 +1,8 @@
-"""Things worn on the head: drawn per clip from `worn.*` (conf/worn/), fitted to the body's own head
-in the rest pose and carried by it. Each kind is one module here (glasses, hats, headphones,
-earrings), drawn from its own seed. Hats and headphones also act on the scalp hair: `press` keeps
-it out of them.
+"""Things worn: drawn per clip from `worn.*` (conf/worn/), each kind one module here, drawn from its
+own seed. On the head (glasses, hats, headphones, earrings): fitted to the body's own head in the
+rest pose and carried by it; hats and headphones also act on the scalp hair (`press` keeps it out
+of them). Round the neck (a scarf): draped by Blender's cloth solver over the person's other
+meshes (`drape`), frame by frame.
 
 A see-through part (a lens) is a thin surface of known straight-through transmittance: alpha over
 it is 1 minus the mean of that transmittance over R, G and B at the angle it is seen (the store's
@@ -22,8 +23,10 @@ import json
 from assets import stage
 from assets.clothing import fabric
 from assets.hair import face as face_hair
+from assets.hair.field import vertex_normals
 from assets.shapes import Mesh, SceneObject
-from assets.worn import earrings, glasses, hats, headphones
+from assets import cloth
+from assets.worn import earrings, glasses, hats, headphones, scarf
 from core import ranges, seeds
 
 WEARERS = ("anny",)     # bodies that know their eyes and ears (assets.body.PosedBody.face_sites, ears)
@@ -31,7 +34,9 @@ FRAMES = ("metal", "acetate")
 LENSES = ("clear", "tinted", "sun", "mirrored")
 HATS = ("beanie", "cap", "brimmed")
 SKIP = {"share", "frames", "lenses", "metal", "acetate", "lens"}   # sections, not sizes
-KINDS = ("glasses", "hat", "headphones", "earrings")   # each drawn from its own seed
+KINDS = ("glasses", "hat", "headphones", "earrings", "scarf")   # each drawn from its own seed
+SHEER = ("chiffon", "tulle", "lace")             # scarf fabrics light passes through
+FABRICS = SHEER + ("silk", "knit")
 EYES = [23, 24]         # SMPL-X joints: every body model has them
 
 
@@ -45,6 +50,7 @@ def check(cfg: Mapping[str, Any]) -> None:
     """Kinds the weights name exist, and no lens can send back more light than reaches it."""
     ranges.weighted(cfg["hat"]["kinds"], np.random.default_rng(0), "worn.hat.kinds", HATS, "kinds")
     ranges.weighted(cfg["earrings"]["kinds"], np.random.default_rng(0), "worn.earrings.kinds", earrings.KINDS, "kinds")
+    ranges.weighted(cfg["scarf"]["fabrics"], np.random.default_rng(0), "worn.scarf.fabrics", FABRICS, "fabrics")
     g = cfg["glasses"]
     for key, known in (("frames", FRAMES), ("lenses", LENSES)):
         ranges.weighted(g[key], np.random.default_rng(0), f"worn.glasses.{key}", known, "kinds")
@@ -84,7 +90,26 @@ def sample(cfg: Mapping[str, Any], seed: int, body_kind: str) -> dict[str, Any]:
     phones = _headphones(cfg["headphones"], seeds.derive(seed, "headphones"), body_kind)
     return {"glasses": _glasses(cfg["glasses"], seeds.derive(seed, "glasses"), body_kind), "hat": hat,
             "headphones": phones if hat is None else None,
-            "earrings": _earrings(cfg["earrings"], seeds.derive(seed, "earrings"), body_kind)}
+            "earrings": _earrings(cfg["earrings"], seeds.derive(seed, "earrings"), body_kind),
+            "scarf": _scarf(cfg["scarf"], seeds.derive(seed, "scarf"))}
+
+
+def _scarf(c: Mapping[str, Any], seed: int) -> dict[str, Any] | None:
+    rng = np.random.default_rng(seed)
+    if not rng.uniform() < c["share"]:
+        return None
+    kind = ranges.weighted(c["fabrics"], rng, "worn.scarf.fabrics", FABRICS, "fabrics")
+    sizes = _sizes(c, rng, "worn.scarf", {"share", "fabrics", "sheer", "translucency", "fabric", "solver"})
+    look = fabric(c["fabric"][kind], rng, f"worn.scarf.fabric.{kind}")
+    if kind in SHEER:
+        sheer = _sizes(c["sheer"][kind], rng, f"worn.scarf.sheer.{kind}")
+        material = {"kind": "sheer", "name": "scarf", "fabric": kind, **look, **sheer,
+                    "translucency": ranges.number(c["translucency"], rng, "worn.scarf.translucency"),
+                    "refracts": False, "part": "sheer"}
+    else:
+        material = {"kind": "fabric", "name": "scarf", "fabric": kind, **look, "part": "scarf"}
+    solver = {**c["solver"]["common"], **c["solver"][kind]}
+    return {"kind": kind, **sizes, "solver": solver, "material": material}
 
 
 def _sizes(c: Mapping[str, Any], rng: np.random.Generator, where: str, skip=()) -> dict[str, float]:
@@ -200,6 +225,39 @@ def objects(spec: Any, posed: Any) -> list[SceneObject]:
              **fit.record}
     return out + [on_head("glasses_frame", fit.frame_vertices, fit.frame_faces, g["frame_material"], stats),
                   on_head("glasses_lenses", fit.lens_vertices, fit.lens_faces, g["lens_material"])]
+
+
+def drape(spec: Any, posed: Any, person: list[SceneObject]) -> list[SceneObject]:
+    """The clip's scarf, if it wears one, draped by the cloth solver over the person's meshes (the
+    body and its garments), in world coordinates frame by frame."""
+    p = spec.worn.get("scarf")
+    if p is None:
+        return []
+    meshes = [o for o in person if isinstance(o.shape, Mesh) and o.shape.vertices.ndim == 3]
+    surface = np.concatenate([o.shape.vertices for o in meshes], axis=1)
+    joints = stage.to_world(posed.joints)
+    verts, faces, pinned = scarf.shape(surface[0], joints[0], p)
+    normals = np.concatenate([vertex_normals(o.shape.vertices[0].astype(np.float64), o.shape.faces) for o in meshes])
+    verts = scarf.clear_of(verts, surface[0], normals, p["clearance"])
+    # what it may touch: the meshes' faces near where it starts, and below it as far as its ends may fall
+    lo, hi = verts.min(axis=0) - 0.15, verts.max(axis=0) + 0.15
+    lo[2] -= p["length"] / 2
+    colliders = []
+    for o in meshes:
+        v = o.shape.vertices
+        near = ((v[0][o.shape.faces] > lo) & (v[0][o.shape.faces] < hi)).all(axis=(1, 2))
+        used = np.unique(o.shape.faces[near])
+        remap = np.full(len(v[0]), -1)
+        remap[used] = np.arange(len(used))
+        colliders.append(cloth.Collider(remap[o.shape.faces[near]], v[:, used]))
+    goal = scarf.goals(verts[pinned], surface)
+    goals = np.repeat(verts[None], spec.n_frames, axis=0)
+    goals[:, pinned] = goal
+    settle = int(round(p["settle_s"] * spec.fps))
+    frames = cloth.simulate(faces, verts, pinned, goals, colliders, spec.fps, settle, p["solver"])
+    stats = {"kind": p["kind"], "vertices": len(verts), "pinned": int(pinned.sum()), "settle_frames": settle}
+    return [SceneObject("scarf", "worn", "simulated", tuple(o.name for o in meshes), Mesh(faces, frames),
+                        (p["material"],), stats=stats)]
 
 
 def press(spec: Any, posed: Any, person: list[SceneObject]) -> list[SceneObject]:
