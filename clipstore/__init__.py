@@ -12,13 +12,13 @@ from clipstore.checks import ClipCheck, Report, check_clip, check_clips, intact,
 from clipstore.clips import (Clip, all_ids, checksum, complete_ids, create, creatable, incomplete_ids, open_store,
                              read_clip, write_clip)
 from clipstore.location import absolute, is_url
-from clipstore.outputs import CLASSES, OUTPUTS, PARTS, Output, class_masks, declared
+from clipstore.outputs import CLASS_LABELS, CLASSES, OUTPUTS, PARTS, Output, class_labels, class_masks, declared
 from clipstore.manifest import consolidated_ids, finalize, outputs_held, read_manifest
 from clipstore.schema import (ALPHA_MAX, CLIPS, FORMAT, FORMAT_VERSION, MANIFEST, REQUIRED, SOURCES, Compression,
                               StoreError)
 
 __all__ = [
-    "CLASSES", "OUTPUTS", "PARTS", "Output", "class_masks", "declared", "ALPHA_MAX", "CLIPS", "FORMAT", "FORMAT_VERSION", "MANIFEST", "REQUIRED", "SOURCES", "Clip", "ClipCheck",
+    "CLASS_LABELS", "CLASSES", "OUTPUTS", "PARTS", "Output", "class_labels", "class_masks", "declared", "ALPHA_MAX", "CLIPS", "FORMAT", "FORMAT_VERSION", "MANIFEST", "REQUIRED", "SOURCES", "Clip", "ClipCheck",
     "Compression", "Report", "StoreError", "absolute", "all_ids", "check_clip", "check_clips", "checksum", "intact", "complete_ids",
     "consolidated_ids", "create", "creatable", "finalize", "outputs_held", "incomplete_ids", "is_url", "manifest_only", "open_store",
     "prune_incomplete", "read_clip", "read_manifest", "validate", "write_clip",

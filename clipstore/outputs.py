@@ -109,6 +109,17 @@ OUTPUTS: dict[str, Output] = {o.name: o for o in (
 )}
 
 
+CLASS_LABELS = (*CLASSES, "rest")   # a class label image: 1 + the index here, 0 where alpha is 0
+
+
+def class_labels(parts: np.ndarray, legend: Sequence[str]) -> np.ndarray:
+    """The material class of each pixel (CLASS_LABELS) as uint8, from a `parts` label array."""
+    out = np.zeros(parts.shape, np.uint8)
+    for name, mask in class_masks(parts, legend).items():
+        out[mask] = 1 + CLASS_LABELS.index(name)
+    return out
+
+
 def class_masks(parts: np.ndarray, legend: Sequence[str]) -> dict[str, np.ndarray]:
     """Where each material class (CLASSES) gives the pixel most of its alpha, from a `parts` label
     array and its legend (the output's `parts`: label 1 + index), and `rest`: the other labels."""

@@ -3,7 +3,9 @@
     python -m matting.evaluate pred=runs/a/pred gt=data/videomatte_512x288 protocol=lr
 
 Both folders use the RVM / VideoMatte240K layout, `<clip>/pha/0000.png ...` with optional
-`<clip>/fgr/` (RGB) and, in gt only, `<clip>/hair/` (hair alpha, for the hair-region metrics). Frames
+`<clip>/fgr/` (RGB) and, in gt only, `<clip>/hair/` (hair alpha, for the hair-region metrics) and
+`<clip>/classes/` (material class labels, for the metrics per class: lens, sheer, opaque objects,
+the rest). Frames
 pair by position in file-name order. Writes the JSON summary `output` and beside it, with the same stem, a
 per-frame CSV (`_frames.csv`), a per-clip CSV (`_clips.csv`), a Markdown table (`.md`) and a plot of
 every alpha metric over the frames (`.png`); prints the table. Clip values are means over frames and
@@ -36,14 +38,17 @@ from matting import metrics as M
 
 LABELS = {"pha_mad": "MAD", "pha_mse": "MSE", "pha_grad": "Grad", "pha_conn": "Conn", "pha_dtssd": "dtSSD",
           "pha_messddt": "MESSDdt", "fgr_mad": "fgr MAD", "fgr_mse": "fgr MSE", "hair_mad": "hair MAD",
-          "hair_mse": "hair MSE", "hair_grad": "hair Grad"}
+          "hair_mse": "hair MSE", "hair_grad": "hair Grad",
+          **{f"{c}_{m}": f"{c.replace('_', ' ')} {m.upper()}" for c in M.CLASS_REGIONS for m in ("mad", "mse")}}
 NOTES = ("Alphas and foregrounds are 8-bit PNGs read as float32/255. MAD = 1e3*mean|p-g|, MSE = 1e3*mean (p-g)^2; "
          "Grad = 1e-3*sum of squared differences of Gaussian-derivative gradient magnitudes (lr: each alpha map "
          "min-max normalised before its gradient); Conn = 1e-3*sum|phi(g)-phi(p)| (lr only); Grad and Conn are sums, so they grow with "
          "resolution. dtSSD = 1e2*sqrt(sum of squared temporal-difference errors / pixels); MESSDdt = 1e3*mean "
          "|E_t-1(x) - E_t(x+flow)| with E the squared error and flow from the ground truth; both are 0 at frame 0 "
          "and that frame counts in the mean. fgr metrics cover pixels with true alpha > 0; hair metrics the "
-         "dilated true hair alpha > 0. Clip value = mean over its frames; dataset value = mean over clips.")
+         "dilated true hair alpha > 0; a material class's metrics (lens, sheer, opaque objects) its labelled pixels "
+         "dilated the same way, the rest's its labelled pixels. Clip value = mean over its frames; dataset value = "
+         "mean over clips.")
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class Clip:
     pred_fgr: list[Path] | None = None
     true_fgr: list[Path] | None = None
     true_hair: list[Path] | None = None
+    true_classes: list[Path] | None = None
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -104,6 +110,9 @@ def find_clips(pred_dir: str | Path, gt_dir: str | Path) -> list[Clip]:
         hair = layout.frames(gt_dir / name, layout.HAIR)
         if hair is not None:
             seqs["true_hair"] = _same_count(name, "gt hair/", hair, len(true_pha))
+        classes = layout.frames(gt_dir / name, layout.CLASSES)
+        if classes is not None:
+            seqs["true_classes"] = _same_count(name, "gt classes/", classes, len(true_pha))
         size = png_size(true_pha[0])
         for key, files in seqs.items():
             for t, path in enumerate(files):
@@ -137,10 +146,18 @@ def score_clip(clip: Clip, protocol: str, cfg: Mapping[str, Any],
     rows = []
     for t in range(len(clip.true_pha)):
         rows.append(scorer.add(_read(clip.pred_pha, t), _read(clip.true_pha, t), _read(clip.pred_fgr, t, True),
-                               _read(clip.true_fgr, t, True), _read(clip.true_hair, t)))
+                               _read(clip.true_fgr, t, True), _read(clip.true_hair, t),
+                               None if clip.true_classes is None else _labels(clip.true_classes[t])))
         if on_frame is not None:
             on_frame()
     return M.stack(rows)
+
+
+def _labels(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        raise UserError(f"{path}: not a readable PNG")
+    return img
 
 
 def _read(files: list[Path] | None, t: int, colour: bool = False) -> np.ndarray | None:
@@ -184,7 +201,7 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, protocol: str = "lr", cfg
         "resolution": sizes[0] if len(sizes) == 1 else sizes,
         "n_clips": len(clips),
         "n_frames": sum(len(c.true_pha) for c in clips),
-        "metrics": [m for m in (*M.ALPHA, *M.FGR, *M.HAIR) if any(m in v for v in clip_means.values())],
+        "metrics": [m for m in (*M.ALPHA, *M.FGR, *M.HAIR, *M.CLASS) if any(m in v for v in clip_means.values())],
         "dataset": M.dataset_means(clip_means),
         "clips": clip_means,
         "clip_info": {c.name: {"frames": len(c.true_pha), "resolution": f"{c.size[0]}x{c.size[1]}"} for c in clips},

@@ -5,6 +5,9 @@
                   pha/0000.png   alpha, 8-bit
                   bgr/0000.png   the background
                   hair/0000.png  the hair's share of the alpha (gvm-synth's own addition)
+                  classes/0000.png  each pixel's material class, 1 + its index in
+                                 clipstore.CLASS_LABELS (hair, lens, sheer, opaque objects, the
+                                 rest), 0 where alpha is 0 (gvm-synth's own addition)
 
 Frames pair by position in file-name order. Clip folders whose name starts with a dot are still
 being written and are not clips yet.
@@ -14,7 +17,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-COM, FGR, PHA, BGR, HAIR = "com", "fgr", "pha", "bgr", "hair"
+COM, FGR, PHA, BGR, HAIR, CLASSES = "com", "fgr", "pha", "bgr", "hair", "classes"
 LAYERS = (COM, FGR, PHA, BGR)
 DIGITS = 4
 FRAME_NAME = re.compile(r"^\d+\.png(\.part)?$")  # a frame, or one being written

@@ -40,6 +40,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from clipstore import CLASS_LABELS
 from core.checks import require_keys
 from core.conf import load as load_conf
 from matting.flow import DIS_PRESETS, dis_flow, warp
@@ -49,6 +50,9 @@ PROTOCOLS = ("lr", "hr")
 ALPHA = ("pha_mad", "pha_mse", "pha_grad", "pha_conn", "pha_dtssd", "pha_messddt")
 FGR = ("fgr_mad", "fgr_mse")
 HAIR = ("hair_mad", "hair_mse", "hair_grad")
+# per material class of a set that labels them (its classes/ layer; hair has its own alpha, above)
+CLASS_REGIONS = ("lens", "sheer", "opaque_objects", "rest")
+CLASS = tuple(f"{c}_{m}" for c in CLASS_REGIONS for m in ("mad", "mse"))
 SECTIONS = {"grad": ("sigma", "eps"), "conn": ("step", "theta"),
             "messddt": ("enabled", "region", "unknown_dilation", "dis_preset"), "hair": ("dilation",)}
 
@@ -175,8 +179,10 @@ class ClipScorer:
         self._hair_kernel = disc(self.cfg["hair"]["dilation"])
 
     def add(self, pred_pha: np.ndarray, true_pha: np.ndarray, pred_fgr: np.ndarray | None = None,
-            true_fgr: np.ndarray | None = None, true_hair: np.ndarray | None = None) -> dict[str, float]:
-        """Metrics of the next frame: alphas (H, W), foregrounds (H, W, 3), all float32 in [0, 1]."""
+            true_fgr: np.ndarray | None = None, true_hair: np.ndarray | None = None,
+            true_classes: np.ndarray | None = None) -> dict[str, float]:
+        """Metrics of the next frame: alphas (H, W), foregrounds (H, W, 3), all float32 in [0, 1];
+        `true_classes` (H, W) the class labels (clipstore.CLASS_LABELS, 1-based, uint8)."""
         p, g = _f32(pred_pha), _f32(true_pha)
         if p.shape != g.shape:
             raise ValueError(f"predicted alpha is {p.shape[1]}x{p.shape[0]}, true alpha {g.shape[1]}x{g.shape[0]}")
@@ -200,6 +206,14 @@ class ClipScorer:
             out["hair_mad"] = _masked_mean(np.abs(err), hair) * 1e3
             out["hair_mse"] = _masked_mean(err * err, hair) * 1e3
             out["hair_grad"] = float(grad_err[hair].sum() * 1e-3) if hair.any() else math.nan
+        if true_classes is not None:
+            labels = np.asarray(true_classes)
+            for name in CLASS_REGIONS:
+                # the class's pixels, widened as the hair region is (the error round an edge counts)
+                mine = labels == 1 + CLASS_LABELS.index(name)
+                region = cv2.dilate(mine.astype(np.uint8), self._hair_kernel) > 0 if name != "rest" else mine
+                out[f"{name}_mad"] = _masked_mean(np.abs(err), region) * 1e3
+                out[f"{name}_mse"] = _masked_mean(err * err, region) * 1e3
         return out
 
     def _temporal(self, p: np.ndarray, g: np.ndarray) -> dict[str, float]:

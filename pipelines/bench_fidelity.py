@@ -1,13 +1,17 @@
 """`python -m pipelines.bench_fidelity` (`make bench-fidelity`): how close the stored alpha is to
 the converged coverage, and what it costs.
 
-For each case (a planned clip of one style family, wind forced on or off) one frame is rendered
+For each case (a planned clip of one style family, wind forced on or off, and any other render keys
+the case sets under `with`: glasses on, a sheer scarf) one frame is rendered
 three times in one scene: the colour pass alone (the plain single-pass render at the default
 colour samples), the alpha pass at the default settings, and a reference alpha pass at
 `fidelity.reference_samples` fixed samples with another seed. Printed as `name: value` lines:
 - alpha_mae_fractional, alpha_p99_fractional: |alpha - reference| over the pixels whose
   reference alpha is fractional (the strands and edges a matte has to get right),
-- alpha_mae_hair: the same over the hair region (reference hair coverage > fidelity.hair_min),
+- alpha_mae_hair: the same over the hair region (reference hair coverage > fidelity.hair_min), and
+  alpha_mae_<class> over each other material class of clipstore.CLASSES the frame shows (lens,
+  sheer, opaque_objects: the reference coverage of its groups above fidelity.hair_min), averaged
+  over the cases that show it,
 - fgr_mae_straight: the colour pass un-premultiplied by its own alpha (as the store does, before
   it extends colour into pixels below cycles.fgr_min_alpha) against the same colour
   un-premultiplied by the reference alpha, where the reference alpha exceeds
@@ -25,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
+import clipstore
 from core import quiet
 from core.cli import UserError, app, to_container
 from core.colour import linear_to_srgb
@@ -38,6 +43,16 @@ def case_spec(c: dict, case: dict, model: dict):
                         f"({', '.join(sorted(cfg['hair']['styles']))})")
     cfg["hair"]["style_weights"] = {case["style"]: 1.0}
     cfg["n_clips"] = 1
+    for dotted, value in (case.get("with") or {}).items():   # any render key, as on the command line
+        *path, last = dotted.split(".")
+        node = cfg
+        for k in path:
+            if not isinstance(node.get(k), dict):
+                raise UserError(f"fidelity case key {dotted!r} is not a render config key")
+            node = node[k]
+        if last not in node:
+            raise UserError(f"fidelity case key {dotted!r} is not a render config key")
+        node[last] = value
     spec = plan.plan(cfg, model)[0]
     if case.get("wind") is not None:
         h = copy.deepcopy(spec.hair)
@@ -76,9 +91,15 @@ def measure(spec, frame: int, f: dict, threads: int) -> dict:
     solid = r > f["fgr_min_alpha"]
     store_fgr = linear_to_srgb(np.clip(rgba[..., :3] / own[..., None], 0, 1))
     ref_fgr = linear_to_srgb(np.clip(rgba[..., :3] / np.maximum(r, 1e-8)[..., None], 0, 1))
-    return {"alpha_mae_fractional": float(err[frac].mean()), "alpha_p99_fractional": float(np.percentile(err[frac], 99)),
-            "alpha_mae_hair": float(err[hair].mean()), "fgr_mae_straight": float(np.abs(store_fgr - ref_fgr)[solid].mean()),
-            "fractional_share": float(frac.mean()), "colour_s": colour_s, "alpha_s": alpha_s, "reference_s": ref_s}
+    row = {"alpha_mae_fractional": float(err[frac].mean()), "alpha_p99_fractional": float(np.percentile(err[frac], 99)),
+           "alpha_mae_hair": float(err[hair].mean()), "fgr_mae_straight": float(np.abs(store_fgr - ref_fgr)[solid].mean()),
+           "fractional_share": float(frac.mean()), "colour_s": colour_s, "alpha_s": alpha_s, "reference_s": ref_s}
+    for name, groups in clipstore.CLASSES.items():
+        shown = [ref[g] for g in groups if g in ref]
+        region = np.minimum(sum(shown), r) > f["hair_min"] if shown else None
+        if name != "hair" and region is not None and region.any():
+            row[f"alpha_mae_{name}"] = float(err[region].mean())
+    return row
 
 
 @app("bench_fidelity")
@@ -105,11 +126,12 @@ def main(cfg: DictConfig) -> int:
         start = time.perf_counter()
         row = measure(spec, f["frame"], f, cy["threads"] or 0)
         rows.append(row)
-        print(f"case {case['style']} wind={case.get('wind')}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items())
+        print(f"case {case['style']} wind={case.get('wind')}{' with ' + str(case['with']) if case.get('with') else ''}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items())
               + f" ({time.perf_counter() - start:.0f} s)", flush=True)
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    mean = {k: float(np.mean([r[k] for r in rows if k in r])) for k in dict.fromkeys(k for r in rows for k in r)}
     print(f"cost_ratio: {(mean['colour_s'] + mean['alpha_s']) / mean['colour_s']:.3f}")
-    for k in ("alpha_mae_fractional", "alpha_p99_fractional", "alpha_mae_hair", "fgr_mae_straight"):
+    for k in ("alpha_mae_fractional", "alpha_p99_fractional", "alpha_mae_hair", "fgr_mae_straight",
+              *(f"alpha_mae_{name}" for name in clipstore.CLASSES if f"alpha_mae_{name}" in mean)):
         print(f"{k}: {mean[k]:.4f}")
     for k in ("colour_s", "alpha_s", "reference_s", "fractional_share"):
         print(f"{k}: {mean[k]:.3f}")

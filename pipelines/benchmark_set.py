@@ -259,6 +259,7 @@ class Job:
     x: float                   # placement within the free width and height, [0, 1]
     y: float
     hair: bool
+    classes: bool              # the store clip has `parts`: the set gets its material classes
     source: dict[str, str]     # the store clip's checksums: a re-rendered clip is a different clip
     background: Background
 
@@ -278,7 +279,7 @@ def plan_jobs(refs: list[data.ClipRef], kinds: list[str], images: list[Path], vi
         for k in kinds:
             bg = plan_background(k, (label, r.clip_id), n, images, videos, c["backgrounds"], c["seed"], upscale)
             jobs.append(Job(r, k, f"{label}-{r.clip_id}-{k}", n, x, y, "alpha_hair" in clip.arrays,
-                            clip.attrs.get("checksums", {}), bg))
+                            "parts" in clip.arrays, clip.attrs.get("checksums", {}), bg))
     return jobs
 
 
@@ -315,8 +316,9 @@ def write_clip(folder: Path, job: Job, w: int, h: int, c: dict, pool: ThreadPool
                             for a in ("fgr", "alpha", "alpha_hair"))
     final, tmp = folder / job.name, folder / f".{job.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    for name in layout.LAYERS + ((layout.HAIR,) if job.hair else ()):
+    for name in layout.LAYERS + ((layout.HAIR,) if job.hair else ()) + ((layout.CLASSES,) if job.classes else ()):
         (tmp / name).mkdir(parents=True)
+    legend = (clip["parts"].attrs.get("parts") or clipstore.OUTPUTS["parts"].parts) if job.classes else None
 
     def place(img: np.ndarray, edge: bool) -> np.ndarray:
         return _place(resize(img, (fw, fh), upscale), x0, y0, w, h, edge)
@@ -333,6 +335,10 @@ def write_clip(folder: Path, job: Job, w: int, h: int, c: dict, pool: ThreadPool
                  layout.BGR: bgr}
         if hair is not None:
             frame[layout.HAIR] = coverage(hair[i])
+        if legend is not None:   # labels: resized by nearest neighbour, never blended
+            labels = cv2.resize(clipstore.class_labels(clip["parts"][i], legend), (fw, fh),
+                                interpolation=cv2.INTER_NEAREST)
+            frame[layout.CLASSES] = _place(labels, x0, y0, w, h, False).astype(np.uint8)
         # PNG encoding is most of the time at 1080p; cv2 lets go of the GIL while it encodes.
         list(pool.map(lambda item: _png(tmp / item[0] / layout.frame_name(i), item[1], level), frame.items()))
         tick()

@@ -59,6 +59,12 @@ def stores(tmp_path_factory):
     clip = clipstore.read_clip(clipstore.open_store(hair), "clip000000")
     arrays = {"fgr": clip["fgr"][:], "alpha": clip["alpha"][:], "alpha_hair": clip["alpha"][:] // 3}
     clipstore.write_clip(clipstore.create(hair, {}), "clip000002", arrays, {"source": "synthetic", "fps": 24.0})
+    # a clip whose figure is a lens, labelled in `parts` with its legend
+    legend = ["skin", "lens"]
+    parts = np.where(clip["alpha"][:] > 0, 2, 0).astype(np.uint8)
+    clipstore.write_clip(clipstore.open_store(hair, "r+"), "clip000003",
+                         {"fgr": clip["fgr"][:], "alpha": clip["alpha"][:], "parts": parts},
+                         {"source": "synthetic", "fps": 24.0}, array_attrs={"parts": {"parts": legend}})
     return discs, hair
 
 
@@ -135,7 +141,7 @@ def test_panning_still_background_drifts(stores, tmp_path):
 def test_all_clips_and_hair_only_where_the_store_has_it(stores, tmp_path):
     (folder,) = build(_cfg(f"stores=[{stores[1]}]", f"output_dir={tmp_path}", "resolutions=[64x36]",
                            "backgrounds.kinds=[still]", "clips=all"))
-    assert _clips(folder) == [f"hair-clip00000{i}-still" for i in range(3)]
+    assert _clips(folder) == [f"hair-clip00000{i}-still" for i in range(4)]
     with_hair = [c for c in _clips(folder) if (folder / c / "hair").is_dir()]
     assert with_hair == ["hair-clip000002-still"]
     hair16 = clipstore.read_clip(clipstore.open_store(stores[1]), "clip000002")["alpha_hair"][:4]
@@ -143,6 +149,23 @@ def test_all_clips_and_hair_only_where_the_store_has_it(stores, tmp_path):
         assert hair.sum() == _alpha8(hair16[t]).sum() > 0
     manifest = json.loads((folder / "manifest.json").read_text())
     assert {c["name"]: c["hair"] for c in manifest["clips"]} == {c: c in with_hair for c in _clips(folder)}
+    # Material classes where the store labels parts: the lens's pixels, placed as the alpha is.
+    assert [c for c in _clips(folder) if (folder / c / "classes").is_dir()] == ["hair-clip000003-still"]
+    lens = 1 + clipstore.CLASS_LABELS.index("lens")
+    for pha, labels in zip(_layer(folder, "hair-clip000003-still", "pha"), _layer(folder, "hair-clip000003-still", "classes")):
+        assert set(np.unique(labels)) == {0, lens} and ((labels == lens) == (pha > 0)).all()
+    # evaluate splits its metrics by class: an error only inside the lens shows there, not in the rest
+    from matting.evaluate import evaluate
+    pred = tmp_path / "pred"
+    for c in _clips(folder):
+        (pred / c / "pha").mkdir(parents=True)
+        for f in sorted((folder / c / "pha").glob("*.png")):
+            a = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
+            cv2.imwrite(str(pred / c / "pha" / f.name), np.where(a > 0, np.maximum(a.astype(int) - 20, 0), a).astype(np.uint8))
+    result = evaluate(pred, folder, progress=False)
+    scores = result["clips"]["hair-clip000003-still"]
+    assert scores["lens_mad"] > 1.0 and np.isnan(scores["rest_mad"]) and np.isnan(scores["sheer_mad"])
+    assert "lens_mad" in result["metrics"] and "lens_mad" not in result["clips"]["hair-clip000000-still"]
 
 
 def test_rerun_skips_complete_clips_and_redoes_interrupted_ones(stores, tmp_path):
