@@ -4,7 +4,9 @@ The renderer is a pure function of this (and the spec's render settings). Each k
 made by its own module, listed in PERSON (the person and what they wear) in the order they are
 posed; the set is placed last, from the camera. Adding a kind of object is its module and its
 line here (a hat also hides the hair under it: `worn.press`, once every object is made; a scarf is
-draped over all the person's meshes by the cloth solver: `worn.drape`, last).
+draped over all the person's meshes by the cloth solver: `worn.drape`, last). Effects in the air
+are placed once the camera is (they fill its view): in front of the person foreground, behind it
+part of the set.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from assets import body, camera, clothing, held, lighting, motions, stage, worn
+from assets import body, camera, clothing, effects, held, lighting, motions, stage, worn
 from assets.hair import objects as hair_objects
 from assets.shapes import Curves, SceneObject
 
@@ -55,4 +57,7 @@ def build(spec: Any) -> Scene:
     cam = camera.place(vertices, joints, top_extra, spec.camera, c["width"], c["height"], spec.fps, view)
     st = lighting.set_objects(spec.lighting["set"], vertices, np.asarray(cam.record["target"]),
                               np.asarray(cam.record["position"]))
-    return Scene(tuple(person + st), cam, lighting.place(spec.lighting, joints, view), int(posed.vertices.shape[1]))
+    air = effects.objects(spec, cam, vertices)    # in front: foreground; behind: the set
+    front, behind = [o for o in air if not o.plate], [o for o in air if o.plate]
+    return Scene(tuple(person + front + st + behind), cam, lighting.place(spec.lighting, joints, view),
+                 int(posed.vertices.shape[1]))

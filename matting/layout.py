@@ -6,8 +6,8 @@
                   bgr/0000.png   the background
                   hair/0000.png  the hair's share of the alpha (gvm-synth's own addition)
                   classes/0000.png  each pixel's material class, 1 + its index in
-                                 clipstore.CLASS_LABELS (hair, lens, sheer, opaque objects, the
-                                 rest), 0 where alpha is 0 (gvm-synth's own addition)
+                                 clipstore.CLASS_LABELS (hair, lens, sheer, opaque objects,
+                                 effects, the rest), 0 where alpha is 0 (gvm-synth's own addition)
 
 Frames pair by position in file-name order. Clip folders whose name starts with a dot are still
 being written and are not clips yet.

@@ -11,7 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from assets import body, camera, clothing, hair, held, lighting, motions, skin, worn
+from assets import body, camera, clothing, effects, hair, held, lighting, motions, skin, worn
 from clipstore.outputs import enabled
 from core import seeds
 from core.checks import at, integer, is_number, number, one_of
@@ -79,6 +79,7 @@ def check(cfg: dict) -> None:
         hair.check(cfg["hair"])
         worn.check(cfg["worn"])
         held.check(cfg["held"])
+        effects.check(cfg["effects"])
         enabled(cfg["outputs"])
     except ValueError as e:
         raise UserError(str(e)) from None
@@ -122,6 +123,7 @@ def clip_spec(cfg: dict, index: int, model: dict) -> ClipSpec:
         clothing=clothing.sample(cfg["clothing"], seed("clothing"), model["kind"]),
         worn=worn.sample(cfg["worn"], seed("worn"), model["kind"]),
         held=holding,
+        effects=effects.sample(cfg["effects"], seed("effects")),
         cycles=cycles,
         outputs={name: o.attrs for name, o in enabled(cfg["outputs"]).items()},
     )

@@ -12,7 +12,7 @@ from typing import Any
 SPEC_VERSION = 7   # 2: clothing, 3: skirts (clothing.bottom.hang), 4: brows and lashes, exposure highlights, hem
                   # smoothing, 5: outputs (the declaration of every array the clip holds), coverage by AOV,
                   # 6: worn things (glasses), see-through coverage, 7: headphones,
-                  # earrings, a simulated scarf and sheer fabric, things held
+                  # earrings, a simulated scarf and sheer fabric, things held, effects in the air
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +30,7 @@ class ClipSpec:
     clothing: dict[str, Any]  # top and bottom garments (kind, regions, thickness, fabric) or None each
     worn: dict[str, Any]      # things worn (assets.worn): each kind's record or None
     held: dict[str, Any] | None   # the thing held in one hand (assets.held), or None; its motion is `motion`
+    effects: dict[str, Any] | None   # snow, rain, dust or bubbles in the air (assets.effects), or None
     cycles: dict[str, Any]    # resolution, samples, render seed, filter width, curve shape, device
     outputs: dict[str, Any]   # name -> declaration (clipstore.outputs) of every array the clip holds
     spec_version: int = SPEC_VERSION
