@@ -12,6 +12,7 @@ behind it; what it bends is not modelled, `refracts: false`).
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Mapping
 
 import numpy as np
@@ -93,8 +94,10 @@ def objects(spec: Any, camera: Any, person: np.ndarray) -> list[SceneObject]:
     x, y = footprint[:, 0], footprint[:, 1]
     area = 0.5 * abs(float(x @ np.roll(y, -1) - y @ np.roll(x, -1)))
     count = max(1, int(round(e["density"] * area * (top - floor))))
+    start = time.perf_counter()
     pos, alive, size = particles.simulate(footprint, floor, top, count, spec.n_frames, spec.fps,
                                           int(round(e["preroll_s"] * spec.fps)), e["motion"], e["seed"])
+    took = round(time.perf_counter() - start, 3)
     # in front or behind: each particle's mean depth from the camera over the frames it lives,
     # against the person's middle's
     m = camera.matrix_world
@@ -103,7 +106,7 @@ def objects(spec: Any, camera: Any, person: np.ndarray) -> list[SceneObject]:
     mid = ((person.mean(axis=1) - eye) * forward).sum(-1)[:, None]
     lived = np.maximum(alive.sum(axis=0), 1)
     front = ((depth - mid) * alive).sum(axis=0) / lived < 0
-    stats = {"kind": e["kind"], "particles": count, "in_front": int(front.sum())}
+    stats = {"kind": e["kind"], "particles": count, "in_front": int(front.sum()), "simulate_s": took}
     out = []
     for name, keep, part, plate in (("effect", front, "effect", False), ("effect_behind", ~front, None, True)):
         if keep.any():

@@ -3,7 +3,9 @@
 The probe renders frame 1 of a planned clip with the configured Cycles settings (colour and alpha
 passes, the threads each worker gets), converts it to the store's arrays and compresses it with the
 store's codecs. The per-clip fixed cost is the clip's geometry at its full length plus Blender's
-scene set-up around the render. It is one frame, so the figures are an estimate: frames differ in
+scene set-up around the render. What is simulated in only some clips (a scarf's cloth, particles
+in the air) is measured on the probe clip, chosen as the first planned clip with the most of them,
+and counted in the estimate by the share of planned clips that have each. It is one frame, so the figures are an estimate: frames differ in
 how much hair covers them, and workers sharing CPUs beyond `cpus_per_worker` slow each other.
 """
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Probe:
     geometry_s: float          # the scene: posed body, garments and hair for the whole clip (paid once per clip)
     scene_s: float             # Blender reset, scene build and teardown around the render
     stored_bytes: int          # one frame as the store holds it, compressed
+    sim_s: dict = dataclasses.field(default_factory=dict)   # of geometry_s, each simulation's (scarf, effect)
 
     @property
     def frame_s(self) -> float:
@@ -70,9 +73,21 @@ def probe(spec: ClipSpec, threads: int, compression: clipstore.Compression) -> P
         out = build_and_render(spec, scene, threads=threads, frames_to_render=1)
         build_s = time.perf_counter() - start
     first = {name: a[:1] for name, a in out.arrays.items()}
+    sims = {o.name: float(o.stats["simulate_s"]) for o in scene.objects if "simulate_s" in o.stats}
     return Probe(spec.clip_id, threads, dict(out.seconds), out.convert_seconds, geometry_s,
                  max(build_s - sum(out.seconds.values()) - out.convert_seconds, 0.0),
-                 stored_bytes(first, compression, spec.outputs))
+                 stored_bytes(first, compression, spec.outputs), sims)
+
+
+SIMULATED = {"scarf": lambda s: bool(s.worn.get("scarf")), "effect": lambda s: bool(s.effects)}
+
+
+def probe_clip(todo: list[ClipSpec]) -> tuple[ClipSpec, dict[str, float]]:
+    """The clip to probe (the first of the planned ones with the most simulations: its scene
+    measures them) and the share of the planned clips that simulate each."""
+    count = lambda s: sum(has(s) for has in SIMULATED.values())   # noqa: E731
+    best = max(todo[:200], key=count)
+    return best, {k: float(np.mean([has(s) for s in todo])) for k, has in SIMULATED.items()}
 
 
 def cache_key(cfg: dict, definition_hash: str) -> str:
@@ -113,9 +128,12 @@ def stored_bytes(arrays: dict[str, np.ndarray], compression: clipstore.Compressi
         return sum(a.nbytes_stored() for _, a in root[clipstore.CLIPS]["probe"].arrays())
 
 
-def estimate(p: Probe, n_clips: int, n_frames: int, workers: int) -> Estimate:
-    """Every clip costs the same: set-up plus its frames; workers take clips in waves."""
-    clip_s = p.fixed_s + n_frames * p.frame_s
+def estimate(p: Probe, n_clips: int, n_frames: int, workers: int, shares: dict[str, float] | None = None) -> Estimate:
+    """Every clip costs the same: set-up plus its frames, and of the probe's simulations each
+    clip's expected share (`shares`: of the planned clips, per simulation; none: all as the probe);
+    workers take clips in waves."""
+    sims = sum(s * (1.0 - (shares or {}).get(k, 1.0)) for k, s in p.sim_s.items())
+    clip_s = p.fixed_s - sims + n_frames * p.frame_s
     return Estimate(n_clips, n_frames, workers, clip_s, math.ceil(n_clips / workers) * clip_s,
                     n_clips * n_frames * p.stored_bytes)
 
@@ -133,7 +151,8 @@ def report(p: Probe, e: Estimate) -> str:
     return "\n".join([
         f"probe: frame 1 of {p.clip_id} with {p.threads} thread(s): Cycles {passes} per frame, "
         f"+ {p.convert_s:.2f} s to store arrays; per clip {p.fixed_s:.1f} s set-up "
-        f"(geometry {p.geometry_s:.1f} s, scene {p.scene_s:.1f} s)",
+        f"(geometry {p.geometry_s:.1f} s, scene {p.scene_s:.1f} s"
+        + "".join(f"; of the geometry, {k} simulated in {s:.1f} s" for k, s in p.sim_s.items()) + ")",
         f"estimate: {duration(e.wall_s)} for {e.n_clips} clips of {e.n_frames} frames on {e.workers} worker(s) "
         f"({duration(e.clip_s)} per clip), store ~{e.store_bytes / 2**20:.1f} MiB; "
         f"an estimate from one frame, not a measurement of the run",

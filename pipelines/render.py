@@ -181,14 +181,15 @@ def measured(c: dict, model: dict, spec: ClipSpec, fresh: bool = False) -> tuple
 def forecast(c: dict, model: dict, todo: list[ClipSpec]) -> str:
     """One line before a run: what it will cost here and, for a long run, what the quick preset would.
     A probe that fails (the clip's own fault, which its worker will report) leaves the run to go on."""
+    first, shares = cost.probe_clip(todo)
     try:
-        p, known = measured(c, model, todo[0])
+        p, known = measured(c, model, first)
     except Exception as e:   # noqa: BLE001 - an estimate is never a reason not to render
         stops.check()
-        return f"estimate on this machine: none (the probe frame of {todo[0].clip_id} failed: {type(e).__name__}: " \
+        return f"estimate on this machine: none (the probe frame of {first.clip_id} failed: {type(e).__name__}: " \
                f"{' '.join(str(e).split())[:150]})"
     workers = c["cluster"]["workers"]
-    e = cost.estimate(p, len(todo), plan.n_frames(c), workers)
+    e = cost.estimate(p, len(todo), plan.n_frames(c), workers, shares)
     line = (f"estimate on this machine: {cost.duration(e.wall_s)} for {len(todo)} clip(s) on {workers} worker(s), "
             f"{p.frame_s:.1f} s per frame ({'measured before' if known else 'from a probe of frame 1'})")
     from core.conf import load
@@ -237,9 +238,10 @@ def main(cfg: DictConfig) -> int:
         for s in todo:
             print(f"  {s.clip_id}: motion {s.motion.get('name', s.motion['kind'])}, hair {s.hair['geometry'].get('style')}")
         if c["dry_run"] is True and todo:  # "plan" lists only; the probe needs Blender and a few seconds
-            print(f"probing: rendering frame 1 of {todo[0].clip_id} to estimate the cost ...", flush=True)
-            p, _ = measured(c, model, todo[0], fresh=True)
-            print(cost.report(p, cost.estimate(p, len(todo), plan.n_frames(c), c["cluster"]["workers"])))
+            first, shares = cost.probe_clip(todo)
+            print(f"probing: rendering frame 1 of {first.clip_id} to estimate the cost ...", flush=True)
+            p, _ = measured(c, model, first, fresh=True)
+            print(cost.report(p, cost.estimate(p, len(todo), plan.n_frames(c), c["cluster"]["workers"], shares)))
         return 0
     start = time.perf_counter()
     if todo and model["kind"] == "anny":

@@ -1,6 +1,8 @@
 """The dry run's cost estimate: arithmetic known by construction, and a real probe frame at SMALL size."""
 import re
 
+import numpy as np
+
 import pytest
 
 from pipelines import cost
@@ -114,3 +116,22 @@ def test_the_size_estimate_of_a_preset_holds_every_array_it_writes(small_cfg):
     without = cost.probe(dataclasses.replace(spec, outputs={k: v for k, v in spec.outputs.items() if k != "bgr"}),
                          2, compression)
     assert "plate" not in without.pass_s and p.stored_bytes > without.stored_bytes + 24 * 24   # the plate's bytes
+
+
+def test_simulations_count_by_the_share_of_the_planned_clips_that_have_them(small_cfg):
+    """A scarf's cloth and particles in the air are simulated in some clips only: the probe is a
+    clip that has them, and the estimate counts each by its share of the planned clips."""
+    from pipelines import plan
+    from pipelines.plan import resolve_model
+    c = small_cfg("n_clips=12", "worn.scarf.share=0.5", "effects.share=0.5")
+    todo = plan.plan(c, resolve_model(c))
+    first, shares = cost.probe_clip(todo)
+    count = lambda s: bool(s.worn["scarf"]) + bool(s.effects)   # noqa: E731
+    assert count(first) == 2 and first == next(s for s in todo if count(s) == 2)
+    assert shares == {"scarf": np.mean([bool(s.worn["scarf"]) for s in todo]),
+                      "effect": np.mean([bool(s.effects) for s in todo])}
+    p = cost.Probe(first.clip_id, 1, {"colour": 1.0}, 0.0, 20.0, 1.0, 100, {"scarf": 8.0, "effect": 4.0})
+    every = cost.estimate(p, 12, 4, 1)
+    planned = cost.estimate(p, 12, 4, 1, shares)
+    assert every.clip_s - planned.clip_s == pytest.approx(8.0 * (1 - shares["scarf"]) + 4.0 * (1 - shares["effect"]))
+    assert "scarf simulated in 8.0 s" in cost.report(p, planned)

@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import time
 
 from assets import stage
 from assets.clothing import fabric
@@ -254,8 +255,10 @@ def drape(spec: Any, posed: Any, person: list[SceneObject]) -> list[SceneObject]
     goals = np.repeat(verts[None], spec.n_frames, axis=0)
     goals[:, pinned] = goal
     settle = int(round(p["settle_s"] * spec.fps))
+    start = time.perf_counter()
     frames = cloth.simulate(faces, verts, pinned, goals, colliders, spec.fps, settle, p["solver"])
-    stats = {"kind": p["kind"], "vertices": len(verts), "pinned": int(pinned.sum()), "settle_frames": settle}
+    stats = {"kind": p["kind"], "vertices": len(verts), "pinned": int(pinned.sum()), "settle_frames": settle,
+             "simulate_s": round(time.perf_counter() - start, 3)}
     return [SceneObject("scarf", "worn", "simulated", tuple(o.name for o in meshes), Mesh(faces, frames),
                         (p["material"],), stats=stats)]
 
