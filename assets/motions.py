@@ -83,7 +83,7 @@ PARAMS = {name: COMMON_PARAMS + own for name, own in {
     "dance_sway": ("beat_hz", "sway_amp", "roll", "knee_bend", "arm_amp", "head_bob", "phase"),
     "walk_across": ("speed", "step_freq", "knee_flex", "arm_swing", "torso_twist", "bob", "view_deg", "phase"),
     # holding something (assets.held): the holding arm's pose, its grip, and what the rest does
-    "phone_call": HOLD_PARAMS + ("nod_amp", "nod_freq", "lean", "phase"),
+    "phone_call": HOLD_PARAMS + ("nod_amp", "nod_freq", "lean", "sway_amp", "sway_freq", "phase"),
     "drink": HOLD_PARAMS + ("sip_freq", "sip_elbow", "sip_tilt", "head_back", "phase"),
     "read": HOLD_PARAMS + ("look_down", "page_amp", "page_freq", "phase"),
 }.items()}
@@ -494,8 +494,11 @@ def _holding(name: str, n_frames: int, fps: float, params: Mapping[str, Any]):
 
 
 def phone_call(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[str, np.ndarray]:
-    """On the phone: the holding hand at the ear, the head leaning into it, nodding as one listens."""
+    """On the phone: the holding hand at the ear, the head leaning into it, nodding as one listens,
+    the weight shifting from foot to foot."""
     t, p, pose, side, n = _holding("phone_call", n_frames, fps, params)
+    w = 2 * np.pi * p["sway_freq"] * t + p["phase"]
+    _shift_weight(pose, p["sway_amp"] * np.sin(w), 2.0 * np.sin(w))
     pose.apply("head", _rot(_Z, (1.0 if side == "left" else -1.0) * p["lean"] * np.ones(n), n))
     pose.apply("head", _rot(_X, p["nod_amp"] * np.sin(2 * np.pi * p["nod_freq"] * t + p["phase"]), n))
     return pose.motion()
