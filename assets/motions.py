@@ -308,14 +308,7 @@ def head_turn(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[st
 
 def wave(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[str, np.ndarray]:
     """One arm raised, forearm up, waving at the elbow and wrist; the other arm relaxed."""
-    t = _times(n_frames, fps)
-    p = _checked("wave", params)
-    if p["arm"] not in (0, 1):
-        raise ValueError(f"wave param 'arm' must be 0 (left) or 1 (right), got {p['arm']!r}")
-    side = ("left", "right")[int(p["arm"])]
-    pose = _Pose(len(t))
-    _relaxed_base(pose, t, p, skip_arm=side)
-    n = len(t)
+    t, p, pose, side, n = _one_arm("wave", n_frames, fps, params)
     w = 2 * np.pi * p["wave_freq"] * t + p["phase"]
     # Left-side axes: +z raises the arm above horizontal, -y brings it forward; at the elbow
     # -x turns the palm to face forward and +z stands the forearm up; the sweep is about z.
@@ -462,13 +455,9 @@ def walk_across(n_frames: int, fps: float, params: Mapping[str, float]) -> dict[
     return pose.motion()
 
 
-def _holding(name: str, n_frames: int, fps: float, params: Mapping[str, Any]):
-    """The relaxed base with one arm (`arm`: 0 left, 1 right) holding: the upper arm lowered by
-    `hold_down` from the T-pose, raised forward by `hold_forward` and swung in across the body by
-    `hold_in`, the elbow folded by
-    `hold_elbow`, the forearm turned by `hold_twist` (positive: the palm towards the body's middle)
-    and the wrist bent by `hold_wrist`; its fingers curled by `grip` round what they hold.
-    Returns the times, params, pose, the holding side and the frame count."""
+def _one_arm(name: str, n_frames: int, fps: float, params: Mapping[str, Any]):
+    """Frame times, checked params and the relaxed base but for one arm (`arm`: 0 left, 1 right),
+    which the motion poses itself; with that side and the frame count."""
     t = _times(n_frames, fps)
     p = _checked(name, params)
     if p["arm"] not in (0, 1):
@@ -476,7 +465,17 @@ def _holding(name: str, n_frames: int, fps: float, params: Mapping[str, Any]):
     side = ("left", "right")[int(p["arm"])]
     pose = _Pose(len(t))
     _relaxed_base(pose, t, p, skip_arm=side)
-    n = len(t)
+    return t, p, pose, side, len(t)
+
+
+def _holding(name: str, n_frames: int, fps: float, params: Mapping[str, Any]):
+    """The relaxed base with one arm (`arm`: 0 left, 1 right) holding: the upper arm lowered by
+    `hold_down` from the T-pose, raised forward by `hold_forward` and swung in across the body by
+    `hold_in`, the elbow folded by
+    `hold_elbow`, the forearm turned by `hold_twist` (positive: the palm towards the body's middle)
+    and the wrist bent by `hold_wrist`; its fingers curled by `grip` round what they hold.
+    Returns the times, params, pose, the holding side and the frame count."""
+    t, p, pose, side, n = _one_arm(name, n_frames, fps, params)
     pose.apply_sym(side, "collar", _rot(_Z, -p["collar_down"], n))
     pose.apply_sym(side, "shoulder", _rot(_Z, -p["hold_down"], n))
     pose.apply_sym(side, "shoulder", _rot(_X, -p["hold_forward"], n))
