@@ -172,6 +172,19 @@ class _Pose:
         }
 
 
+def _curl(pose: "_Pose", side: str, degrees: float, per_finger: tuple, per_joint: tuple) -> None:
+    """One hand's fingers curled towards the palm: each joint by `degrees` times its finger's and
+    its joint's factor (FINGERS order; the thumb about its own axis); the right hand mirrored."""
+    curl = np.zeros((15, 3))
+    for i, finger in enumerate(FINGERS):
+        axis = _Z if finger != "thumb" else _Y
+        for k, joint in enumerate(per_joint):
+            curl[3 * i + k] = -np.radians(degrees * per_finger[i] * joint) * axis
+    if side == "right":
+        curl = curl * _MIRROR
+    setattr(pose, f"{side}_hand", np.broadcast_to(curl.reshape(45), (pose.n, 45)).copy())
+
+
 def _relaxed_base(pose: _Pose, t: np.ndarray, p: Mapping[str, float],
                   skip_arm: str | None = None) -> None:
     """Arms down at the sides, fingers slightly curled, breathing, secondary head motion."""
@@ -184,19 +197,8 @@ def _relaxed_base(pose: _Pose, t: np.ndarray, p: Mapping[str, float],
             pose.apply_sym(side, "shoulder", _rot(_Z, -p["arm_down"], n))
             pose.apply_sym(side, "shoulder", _rot(_X, -p["arm_forward"], n))
             pose.apply_sym(side, "elbow", _rot(_Y, -p["elbow_bend"], n))
-        curl = np.zeros((15, 3))
-        for i, finger in enumerate(FINGERS):
-            scale = (1.0, 1.0, 1.25, 1.15, 0.4)[i]   # outer fingers curl more, thumb barely
-            for k, joint_scale in enumerate((0.7, 1.0, 0.8)):
-                axis = _Z if finger != "thumb" else _Y
-                curl[3 * i + k] = -np.radians(p["finger_curl"] * scale * joint_scale) * axis
-        if side == "right":
-            curl = curl * _MIRROR
-        hand = np.broadcast_to(curl.reshape(45), (n, 45))
-        if side == "left":
-            pose.left_hand = hand.copy()
-        else:
-            pose.right_hand = hand.copy()
+        # outer fingers curl more, the thumb barely; the middle joint most
+        _curl(pose, side, p["finger_curl"], (1.0, 1.0, 1.25, 1.15, 0.4), (0.7, 1.0, 0.8))
 
     breath = p["breath_amp"] * np.sin(2 * np.pi * p["breath_freq"] * t)
     pose.apply("spine2", _rot(_X, -0.4 * breath, n))   # chest rises: slight extension
@@ -483,12 +485,7 @@ def _holding(name: str, n_frames: int, fps: float, params: Mapping[str, Any]):
     pose.apply_sym(side, "elbow", _rot(_X, -p["hold_twist"], n))
     pose.apply_sym(side, "elbow", _rot(_Y, -p["hold_elbow"], n))
     pose.apply_sym(side, "wrist", _rot(_Y, -p["hold_wrist"], n))
-    curl = np.zeros((15, 3))
-    for i, finger in enumerate(FINGERS):
-        for k in range(3):
-            curl[3 * i + k] = -np.radians(p["grip"] * (0.5 if finger == "thumb" else 1.0)) * (_Z if finger != "thumb" else _Y)
-    hand = np.broadcast_to((curl * (_MIRROR if side == "right" else 1.0)).reshape(45), (n, 45)).copy()
-    setattr(pose, f"{side}_hand", hand)
+    _curl(pose, side, p["grip"], (1.0, 1.0, 1.0, 1.0, 0.5), (1.0, 1.0, 1.0))
     return t, p, pose, side, n
 
 
