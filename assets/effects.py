@@ -17,11 +17,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from assets import particles
+from assets import particles, volumes
 from assets.shapes import Mesh, SceneObject
 from core import ranges
 
-KINDS = ("snow", "rain", "dust", "bubbles")
+KINDS = ("snow", "rain", "dust", "bubbles", "smoke")
 # a particle's shape: an octahedron (six vertices) scaled by its size
 _OCTA_V = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], np.float32)
 _OCTA_F = np.array([[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4], [2, 0, 5], [1, 2, 5], [3, 1, 5], [0, 3, 5]])
@@ -38,6 +38,11 @@ def sample(cfg: Mapping[str, Any], seed: int) -> dict[str, Any] | None:
         return None
     kind = ranges.weighted(cfg["kinds"], rng, "effects.kinds", KINDS, "kinds")
     c, where = cfg[kind], f"effects.{kind}"
+    if c["look"] == "volume":   # a plume from a source beside the person (assets.volumes)
+        source = {k: ranges.number(c["source"][k], rng, f"{where}.source.{k}") for k in ("side", "depth", "below")}
+        source["side"] *= rng.choice([-1.0, 1.0])
+        return {"kind": kind, **volumes.sample(c, rng, where), "source": source,
+                "preroll_s": float(c["preroll_s"])}
     num = lambda k: ranges.number(c[k], rng, f"{where}.{k}")   # noqa: E731
     motion = {"from": c["from"], "velocity": [num("drift"), 0.0, -num("fall")], "spread": num("spread"),
               "gravity": num("gravity"), "brownian": num("brownian"), "drag": num("drag"), "size": num("size"),
@@ -84,19 +89,48 @@ def _specks(pos: np.ndarray, alive: np.ndarray, size: np.ndarray) -> Mesh:
     return Mesh(faces, verts.reshape(len(pos), -1, 3).astype(np.float32))
 
 
+def _plume(e: dict, spec: Any, camera: Any, person: np.ndarray) -> list[SceneObject]:
+    """Smoke rising into view from a source just below the view's bottom edge (`below` metres),
+    `side` of the view's half width to the camera's left or right of its middle, `depth` metres
+    nearer the camera than the person's middle (negative: behind); puffs in front of the person
+    foreground (`volume`), behind them the set."""
+    m = camera.matrix_world[0]
+    eye, right, up, forward = m[:3, 3], m[:3, 0], m[:3, 1], -m[:3, 2]
+    s = e["source"]
+    d = float((person[0].mean(axis=0) - eye) @ forward) - s["depth"]
+    half_h = 0.5 * camera.sensor_mm / float(camera.lens_mm[0]) * d
+    half_w = half_h * camera.width / camera.height
+    at = eye + d * forward + s["side"] * half_w * right - half_h * up
+    at[2] -= s["below"]
+    shape, stats = volumes.puffs(e, np.repeat(at[None], spec.n_frames, axis=0), spec.n_frames, spec.fps, e["preroll_s"])
+    front, behind = volumes.split(shape, camera, person)
+    stats = {"kind": e["kind"], **stats, "in_front": int(front.density.any(axis=0).sum())}
+    out = []
+    for name, puffs, plate in (("effect", front, False), ("effect_behind", behind, True)):
+        if puffs.density.any():
+            material = {**e["material"], "part": None if plate else e["material"]["part"]}
+            out.append(SceneObject(name, "set" if plate else "effect", "simulated", (), puffs, (material,),
+                                   plate=plate, stats={} if plate else stats))
+    return out
+
+
 def objects(spec: Any, camera: Any, person: np.ndarray) -> list[SceneObject]:
     """The clip's effect, if any: the particles in front of the person as foreground, those behind
     as part of the set. `person` (T,V,3): the posed body, world."""
     e = spec.effects
     if not e:
         return []
+    if "source" in e:
+        return _plume(e, spec, camera, person)
     footprint, floor, top = _air(camera, person, e["depth_m"])
     x, y = footprint[:, 0], footprint[:, 1]
     area = 0.5 * abs(float(x @ np.roll(y, -1) - y @ np.roll(x, -1)))
     count = max(1, int(round(e["density"] * area * (top - floor))))
     start = time.perf_counter()
-    pos, alive, size = particles.simulate(footprint, floor, top, count, spec.n_frames, spec.fps,
-                                          int(round(e["preroll_s"] * spec.fps)), e["motion"], e["seed"])
+    emitter = particles.Emitter.prism(footprint, floor, top, e["motion"]["from"] == "top")
+    sim = particles.simulate(emitter, count, spec.n_frames, spec.fps, int(round(e["preroll_s"] * spec.fps)),
+                             e["motion"], e["seed"])
+    pos, alive, size = sim.pos, sim.alive, sim.size
     took = round(time.perf_counter() - start, 3)
     # in front or behind: each particle's mean depth from the camera over the frames it lives,
     # against the person's middle's

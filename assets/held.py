@@ -12,6 +12,10 @@ curl by the motion's `grip`; they are not fitted round the thing, and may pass i
 A phone lies along the fingers, its screen to the palm (at the ear, the screen faces the cheek); a
 cup or mug stands across the palm, its axis along the thumb, its side in the palm; a book or tablet
 lies on the upturned palm, its spine along the fingers.
+
+A hot drink steams (a share of cups and mugs, conf/held `steam`): puffs rise from its surface
+(assets.volumes) and, carried off by the air, trail behind the cup as it moves. Steam is matted
+with the person who holds it (foreground, the `volume` coverage group).
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from assets import motions, stage
+from assets import motions, stage, volumes
 from assets.shapes import Mesh, SceneObject
 from assets.worn.mesh import join, loft, tube
 from core import ranges, seeds
@@ -50,8 +54,11 @@ def sample(cfg: Mapping[str, Any], seed: int, motion_cfg: Mapping[str, Any]) -> 
                 "roughness": ranges.number(c["roughness"], rng, f"held.{kind}.roughness")}
     name = MOTION[kind]
     params = motions.sample_params(name, seeds.rng(seed, name), motion_cfg["ranges"])
+    steam = None
+    if kind in ("cup", "mug") and rng.uniform() < cfg["steam"]["share"]:
+        steam = {**volumes.sample(cfg["steam"], rng, "held.steam"), "preroll_s": float(cfg["steam"]["preroll_s"])}
     return {"kind": kind, **sizes, "gap": float(cfg["gap"]), "material": material,
-            "motion": {"kind": "procedural", "name": name, "params": params}}
+            "motion": {"kind": "procedural", "name": name, "params": params}, "steam": steam}
 
 
 def _box(length: float, width: float, thickness: float, corner: float) -> tuple[np.ndarray, np.ndarray]:
@@ -119,8 +126,13 @@ def shape(p: Mapping[str, Any], palm: np.ndarray, axes: np.ndarray) -> tuple[np.
     v, f = _vessel(p, handle=kind == "mug")
     # the vessel's axis along the thumb, its side in the palm (a mug's handle on the far side)
     local = v @ np.stack([out, thumb, np.cross(out, thumb)])
-    centre = palm + (p["gap"] + p["radius"]) * out - 0.5 * p["height"] * thumb
-    return centre + local, f
+    return _base(p, palm, axes) + local, f
+
+
+def _base(p: Mapping[str, Any], palm: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """A cup's or mug's base centre (its rim's is `height` along the thumb from it)."""
+    _, out, thumb = axes
+    return palm + (p["gap"] + p["radius"]) * out - 0.5 * p["height"] * thumb
 
 
 def objects(spec: Any, posed: Any) -> list[SceneObject]:
@@ -133,5 +145,12 @@ def objects(spec: Any, posed: Any) -> list[SceneObject]:
     verts, faces = shape(p, palm, axes)
     ride = stage.rigid_to_world(posed.hand_transform[:, side].astype(np.float64))
     stats = {"kind": p["kind"], "hand": ("left", "right")[side], "motion": p["motion"]["name"]}
-    return [SceneObject(p["kind"], "held", "hand", ("hand",), Mesh(faces, stage.to_world(verts)), (p["material"],),
-                        transform=ride, stats=stats)]
+    out = [SceneObject(p["kind"], "held", "hand", ("hand",), Mesh(faces, stage.to_world(verts)), (p["material"],),
+                       transform=ride, stats=stats)]
+    if p.get("steam"):   # from the drink's surface, a little below the rim
+        surface = stage.to_world((_base(p, palm, axes) + 0.85 * p["height"] * axes[2])[None])[0]
+        source = np.einsum("tij,j->ti", ride[:, :3, :3], surface) + ride[:, :3, 3]
+        m = p["steam"]
+        puffs, steam_stats = volumes.puffs(m, source, spec.n_frames, spec.fps, m["preroll_s"])
+        out.append(SceneObject("steam", "effect", "simulated", (), puffs, (m["material"],), stats=steam_stats))
+    return out

@@ -37,12 +37,22 @@ class Curves:
 
 
 @dataclass(frozen=True)
+class Puffs:
+    """Volume matter (steam, smoke) as soft spheres given per frame: centres (T,N,3), radius (T,N)
+    and density at the centre (T,N, per metre), falling to 0 at the edge as (1 - (d/r)^2)^2; a
+    puff not there has density 0 (assets.volumes)."""
+    centres: np.ndarray
+    radius: np.ndarray
+    density: np.ndarray
+
+
+@dataclass(frozen=True)
 class SceneObject:
     name: str
     role: str                      # ROLES
     rides_on: str                  # RIDES_ON: what carries it through the clip
     collides_with: tuple[str, ...]  # what it was kept outside of when it was posed (a record)
-    shape: Mesh | Curves
+    shape: Mesh | Curves | Puffs
     materials: tuple[dict, ...]    # render/materials.py kinds; each names its coverage group ("part", or None)
     transform: np.ndarray | None = None   # (T,4,4) rigid motion of a shape given at rest; (1,4,4): fixed
     plate: bool = False            # the background plate sees it (the set); the person's objects are not in it
@@ -55,12 +65,14 @@ class SceneObject:
 
     @property
     def per_frame(self) -> bool:
-        """Whether its points are set anew each frame (simulated strands), not keyed once."""
-        return isinstance(self.shape, Curves) and self.shape.posed is not None
+        """Whether its points are set anew each frame (simulated strands, puffs), not keyed once."""
+        return isinstance(self.shape, Puffs) or (isinstance(self.shape, Curves) and self.shape.posed is not None)
 
     def points(self, t: int) -> np.ndarray:
         """Its points (N,3) in world coordinates at frame t (vertices or strand points, flattened)."""
         s = self.shape
+        if isinstance(s, Puffs):
+            return s.centres[t]
         if isinstance(s, Curves):
             p = s.posed(t) if s.posed is not None else s.rest
         else:

@@ -21,13 +21,14 @@ import numpy as np
 # worn or held objects append here: a label's number never changes once a store holds it. "lens":
 # see-through surfaces (their coverage is their opacity); "worn": the opaque things worn; "sheer":
 # see-through fabric (its coverage is its opacity); "scarf": opaque simulated cloth; "held": what
-# a hand holds; "effect": particles in the air in front of the person (snow, rain, dust, bubbles).
+# a hand holds; "effect": particles in the air in front of the person (snow, rain, dust, bubbles);
+# "volume": steam and smoke (no shader writes it: what alpha holds beyond the surfaces).
 PARTS = ("background", "skin", "scalp_hair", "face_hair", "eyes", "mouth", "top", "bottom", "lens", "worn",
-         "sheer", "scarf", "held", "effect")
+         "sheer", "scarf", "held", "effect", "volume")
 # The material classes metrics are split by (make bench-layers): the coverage groups each holds;
 # every other group is the rest.
 CLASSES = {"hair": ("scalp_hair", "face_hair"), "lens": ("lens",), "sheer": ("sheer",), "opaque_objects": ("worn", "held"),
-           "effects": ("effect",)}
+           "effects": ("effect",), "volume": ("volume",)}
 PASSES = ("colour", "coverage", "plate")   # render passes an output can be made from
 EXPORTS = ("png", "npy")                    # how a WebDataset sample carries an array
 CODECS = ("colour", "mask")                 # clipstore.Compression: noise-like colour, or smooth masks and values

@@ -51,7 +51,7 @@ ALPHA = ("pha_mad", "pha_mse", "pha_grad", "pha_conn", "pha_dtssd", "pha_messddt
 FGR = ("fgr_mad", "fgr_mse")
 HAIR = ("hair_mad", "hair_mse", "hair_grad")
 # per material class of a set that labels them (its classes/ layer; hair has its own alpha, above)
-CLASS_REGIONS = ("lens", "sheer", "opaque_objects", "effects", "rest")
+CLASS_REGIONS = ("lens", "sheer", "opaque_objects", "effects", "volume", "rest")
 CLASS = tuple(f"{c}_{m}" for c in CLASS_REGIONS for m in ("mad", "mse"))
 SECTIONS = {"grad": ("sigma", "eps"), "conn": ("step", "theta"),
             "messddt": ("enabled", "region", "unknown_dilation", "dis_preset"), "hair": ("dilation",)}

@@ -79,7 +79,8 @@ def probe(spec: ClipSpec, threads: int, compression: clipstore.Compression) -> P
                  stored_bytes(first, compression, spec.outputs), sims)
 
 
-SIMULATED = {"scarf": lambda s: bool(s.worn.get("scarf")), "effect": lambda s: bool(s.effects)}
+SIMULATED = {"scarf": lambda s: bool(s.worn.get("scarf")), "effect": lambda s: bool(s.effects),
+             "steam": lambda s: bool(s.held and s.held.get("steam"))}   # scene object names
 
 
 def probe_clip(todo: list[ClipSpec]) -> tuple[ClipSpec, dict[str, float]]:

@@ -29,17 +29,23 @@ class Clip:
     gain: float = 1.0   # exposure, from the first frame's colour pass (render.frames.exposure_gain)
     extra: dict[str, dict] = field(default_factory=dict)
     see_through: tuple[str, ...] = ()   # coverage groups of surfaces that pass light (their AOV is their opacity)
+    groups: tuple[str, ...] = ()        # every coverage group the scene writes
+    residual: str | None = None         # the group no shader can write (volumes): alpha beyond the others
 
     @classmethod
-    def start(cls, spec: Any, see_through: tuple[str, ...] = ()) -> "Clip":
+    def start(cls, spec: Any, see_through: tuple[str, ...] = (), groups: tuple[str, ...] = (),
+              residual: str | None = None) -> "Clip":
         c = spec.cycles
         arrays = {name: np.zeros((spec.n_frames, c["height"], c["width"], *((len(o["channels"]),) if o["channels"] else ())),
                                  np.dtype(o["dtype"])) for name, o in spec.outputs.items()}
-        return cls(spec, arrays, see_through=tuple(see_through))
+        return cls(spec, arrays, see_through=tuple(see_through), groups=tuple(groups), residual=residual)
 
     def add(self, t: int, frame: dict[str, dict[str, np.ndarray]]) -> None:
         """Frame t's layers by pass -> frame t of every output."""
         frame = {"coverage": frame["colour"], **frame}
+        if self.residual:
+            for name in ("colour", "coverage"):
+                frame[name] = {**frame[name], self.residual: residual(frame[name], self.groups, self.residual)}
         self.t = t
         if t == 0:
             cam = self.spec.camera
@@ -61,6 +67,14 @@ class Clip:
 
 def _alpha(layers: dict[str, np.ndarray]) -> np.ndarray:
     return np.clip(layers["Combined"][..., 3], 0.0, 1.0)
+
+
+def residual(layers: dict[str, np.ndarray], groups: tuple[str, ...], group: str) -> np.ndarray:
+    """A volume's coverage group: Cycles runs no AOV inside a volume, but a surface writes its group
+    wherever a camera ray reaches it (through a volume or a see-through surface too), so what alpha
+    holds beyond all the surfaces' groups is what the volumes alone keep from the camera."""
+    surfaces = sum((layers[g] for g in groups if g != group and g in layers), np.zeros_like(layers["Combined"][..., 3]))
+    return np.clip(_alpha(layers) - surfaces, 0.0, 1.0)
 
 
 def foreground(layers: dict, o: dict, clip: Clip) -> np.ndarray:

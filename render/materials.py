@@ -282,6 +282,50 @@ def hair(p: dict) -> tuple[bpy.types.Material, object]:
     return mat, bsdf.outputs[0]
 
 
+def volume(p: dict) -> tuple[bpy.types.Material, None]:
+    """Steam or smoke inside the puffs the renderer instances (assets.volumes): a scattering medium
+    of albedo `colour` and `anisotropy` whose density is the puff's (its instancer's `density`) times
+    (1 - (d/r)^2)^2, d its distance from the puff's centre. The coverage pass swaps it for
+    pure absorption of the same density: the same transmittance, so the same alpha, without the
+    light. No shader can write a coverage group inside a volume (render/layers.py: the residual)."""
+    mat = bpy.data.materials.new(p["name"])
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    nodes.remove(nodes["Principled BSDF"])   # no surface: the sphere only bounds the medium
+    # d/r: the sample's distance from its puff's centre (the instance's location) over its radius
+    where = nodes.new("ShaderNodeNewGeometry")
+    puff = nodes.new("ShaderNodeObjectInfo")
+    off = nodes.new("ShaderNodeVectorMath")
+    off.operation = "SUBTRACT"
+    links.new(where.outputs["Position"], off.inputs[0])
+    links.new(puff.outputs["Location"], off.inputs[1])
+    size = nodes.new("ShaderNodeAttribute")
+    size.attribute_type, size.attribute_name = "INSTANCER", "radius"
+    dot = nodes.new("ShaderNodeVectorMath")
+    dot.operation = "DOT_PRODUCT"
+    links.new(off.outputs["Vector"], dot.inputs[0])
+    links.new(off.outputs["Vector"], dot.inputs[1])
+    r2 = _math(nodes, links, "MULTIPLY", size.outputs["Fac"], size.outputs["Fac"])
+    inside = _math(nodes, links, "SUBTRACT", 1.0, _math(nodes, links, "DIVIDE", dot.outputs["Value"], r2))
+    inside.node.use_clamp = True
+    peak = nodes.new("ShaderNodeAttribute")
+    peak.attribute_type, peak.attribute_name = "INSTANCER", "density"
+    density = _math(nodes, links, "MULTIPLY", _math(nodes, links, "MULTIPLY", inside, inside), peak.outputs["Fac"])
+    medium = nodes.new("ShaderNodeVolumePrincipled")
+    medium.inputs["Color"].default_value = (*p["colour"], 1.0)
+    medium.inputs["Anisotropy"].default_value = p["anisotropy"]
+    links.new(density, medium.inputs["Density"])
+    absorb = nodes.new("ShaderNodeVolumeAbsorption")
+    absorb.inputs["Color"].default_value = (0.0, 0.0, 0.0, 1.0)
+    links.new(density, absorb.inputs["Density"])
+    mix = nodes.new("ShaderNodeMixShader")
+    mix.name = "coverage"
+    mix.inputs["Fac"].default_value = 0.0
+    links.new(medium.outputs[0], mix.inputs[1])
+    links.new(absorb.outputs[0], mix.inputs[2])
+    links.new(mix.outputs[0], nodes["Material Output"].inputs["Volume"])
+    return mat, None
+
+
 def matte(p: dict) -> tuple[bpy.types.Material, None]:
     """The set: a rough diffuse surface of one colour (no coverage, no switch: never foreground)."""
     mat = bpy.data.materials.new(p["name"])
@@ -291,10 +335,10 @@ def matte(p: dict) -> tuple[bpy.types.Material, None]:
     return mat, None
 
 
-SEE_THROUGH = ("see_through", "sheer")   # kinds that pass light straight through (their AOV writes their opacity)
+SEE_THROUGH = ("see_through", "sheer", "volume")   # kinds that pass light straight through (their group is their opacity)
 KINDS: dict[str, Callable[[dict], tuple]] = {
     "skin": skin, "flat": flat, "fabric": fabric, "hair": hair, "matte": matte, "see_through": see_through,
-    "sheer": sheer}
+    "sheer": sheer, "volume": volume}
 
 
 def material(p: dict, flow: bool) -> bpy.types.Material:

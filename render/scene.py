@@ -25,7 +25,7 @@ from mathutils import Matrix
 
 from assets.lighting import Rig
 from assets.scene import Scene
-from assets.shapes import Curves, Mesh, SceneObject
+from assets.shapes import Curves, Mesh, Puffs, SceneObject
 from render import frames, layers
 from render.layers import DEPTH_RANGE_M, FLOW
 from render.materials import SEE_THROUGH, material
@@ -98,6 +98,41 @@ def _curves(name: str, shape: Curves) -> bpy.types.Object:
     return _link(name, curves)
 
 
+def _puffs(name: str, shape: Puffs, mat: bpy.types.Material) -> bpy.types.Object:
+    """Puffs of a medium: a point per puff (placed, sized and weighed per frame by `pose`), each
+    instanced as a unit sphere scaled to its radius, the medium inside; its `density` reaches the
+    shader as the instancer's attribute. Puffs of density 0 are not there."""
+    mesh = bpy.data.meshes.new(name)
+    mesh.from_pydata(shape.centres[0].astype(np.float64).tolist(), [], [])
+    for a in ("radius", "density"):
+        mesh.attributes.new(a, "FLOAT", "POINT")
+    obj = _link(name, mesh)
+    tree = bpy.data.node_groups.new(name, "GeometryNodeTree")
+    tree.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
+    tree.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
+    nodes, links = tree.nodes, tree.links
+    sphere = nodes.new("GeometryNodeMeshIcoSphere")
+    sphere.inputs["Radius"].default_value, sphere.inputs["Subdivisions"].default_value = 1.0, 2
+    dressed = nodes.new("GeometryNodeSetMaterial")
+    dressed.inputs["Material"].default_value = mat
+    links.new(sphere.outputs["Mesh"], dressed.inputs["Geometry"])
+    radius, density = (nodes.new("GeometryNodeInputNamedAttribute") for _ in range(2))
+    for node, a in ((radius, "radius"), (density, "density")):
+        node.data_type = "FLOAT"
+        node.inputs["Name"].default_value = a
+    there = nodes.new("FunctionNodeCompare")
+    there.data_type, there.operation = "FLOAT", "GREATER_THAN"
+    links.new(density.outputs["Attribute"], there.inputs["A"])
+    place = nodes.new("GeometryNodeInstanceOnPoints")
+    links.new(nodes.new("NodeGroupInput").outputs[0], place.inputs["Points"])
+    links.new(there.outputs["Result"], place.inputs["Selection"])
+    links.new(dressed.outputs["Geometry"], place.inputs["Instance"])
+    links.new(radius.outputs["Attribute"], place.inputs["Scale"])
+    links.new(place.outputs["Instances"], nodes.new("NodeGroupOutput").inputs[0])
+    obj.modifiers.new(name, "NODES").node_group = tree
+    return obj
+
+
 def _key_transform(obj: bpy.types.Object, matrices: np.ndarray) -> None:
     """A rigid motion (T,4,4), keyed frame by frame (linear keys: motion blur moves the object
     between frames), or one fixed placement (1,4,4)."""
@@ -115,6 +150,8 @@ def _key_transform(obj: bpy.types.Object, matrices: np.ndarray) -> None:
 
 
 def add_object(o: SceneObject, flow: bool) -> bpy.types.Object:
+    if isinstance(o.shape, Puffs):
+        return _puffs(o.name, o.shape, material(o.materials[0], flow))
     obj = _mesh(o.name, o.shape) if isinstance(o.shape, Mesh) else _curves(o.name, o.shape)
     for m in o.materials:
         obj.data.materials.append(material(m, flow))
@@ -140,6 +177,12 @@ def pose(staged: "Staged", t: int) -> None:
     spec, scene = staged.spec, staged.scene
     n = spec.n_frames
     for o, obj in staged.objects:
+        if isinstance(o.shape, Puffs):
+            obj.data.vertices.foreach_set("co", o.shape.centres[t].astype(np.float32).ravel())
+            for a in ("radius", "density"):
+                obj.data.attributes[a].data.foreach_set("value", getattr(o.shape, a)[t].astype(np.float32))
+            obj.data.update()
+            continue   # a medium has no surface to carry flow
         if o.per_frame:
             obj.data.position_data.foreach_set("vector", o.points(t).astype(np.float32).ravel())
             if spec.camera["shutter"] > 0 and n > 1:
@@ -293,6 +336,7 @@ def configure(spec: ClipSpec, threads: int) -> str:
     cy.filter_width = c["pixel_filter_width"]
     cy.sampling_pattern = c["sampling_pattern"]
     cy.max_bounces = c["max_bounces"]
+    cy.volume_biased, cy.volume_step_rate = c["volume_biased"], c["volume_step_rate"]
     cy.use_denoising = c["denoise"]
     cy.denoiser = "OPENIMAGEDENOISE"
     scene.cycles_curves.shape = c["curve_shape"]
@@ -336,6 +380,8 @@ class Staged:
     shadow: bool
     device: str
     see_through: tuple[str, ...]   # coverage groups whose surfaces pass light
+    groups: tuple[str, ...]        # every coverage group the scene writes
+    residual: str | None           # the group of volumes: no shader writes it (render/layers.py)
 
 
 def build(spec: ClipSpec, scene: Scene, threads: int = 0) -> Staged:
@@ -359,7 +405,8 @@ def build(spec: ClipSpec, scene: Scene, threads: int = 0) -> Staged:
              (("plate",) if "plate" in made_by else ())
     see_through = tuple(dict.fromkeys(m["part"] for o in scene.objects for m in o.materials
                                       if m["kind"] in SEE_THROUGH and m.get("part")))
-    return Staged(spec, scene, objects, passes, flow, shadow, device, see_through)
+    residual = next((m["part"] for o in scene.objects for m in o.materials if m["kind"] == "volume"), None)
+    return Staged(spec, scene, objects, passes, flow, shadow, device, see_through, scene.parts(), residual)
 
 
 def use_pass(staged: Staged, name: str) -> None:
@@ -427,7 +474,7 @@ def build_and_render(spec: ClipSpec, scene: Scene, threads: int = 0, workdir: st
     and its BVH between the passes. `on_frame(n)` is told each time n frames are finished."""
     staged = build(spec, scene, threads)
     base = workdir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
-    clip = layers.Clip.start(spec, staged.see_through)
+    clip = layers.Clip.start(spec, staged.see_through, staged.groups, staged.residual)
     seconds = dict.fromkeys(staged.passes, 0.0)
     pose_s = convert_s = 0.0
     with tempfile.TemporaryDirectory(prefix="gvm-render-", dir=base) as tmp:

@@ -9,10 +9,10 @@ import dataclasses
 import json
 from typing import Any
 
-SPEC_VERSION = 7   # 2: clothing, 3: skirts (clothing.bottom.hang), 4: brows and lashes, exposure highlights, hem
+SPEC_VERSION = 8   # 2: clothing, 3: skirts (clothing.bottom.hang), 4: brows and lashes, exposure highlights, hem
                   # smoothing, 5: outputs (the declaration of every array the clip holds), coverage by AOV,
                   # 6: worn things (glasses), see-through coverage, 7: headphones,
-                  # earrings, a simulated scarf and sheer fabric, things held, effects in the air
+                  # earrings, a simulated scarf and sheer fabric, things held, effects in the air, 8: steam, smoke
 
 
 @dataclasses.dataclass(frozen=True)
