@@ -9,7 +9,7 @@ N      ?= 4
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: bench-pseudolabel venv render sheet test test-fast bench bench-render bench-fidelity bench-layers loop clean
+.PHONY: bench-pseudolabel venv render hard-cases sheet test test-fast bench bench-render bench-fidelity bench-layers loop clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,11 @@ $(STAMP): pyproject.toml
 
 render: $(STAMP)
 	$(BIN)/python -m pipelines.render n_clips=$(N) $(ARGS)
+
+# 24 clips at the test size holding every worn, held, sheer and simulated kind and every effect;
+# the report (outputs/hard_cases.zarr.report/) counts them.
+hard-cases: $(STAMP)
+	$(BIN)/python -m pipelines.render +mix=hard_cases preset=tiny n_clips=24 store.path=outputs/hard_cases.zarr $(ARGS)
 
 sheet: $(STAMP)
 	$(BIN)/python -m pipelines.contact_sheet $(ARGS)

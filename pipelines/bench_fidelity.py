@@ -10,7 +10,7 @@ colour samples), the alpha pass at the default settings, and a reference alpha p
   reference alpha is fractional (the strands and edges a matte has to get right),
 - alpha_mae_hair: the same over the hair region (reference hair coverage > fidelity.hair_min), and
   alpha_mae_<class> over each other material class of clipstore.CLASSES the frame shows (lens,
-  sheer, opaque_objects: the reference coverage of its groups above fidelity.hair_min), averaged
+  sheer, opaque_objects, volume: the reference coverage of its groups above fidelity.hair_min), averaged
   over the cases that show it,
 - fgr_mae_straight: the colour pass un-premultiplied by its own alpha (as the store does, before
   it extends colour into pixels below cycles.fgr_min_alpha) against the same colour
@@ -64,7 +64,7 @@ def case_spec(c: dict, case: dict, model: dict):
 def measure(spec, frame: int, f: dict, threads: int) -> dict:
     import bpy
     from assets import scene as scenes
-    from render import scene
+    from render import layers, scene
     with quiet.chatter():   # the body model's kernel compiler and Blender's device probes print to stdout
         staged = scene.build(spec, scenes.build(spec), threads)
     bpy.context.scene.frame_set(frame + 1)
@@ -81,6 +81,8 @@ def measure(spec, frame: int, f: dict, threads: int) -> dict:
         bpy.context.scene.cycles.seed = c["seed"] + 1
         ref, ref_s = scene.render_layers(Path(tmp) / "r.exr")
     scene.reset()
+    if staged.residual:   # the volumes' group: alpha beyond the surfaces' (render/layers.py)
+        ref[staged.residual] = layers.residual(ref, staged.groups, staged.residual)
     rgba = colour["Combined"]
     a, r = cov["Combined"][..., 3], ref["Combined"][..., 3]
     lo, hi = f["fractional"]

@@ -18,8 +18,9 @@ compared with that frame in sRGB [0, 1]; printed as `name: value` lines (means o
   the floor any layered composite can reach at these samples.
 Then, for the first case, each output's cost: seconds for the frame's posing, passes and conversion
 with the required outputs only, and with each optional output added, over the colour pass's
-seconds (each setting the fastest of `layers.cost_repeats`); and each worn kind's (`layers.objects`:
-its keys set on that case, the baseline with every one of those keys at 0: nothing worn).
+seconds (each setting the fastest of `layers.cost_repeats`); and each kind of thing worn or held
+and each effect's (`layers.objects`: its keys set on that case, the baseline with every one of
+their `share` keys at 0: nothing worn, held or in the air), its clip's simulations counted per frame.
 """
 from __future__ import annotations
 
@@ -65,8 +66,10 @@ def render_frame(spec, frame: int, threads: int, extra: tuple[str, ...] = ()) ->
     bpy.context.scene.frame_set(frame + 1)
     start = time.perf_counter()
     scene.pose(staged, frame)
-    seconds, frames = {"pose": time.perf_counter() - start}, {}
-    clip = layers.Clip.start(spec, staged.see_through)
+    # a clip's simulations (cloth, particles, puffs) shared out over its frames
+    simulate = sum(o.stats.get("simulate_s", 0.0) for o in staged.scene.objects) / spec.n_frames
+    seconds, frames = {"simulate": simulate, "pose": time.perf_counter() - start}, {}
+    clip = layers.Clip.start(spec, staged.see_through, staged.groups, staged.residual)
     with tempfile.TemporaryDirectory(prefix="gvm-layers-") as tmp:
         for name in (*staged.passes, *extra):
             scene.use_pass(staged, name)
@@ -138,7 +141,8 @@ def main(cfg: DictConfig) -> int:
     # What each output costs on the first case's frame: posing, the passes and the conversion, with
     # it and without; each setting measured `cost_repeats` times in turn, its fastest kept (timing
     # noise only adds), after one render that warms Cycles up.
-    first = {**lay["cases"][0], **{k: 0.0 for keys in lay["objects"].values() for k in keys}}   # nothing worn
+    first = {**lay["cases"][0], **{k: 0.0 for keys in lay["objects"].values() for k in keys
+                                   if k.endswith("share")}}   # nothing worn, held or in the air
     specs = {None: case_spec(c, first, model, {name: False for name in every})}
     specs.update({name: case_spec(c, first, model, {k: k == name for k in every}) for name in every})
     specs.update({name: case_spec(c, {**first, **keys}, model, {k: False for k in every})
@@ -151,7 +155,7 @@ def main(cfg: DictConfig) -> int:
         if i:   # the first render only warms Cycles up
             costs[name] = {k: min(v, costs.get(name, {}).get(k, v)) for k, v in secs.items() if k != "gain"}
     for name, secs in costs.items():
-        print(f"cost with {name or 'fgr and alpha only, nothing worn'}: " + ", ".join(f"{k} {v:.2f} s" for k, v in secs.items()))
+        print(f"cost with {name or 'fgr and alpha only, nothing worn, held or in the air'}: " + ", ".join(f"{k} {v:.2f} s" for k, v in secs.items()))
     total = lambda s: sum(s.values())   # noqa: E731
     colour = costs[None]["colour"]
     print(f"colour_pass_s: {colour:.2f}")

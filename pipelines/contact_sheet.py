@@ -29,7 +29,7 @@ def check(s: dict) -> None:
     for key in ("clips", "frames", "cell"):
         integer(s[key], f"sheet.{key}", 1)
     integer(s["crop"], "sheet.crop", 0)
-    one_of(s["crop_on"], tuple(clipstore.CLASSES), "sheet.crop_on")
+    one_of(s["crop_on"], (*clipstore.CLASSES, "auto"), "sheet.crop_on")
 
 
 def _label(clip: clipstore.Clip) -> str:
@@ -40,6 +40,10 @@ def _label(clip: clipstore.Clip) -> str:
                 f"person={spec.get('mask_source', '?')}  score={spec.get('scores', {}).get('clip', float('nan')):.3f}")
     worn = [f"{k}={v['kind']}" if "kind" in v else f"{k}={v['frame']}/{v['lens_material']['lens']}" if "frame" in v
             else k for k, v in (spec.get("worn") or {}).items() if v]
+    if spec.get("held"):
+        worn.append(f"held={spec['held']['kind']}" + ("+steam" if spec["held"].get("steam") else ""))
+    if spec.get("effects"):
+        worn.append(f"air={spec['effects']['kind']}")
     return (f"{clip.clip_id}  motion={spec.get('motion', {}).get('name', '?')}  "
             f"hair={spec.get('hair', {}).get('geometry', {}).get('style', '?')}  "
             f"body={spec.get('body', {}).get('model', {}).get('kind', '?')}  frames={clip.n_frames}"
@@ -64,15 +68,22 @@ def edge_window(alpha: np.ndarray, focus: np.ndarray | None, size: int) -> tuple
     return slice(y0, y0 + size), slice(x0, x0 + size)
 
 
+AUTO = ("volume", "sheer", "lens", "effects", "opaque_objects", "hair")   # crop_on=auto: the first a frame shows
+
+
 def focus(clip: clipstore.Clip, i: int, crop_on: str) -> np.ndarray | None:
     """Where frame i's close-up looks: the hair (`alpha_hair`, else the hair labels), or another
-    material class by the `parts` labels; None when the clip does not say."""
+    material class by the `parts` labels (`auto`: the first of AUTO the frame shows, so each clip
+    of a hard-case store is seen at what makes it hard); None when the clip does not say."""
     if crop_on == "hair" and "alpha_hair" in clip.arrays:
         return alpha_float(clip["alpha_hair"][i]) > 0.02
     if "parts" not in clip.arrays:
         return None
     legend = clip["parts"].attrs.get("parts") or clipstore.OUTPUTS["parts"].parts
-    return clipstore.class_masks(clip["parts"][i], legend)[crop_on]
+    masks = clipstore.class_masks(clip["parts"][i], legend)
+    if crop_on == "auto":
+        crop_on = next((c for c in AUTO if masks[c].any()), "hair")
+    return masks[crop_on]
 
 
 def write(root, out: Path, clips: int, frames: int, cell: int, crop: int = 0,

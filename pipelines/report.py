@@ -113,11 +113,41 @@ def collect(root) -> tuple[list[Parameter], int]:
     return [p for p in params if len(set(map(str, p.values))) > 1 or p.span], len(ids)
 
 
-def table(params: list[Parameter], n_clips: int, held: dict[str, tuple[int, str]] | None = None) -> str:
+def kinds(spec: Mapping) -> list[str]:
+    """What a clip's spec holds beyond one person in skin-tight clothes: each thing worn (with its
+    kind or frame, a lens's kind, a scarf's fabric and whether it is sheer), the thing held (and its
+    steam), the effect in the air."""
+    out = []
+    for name, w in (spec.get("worn") or {}).items():
+        if w:
+            out.append(f"worn: {name}" + (f" ({w.get('kind') or w.get('frame')})" if w.get("kind") or w.get("frame") else ""))
+            if w.get("lens_material"):
+                out.append(f"worn: {w['lens_material']['lens']} lenses")
+            if (w.get("material") or {}).get("kind") == "sheer":
+                out.append(f"worn: sheer {name}")
+    if spec.get("held"):
+        out.append(f"held: {spec['held']['kind']}")
+        if spec["held"].get("steam"):
+            out.append("held: steam")
+    if spec.get("effects"):
+        out.append(f"effects: {spec['effects']['kind']}")
+    return out
+
+
+def shares(root) -> Counter:
+    """How many of the store's clips hold each kind (`kinds`)."""
+    return Counter(k for cid in clipstore.complete_ids(root) for k in kinds(clipstore.read_clip(root, cid).attrs.get("spec", {})))
+
+
+def table(params: list[Parameter], n_clips: int, held: dict[str, tuple[int, str]] | None = None,
+          counted: Counter | None = None) -> str:
     lines = [f"{n_clips} clips, {len(params)} parameters that vary", ""]
     if held:
         lines += ["| output | clips | what it holds |", "|---|---|---|"]
         lines += [f"| {name} | {n} | {about} |" for name, (n, about) in held.items()] + [""]
+    if counted:
+        lines += ["| worn, held, in the air | clips | share |", "|---|---|---|"]
+        lines += [f"| {k} | {n} | {n / n_clips:.0%} |" for k, n in sorted(counted.items())] + [""]
     lines += ["| parameter | clips | values | configured | covered |", "|---|---|---|---|---|"]
     for p in params:
         if p.numeric:
@@ -185,7 +215,7 @@ def write(root, folder: Path, cfg: dict, sheet: Path | None = None) -> tuple[Pat
     except OSError as e:
         raise UserError(f"report folder {folder}: {e.strerror or e}") from None
     try:
-        text = table(params, n, held)
+        text = table(params, n, held, shares(root))
         (part / "parameters.md").write_text(text + "\n")
         plot(params, part / "parameters.png", cfg["report"])
         if sheet is not None and sheet.is_file():

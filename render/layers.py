@@ -97,8 +97,10 @@ def plate(layers: dict, o: dict, clip: Clip) -> np.ndarray:
 
 def distance(layers: dict, o: dict, clip: Clip) -> np.ndarray:
     """Metres from the camera: the Mist pass is distance / DEPTH_RANGE_M averaged over the pixel's
-    samples with 1 where they miss, so the covered samples' mean distance is 1 - (1 - mist) / alpha."""
-    a = _alpha(layers)
+    samples with 1 where they miss, so the covered samples' mean distance is 1 - (1 - mist) / alpha.
+    Volumes write no mist: their share of alpha (the residual group) is left out, and a pixel only
+    a volume covers has no distance (0)."""
+    a = _alpha(layers) - (layers[clip.residual] if clip.residual else 0.0)
     seen = a * ALPHA_MAX >= 0.5
     d = DEPTH_RANGE_M * (1.0 - (1.0 - layers["Mist"]) / np.maximum(a, 1e-12))
     return np.where(seen, np.clip(d, 0.0, DEPTH_RANGE_M), 0.0).astype(o["dtype"])

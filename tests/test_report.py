@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import write_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,3 +46,35 @@ def test_a_parameter_at_its_config_path_takes_that_range_only():
     assert configured(definition, "hair.face.brows.count") == (250.0, 550.0)
     # A spec key elsewhere than its config key: every range of that name in the group.
     assert configured(definition, "hair.geometry.length") == (0.007, 0.5)
+
+
+@pytest.mark.slow   # plans 24 anny clips
+def test_the_hard_case_mix_holds_every_kind_and_the_report_counts_them(tmp_path, cache_dir):
+    """`make hard-cases`'s 24 planned clips (the mix's shares and seed) hold every kind worn, held
+    and in the air, both glasses frames, every lens and a sheer scarf; the report's table gives
+    each kind's clips and share from the specs the store keeps."""
+    import numpy as np
+
+    import clipstore
+    from assets import effects, held
+    from core.cli import compose, to_container
+    from core.conf import load
+    from pipelines import plan, report
+    from tests.conftest import SMALL
+    base = [o for o in SMALL if not o.startswith(("worn.", "held.", "effects."))]
+    cfg = to_container(compose("render", [*base, "+mix=hard_cases", "n_clips=24", f"body.cache_dir={cache_dir}"]))
+    specs = plan.plan(cfg, plan.resolve_model(cfg))
+    worn = load("worn/default")
+    want = {*(f"held: {k}" for k in held.KINDS), "held: steam", *(f"effects: {k}" for k in effects.KINDS),
+            *(f"worn: hat ({k})" for k in worn["hat"]["kinds"]), *(f"worn: earrings ({k})" for k in worn["earrings"]["kinds"]),
+            *(f"worn: {k} lenses" for k in worn["glasses"]["lenses"]), "worn: glasses (metal)", "worn: glasses (acetate)",
+            "worn: headphones", "worn: sheer scarf"}
+    root = clipstore.create(str(tmp_path / "s.zarr"), {})
+    for s in specs:   # a one-frame clip carrying each planned spec, as the renderer would write it
+        clipstore.write_clip(root, s.clip_id, {"fgr": np.zeros((1, 8, 8, 3), np.uint8), "alpha": np.zeros((1, 8, 8), np.uint16)},
+                             {"source": "synthetic", "fps": s.fps, "spec": s.to_dict()})
+    counted = report.shares(root)
+    assert want <= set(counted), sorted(want - set(counted))
+    text = report.table(*report.collect(root), counted=counted)
+    for kind in want:
+        assert f"| {kind} | {counted[kind]} | {counted[kind] / 24:.0%} |" in text
