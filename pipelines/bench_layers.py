@@ -109,8 +109,9 @@ def main(cfg: DictConfig) -> int:
     lay = c["layers"]
     if not lay["cases"]:
         raise UserError("layers.cases is empty")
-    if not isinstance(lay["costs"], bool):
-        raise UserError(f"layers.costs must be true or false, got {lay['costs']!r}")
+    for key in ("costs", "output_costs"):
+        if not isinstance(lay[key], bool):
+            raise UserError(f"layers.{key} must be true or false, got {lay[key]!r}")
     if not isinstance(lay["cost_repeats"], int) or lay["cost_repeats"] < 1:
         raise UserError(f"layers.cost_repeats must be a positive integer, got {lay['cost_repeats']!r}")
     n = plan.n_frames(c)
@@ -144,7 +145,8 @@ def main(cfg: DictConfig) -> int:
     first = {**lay["cases"][0], **{k: 0.0 for keys in lay["objects"].values() for k in keys
                                    if k.endswith("share")}}   # nothing worn, held or in the air
     specs = {None: case_spec(c, first, model, {name: False for name in every})}
-    specs.update({name: case_spec(c, first, model, {k: k == name for k in every}) for name in every})
+    costed = every if lay["output_costs"] else {}
+    specs.update({name: case_spec(c, first, model, {k: k == name for k in every}) for name in costed})
     specs.update({name: case_spec(c, {**first, **keys}, model, {k: False for k in every})
                   for name, keys in lay["objects"].items()})
     from tqdm import tqdm
@@ -160,7 +162,7 @@ def main(cfg: DictConfig) -> int:
     colour = costs[None]["colour"]
     print(f"colour_pass_s: {colour:.2f}")
     print(f"required_over_colour: {total(costs[None]) / colour:.3f}")
-    for name in (*every, *lay["objects"]):
+    for name in (*costed, *lay["objects"]):
         print(f"{name}_extra_over_colour: {(total(costs[name]) - total(costs[None])) / colour:.3f}")
     return 0
 

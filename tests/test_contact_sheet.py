@@ -29,6 +29,25 @@ def test_edge_window_finds_the_fractional_hair():
     assert ys.start <= 60 and ys.stop >= 70 and xs.start <= 100 and xs.stop >= 115
 
 
+def test_auto_close_up_looks_at_what_makes_the_clip_hard(tmp_path):
+    """crop_on=auto: a clip with steam over the background is seen at the steam, one with a lens
+    at the lens, one with neither at its hair."""
+    legend = clipstore.OUTPUTS["parts"].parts
+    root = clipstore.create(str(tmp_path / "s.zarr"), {})
+    for name, label, at in (("steam", "volume", (5, 30)), ("glasses", "lens", (30, 5)), ("plain", None, None)):
+        parts = np.zeros((1, 40, 40), np.uint8)
+        parts[0, 20:, :20] = 1 + legend.index("skin")
+        parts[0, 20:25, 20:30] = 1 + legend.index("scalp_hair")
+        if label:
+            parts[0, at[0]:at[0] + 4, at[1]:at[1] + 4] = 1 + legend.index(label)
+        clipstore.write_clip(root, name, {"fgr": np.zeros((1, 40, 40, 3), np.uint8), "alpha": (parts > 0).astype(np.uint16) * 65535,
+                                          "parts": parts}, {"source": "synthetic", "fps": 24.0})
+    for name, where in (("steam", (5, 30)), ("glasses", (30, 5)), ("plain", (20, 20))):
+        mask = contact_sheet.focus(clipstore.read_clip(root, name), 0, "auto")
+        ys, xs = np.nonzero(mask)
+        assert ys.min() == where[0] and xs.min() == where[1], name
+
+
 def test_sheet_rows_end_with_the_close_up(tmp_path):
     root = clipstore.open_store(write_store(tmp_path / "s.zarr", 2))
     plain = contact_sheet.write(root, tmp_path / "a.png", clips=2, frames=2, cell=64, crop=0)
