@@ -164,7 +164,9 @@ def card(c: Mapping[str, Any], rows: list[dict], shards: list[dict], store_attrs
         "## Previews", "", preview_md, "",
         "## Known limits", "",
         "- Rendered people: anny / stand-in bodies with shell garments and skirts, strand hair, brows and lashes on "
-        "anny bodies; one person per clip, nothing worn or held; see the generating project's docs/limits.md.",
+        "anny bodies; one person per clip; glasses, hats, headphones, earrings, simulated and sheer scarves, things "
+        "held, particles, steam and smoke in some clips (labelled in `parts` where the release has it); see the "
+        "generating project's docs/limits.md.",
         "- Pseudo labels are estimates (their scores are in the JSON), not ground truth.", "",
         "## Citation", "", "See `CITATION.cff`.", ""])
 
