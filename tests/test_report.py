@@ -62,7 +62,8 @@ def test_the_hard_case_mix_holds_every_kind_and_the_report_counts_them(tmp_path,
     from pipelines import plan, report
     from tests.conftest import SMALL
     base = [o for o in SMALL if not o.startswith(("worn.", "held.", "effects."))]
-    cfg = to_container(compose("render", [*base, "+mix=hard_cases", "n_clips=24", f"body.cache_dir={cache_dir}"]))
+    cfg = to_container(compose("render", [*base, "+mix=hard_cases", "n_clips=24", "body.model=anny",
+                                          f"body.cache_dir={cache_dir}"]))
     specs = plan.plan(cfg, plan.resolve_model(cfg))
     worn = load("worn/default")
     want = {*(f"held: {k}" for k in held.KINDS), "held: steam", *(f"effects: {k}" for k in effects.KINDS),
