@@ -132,14 +132,7 @@ def objects(spec: Any, camera: Any, person: np.ndarray) -> list[SceneObject]:
                              e["motion"], e["seed"])
     pos, alive, size = sim.pos, sim.alive, sim.size
     took = round(time.perf_counter() - start, 3)
-    # in front or behind: each particle's mean depth from the camera over the frames it lives,
-    # against the person's middle's
-    m = camera.matrix_world
-    forward, eye = -m[:, :3, 2], m[:, :3, 3]
-    depth = ((pos - eye[:, None]) * forward[:, None]).sum(-1)
-    mid = ((person.mean(axis=1) - eye) * forward).sum(-1)[:, None]
-    lived = np.maximum(alive.sum(axis=0), 1)
-    front = ((depth - mid) * alive).sum(axis=0) / lived < 0
+    front = particles.in_front(pos, alive, camera, person)
     stats = {"kind": e["kind"], "particles": count, "in_front": int(front.sum()), "simulate_s": took}
     out = []
     for name, keep, part, plate in (("effect", front, "effect", False), ("effect_behind", ~front, None, True)):

@@ -113,3 +113,13 @@ def simulate(emitter: Emitter, count: int, frames: int, fps: float, preroll: int
     bpy.ops.wm.read_factory_settings(use_empty=True)
     first = preroll + 1
     return Particles(pos, alive, size.copy(), born - first, dies - first)
+
+
+def in_front(pos: np.ndarray, there: np.ndarray, camera: Any, person: np.ndarray) -> np.ndarray:
+    """(N,) whether each particle spends the frames it is `there` (T,N) nearer the camera than the
+    person's middle, on average (`pos` (T,N,3), `person` (T,V,3), world): the effects' layer rule."""
+    m = camera.matrix_world
+    forward, eye = -m[:, :3, 2], m[:, :3, 3]
+    depth = ((pos - eye[:, None]) * forward[:, None]).sum(-1)
+    mid = ((person.mean(axis=1) - eye) * forward).sum(-1)[:, None]
+    return ((depth - mid) * there).sum(axis=0) / np.maximum(there.sum(axis=0), 1) < 0

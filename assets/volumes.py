@@ -72,11 +72,6 @@ def puffs(m: Mapping[str, Any], source: np.ndarray, frames: int, fps: float, pre
 def split(shape: Puffs, camera: Any, person: np.ndarray) -> tuple[Puffs, Puffs]:
     """The puffs nearer the camera than the person's middle over the frames they are there, and
     the rest (the effects' layer rule, assets.effects)."""
-    m = camera.matrix_world
-    forward, eye = -m[:, :3, 2], m[:, :3, 3]
-    depth = ((shape.centres - eye[:, None]) * forward[:, None]).sum(-1)
-    mid = ((person.mean(axis=1) - eye) * forward).sum(-1)[:, None]
-    there = shape.density > 0
-    front = ((depth - mid) * there).sum(axis=0) / np.maximum(there.sum(axis=0), 1) < 0
+    front = particles.in_front(shape.centres, shape.density > 0, camera, person)
     pick = lambda keep: Puffs(shape.centres[:, keep], shape.radius[:, keep], shape.density[:, keep])   # noqa: E731
     return pick(front), pick(~front)

@@ -97,12 +97,16 @@ class Parameter:
         return int(sum(not (lo - 1e-9 <= v <= hi + 1e-9) for v in self.values))
 
 
-def collect(root) -> tuple[list[Parameter], int]:
+def clip_attrs(root) -> list[Mapping]:
+    """Every complete clip's attributes, read once for both the parameters and the kinds."""
+    return [clipstore.read_clip(root, cid).attrs for cid in clipstore.complete_ids(root)]
+
+
+def collect(root, clips: list[Mapping] | None = None) -> tuple[list[Parameter], int]:
     definition = root.attrs.get("dataset", {}).get("definition", {})
     values: dict[str, list] = {}
-    ids = clipstore.complete_ids(root)
-    for cid in ids:
-        attrs = clipstore.read_clip(root, cid).attrs
+    clips = clip_attrs(root) if clips is None else clips
+    for attrs in clips:
         rows = list(leaves(attrs.get("spec", {})))
         rows += [(f"render.{k}", v) for k, v in leaves(attrs.get("render", {}))]
         for name, v in rows:
@@ -110,7 +114,7 @@ def collect(root) -> tuple[list[Parameter], int]:
                 values.setdefault(name, []).append(v)
     params = [Parameter(n, v, configured(definition, n) if not n.startswith("render.") else None)
               for n, v in sorted(values.items())]
-    return [p for p in params if len(set(map(str, p.values))) > 1 or p.span], len(ids)
+    return [p for p in params if len(set(map(str, p.values))) > 1 or p.span], len(clips)
 
 
 def kinds(spec: Mapping) -> list[str]:
@@ -134,9 +138,9 @@ def kinds(spec: Mapping) -> list[str]:
     return out
 
 
-def shares(root) -> Counter:
+def shares(root, clips: list[Mapping] | None = None) -> Counter:
     """How many of the store's clips hold each kind (`kinds`)."""
-    return Counter(k for cid in clipstore.complete_ids(root) for k in kinds(clipstore.read_clip(root, cid).attrs.get("spec", {})))
+    return Counter(k for attrs in (clip_attrs(root) if clips is None else clips) for k in kinds(attrs.get("spec", {})))
 
 
 def table(params: list[Parameter], n_clips: int, held: dict[str, tuple[int, str]] | None = None,
@@ -203,7 +207,8 @@ def default_dir(cfg: dict) -> Path | None:
 def write(root, folder: Path, cfg: dict, sheet: Path | None = None) -> tuple[Path, str] | None:
     """parameters.png, parameters.md and contact_sheet.png in `folder`; None for a store without clips.
     `sheet`: this store's contact sheet, already written at the same sheet settings (copied, not redrawn)."""
-    params, n = collect(root)
+    clips = clip_attrs(root)
+    params, n = collect(root, clips)
     if not n:
         return None
     held = clipstore.outputs_held(root, clipstore.complete_ids(root))
@@ -215,7 +220,7 @@ def write(root, folder: Path, cfg: dict, sheet: Path | None = None) -> tuple[Pat
     except OSError as e:
         raise UserError(f"report folder {folder}: {e.strerror or e}") from None
     try:
-        text = table(params, n, held, shares(root))
+        text = table(params, n, held, shares(root, clips))
         (part / "parameters.md").write_text(text + "\n")
         plot(params, part / "parameters.png", cfg["report"])
         if sheet is not None and sheet.is_file():
