@@ -96,14 +96,17 @@ class Placement:
 
 
 def place(vertices: np.ndarray, joints: np.ndarray, top_extra: float, cam: Mapping[str, Any], width: int,
-          height: int, fps: float, view_deg: float = 0.0) -> Placement:
+          height: int, fps: float, view_deg: float = 0.0, shift: np.ndarray | None = None) -> Placement:
     """Frame head and upper body over the whole clip (world-frame `vertices` (T,V,3) and `joints`
     (T,55,3); `top_extra`: what rises above the crown, the hair), then apply the clip's move frame
-    by frame. `view_deg`: the stage's front relative to the person's facing (assets.stage.front)."""
+    by frame. `view_deg`: the stage's front relative to the person's facing (assets.stage.front);
+    `shift`: a horizontal move of the aim (and the camera with it) from the person towards others."""
     top = vertices[..., 2].max() + top_extra
     head = joints[:, stage.HEAD].mean(0)
     extent = cam["frame_height_m"]
     target = np.array([head[0], head[1], top + cam["top_margin"] * extent - extent / 2]) + np.asarray(cam["center_offset_m"])
+    if shift is not None:
+        target = target + np.asarray(shift, float)
     front = stage.front(joints, view_deg)
     half_fov = math.atan(cam["sensor_mm"] / 2 / cam["focal_mm"])
     distance = (extent / 2) / math.tan(half_fov)   # vertical sensor fit; a landscape frame keeps the same vertical extent

@@ -106,17 +106,19 @@ def _plane(name: str, size: tuple[float, float], colour: tuple[float, float, flo
                        transform=matrix[None], plate=True)
 
 
-def set_objects(st: Mapping[str, Any], vertices: np.ndarray, target: np.ndarray, camera_at: np.ndarray) -> list[SceneObject]:
-    """A floor under the feet of the posed body (world-frame `vertices`) and, for a studio, a paper
-    backdrop behind the person facing the camera: they bounce light in every pass, and only the
-    background plate shows them (the colour pass shows their shadows, as a catcher)."""
+def set_objects(st: Mapping[str, Any], vertices: np.ndarray, target: np.ndarray, camera_at: np.ndarray,
+                behind_m: float = 0.0) -> list[SceneObject]:
+    """A floor under the feet of the posed bodies (world-frame `vertices`) and, for a studio, a paper
+    backdrop behind the person facing the camera (`behind_m` further when others stand that far
+    behind them): they bounce light in every pass, and only the background plate shows them (the
+    colour pass shows their shadows, as a catcher)."""
     floor_z = float(vertices[..., 2].min())
     out = [_plane("floor", (40.0, 40.0), (st["floor_albedo"],) * 3, stage.translation([0.0, 0.0, floor_z]))]
     if st["backdrop"]:
         away = np.asarray(target, float) - np.asarray(camera_at, float)
         away[2] = 0.0
         away /= max(np.linalg.norm(away), 1e-9)
-        centre = np.asarray(target, float) + st["backdrop_distance_m"] * away
+        centre = np.asarray(target, float) + (st["backdrop_distance_m"] + behind_m) * away
         centre[2] = floor_z + 3.0
         facing = stage.look_at(centre, centre + away)   # its normal (+Z) towards the camera
         out.append(_plane("backdrop", (12.0, 6.0), tuple(st["backdrop_color"]), facing))

@@ -105,6 +105,10 @@ OUTPUTS: dict[str, Output] = {o.name: o for o in (
            export="npy"),
     Output("parts", "which part covers most of the pixel: a label (legend in the array's attrs: 1 + the index in "
            "`parts`), 0 where alpha is 0", "coverage", "label", "uint8", parts=PARTS[1:]),
+    Output("instances", "each person's own visible share of alpha (occluded by whoever is in front, blurred as "
+           "alpha is), 0..65535, one channel per person: person0 the target, then the clip spec's people.others "
+           "in order; written where a clip holds several people. They sum to alpha but for what no person owns "
+           "(things in the air in front of everyone)", "coverage", "instances", "uint16", ("person0",), export="npy"),
     Output("shadow", "the shadow and darkening the person casts on the set, a linear multiplier x255 (255: none): "
            "fgr * alpha + bgr * shadow * (1 - alpha) is the frame with the person in the set", "colour",
            "multiplier", "uint8", ("r", "g", "b")),

@@ -46,7 +46,8 @@ PALETTE = np.array([[0, 0, 0], [230, 159, 0], [86, 180, 233], [0, 158, 115], [24
 def view(convert: str, frame: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """One frame of any output as a picture, by what its converter made (clipstore.outputs):
     foreground over a checkerboard, coverage and multipliers in grey, distance in a near-red
-    colour map, flow as hue (direction) and brightness (speed), labels in a palette."""
+    colour map, flow as hue (direction) and brightness (speed), labels in a palette, each person's
+    coverage (instances) in the palette's colour for that person."""
     import cv2
     seen = alpha > 0.5 / 65535
     if convert == "foreground":
@@ -68,9 +69,17 @@ def view(convert: str, frame: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         return np.where(seen[..., None], cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB), 0)
     if convert == "label":
         return PALETTE[np.minimum(frame, len(PALETTE) - 1)]
+    if convert == "instances":
+        return instances(frame)
     if frame.dtype == np.uint16:
         return frame.astype(np.float32) / 65535
     return frame
+
+
+def instances(frame: np.ndarray) -> np.ndarray:
+    """People's coverage (H, W, K) as one picture: person k in the palette's colour 1 + k."""
+    share = frame.astype(np.float32) / 65535
+    return np.einsum("hwk,kc->hwc", share, PALETTE[1:1 + share.shape[-1]].astype(np.float32) / 255)
 
 
 def tile(img: np.ndarray, height: int | None = None, long_side: int | None = None) -> np.ndarray:

@@ -81,8 +81,9 @@ def measure(spec, frame: int, f: dict, threads: int) -> dict:
         bpy.context.scene.cycles.seed = c["seed"] + 1
         ref, ref_s = scene.render_layers(Path(tmp) / "r.exr")
     scene.reset()
-    if staged.residual:   # the volumes' group: alpha beyond the surfaces' (render/layers.py)
-        ref[staged.residual] = layers.residual(ref, staged.groups, staged.residual)
+    r = staged.cover.residual
+    if r:   # the volumes' group: alpha beyond the surfaces' (render/layers.py)
+        ref[r] = layers.residual(ref, staged.cover.groups, r)
     rgba = colour["Combined"]
     a, r = cov["Combined"][..., 3], ref["Combined"][..., 3]
     lo, hi = f["fractional"]

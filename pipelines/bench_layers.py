@@ -69,7 +69,7 @@ def render_frame(spec, frame: int, threads: int, extra: tuple[str, ...] = ()) ->
     # a clip's simulations (cloth, particles, puffs) shared out over its frames
     simulate = sum(o.stats.get("simulate_s", 0.0) for o in staged.scene.objects) / spec.n_frames
     seconds, frames = {"simulate": simulate, "pose": time.perf_counter() - start}, {}
-    clip = layers.Clip.start(spec, staged.see_through, staged.groups, staged.residual)
+    clip = layers.Clip.start(spec, staged.cover)
     with tempfile.TemporaryDirectory(prefix="gvm-layers-") as tmp:
         for name in (*staged.passes, *extra):
             scene.use_pass(staged, name)

@@ -44,6 +44,9 @@ def _label(clip: clipstore.Clip) -> str:
         worn.append(f"held={spec['held']['kind']}" + ("+steam" if spec["held"].get("steam") else ""))
     if spec.get("effects"):
         worn.append(f"air={spec['effects']['kind']}")
+    crowd = spec.get("people") or {}
+    if crowd.get("count", 1) > 1:
+        worn.insert(0, f"people={crowd['count']} {crowd['layout']}")
     return (f"{clip.clip_id}  motion={spec.get('motion', {}).get('name', '?')}  "
             f"hair={spec.get('hair', {}).get('geometry', {}).get('style', '?')}  "
             f"body={spec.get('body', {}).get('model', {}).get('kind', '?')}  frames={clip.n_frames}"
@@ -89,7 +92,8 @@ def focus(clip: clipstore.Clip, i: int, crop_on: str) -> np.ndarray | None:
 def write(root, out: Path, clips: int, frames: int, cell: int, crop: int = 0,
           ids: list[str] | None = None, crop_on: str = "hair") -> Path | None:
     """Write the sheet for up to `clips` complete clips (of `ids`, if given); None when there are
-    none. With `crop` > 0 each row ends with a crop x crop pixel close-up and its alpha where the
+    none. A clip of several people shows each one's coverage in their own colour beside the frame,
+    others alpha in grey. With `crop` > 0 each row ends with a crop x crop pixel close-up and its alpha where the
     `crop_on` material class (clipstore.CLASSES: hair, lens, ...) is most see-through."""
     ids = (clipstore.complete_ids(root) if ids is None else ids)[:clips]
     if not ids:
@@ -100,7 +104,8 @@ def write(root, out: Path, clips: int, frames: int, cell: int, crop: int = 0,
         tiles = []
         for i in np.linspace(0, clip.n_frames - 1, frames).round().astype(int):
             a = alpha_float(clip["alpha"][i])
-            pair = np.concatenate([sheet.over_checker(clip["fgr"][i], a), np.repeat(a[..., None], 3, 2)], axis=1)
+            matte = sheet.instances(clip["instances"][i]) if "instances" in clip.arrays else np.repeat(a[..., None], 3, 2)
+            pair = np.concatenate([sheet.over_checker(clip["fgr"][i], a), matte], axis=1)
             tiles.append(sheet.tile(pair, long_side=cell * pair.shape[1] // max(a.shape)))
         if crop > 0:
             ys, xs = edge_window(a, focus(clip, i, crop_on), crop)

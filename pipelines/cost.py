@@ -4,8 +4,10 @@ The probe renders frame 1 of a planned clip with the configured Cycles settings 
 passes, the threads each worker gets), converts it to the store's arrays and compresses it with the
 store's codecs. The per-clip fixed cost is the clip's geometry at its full length plus Blender's
 scene set-up around the render. What is simulated in only some clips (a scarf's cloth, particles
-in the air) is measured on the probe clip, chosen as the first planned clip with the most of them,
-and counted in the estimate by the share of planned clips that have each. It is one frame, so the figures are an estimate: frames differ in
+in the air, the people beside the target) is measured on the probe clip, chosen as the first planned
+clip with the most of them, and counted in the estimate by the share of planned clips that have
+each (of the people, their mean number). The probe's frame is rendered with all its people: with
+several, the per-frame figure is the dearer end. It is one frame, so the figures are an estimate: frames differ in
 how much hair covers them, and workers sharing CPUs beyond `cpus_per_worker` slow each other.
 """
 from __future__ import annotations
@@ -73,22 +75,24 @@ def probe(spec: ClipSpec, threads: int, compression: clipstore.Compression) -> P
         out = build_and_render(spec, scene, threads=threads, frames_to_render=1)
         build_s = time.perf_counter() - start
     first = {name: a[:1] for name, a in out.arrays.items()}
-    sims = {o.name: float(o.stats["simulate_s"]) for o in scene.objects if "simulate_s" in o.stats}
+    sims = {o.name: float(o.stats["simulate_s"]) for o in scene.objects if "simulate_s" in o.stats} | scene.seconds
     return Probe(spec.clip_id, threads, dict(out.seconds), out.convert_seconds, geometry_s,
                  max(build_s - sum(out.seconds.values()) - out.convert_seconds, 0.0),
                  stored_bytes(first, compression, spec.outputs), sims)
 
 
 SIMULATED = {"scarf": lambda s: bool(s.worn.get("scarf")), "effect": lambda s: bool(s.effects),
-             "steam": lambda s: bool(s.held and s.held.get("steam"))}   # scene object names
+             "steam": lambda s: bool(s.held and s.held.get("steam")),
+             "people": lambda s: len(s.people["others"])}   # scene object names (people: the others, counted)
 
 
 def probe_clip(todo: list[ClipSpec]) -> tuple[ClipSpec, dict[str, float]]:
     """The clip to probe (the first of the planned ones with the most simulations: its scene
-    measures them) and the share of the planned clips that simulate each."""
-    count = lambda s: sum(has(s) for has in SIMULATED.values())   # noqa: E731
+    measures them) and what the planned clips simulate on average of what it does (the share of
+    them that simulate each; of the other people, their mean number over the probe's)."""
+    count = lambda s: sum(float(has(s)) for has in SIMULATED.values())   # noqa: E731
     best = max(todo[:200], key=count)
-    return best, {k: float(np.mean([has(s) for s in todo])) for k, has in SIMULATED.items()}
+    return best, {k: float(np.mean([has(s) for s in todo])) / max(float(has(best)), 1.0) for k, has in SIMULATED.items()}
 
 
 def cache_key(cfg: dict, definition_hash: str) -> str:

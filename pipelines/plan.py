@@ -11,7 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from assets import body, camera, clothing, effects, hair, held, lighting, motions, skin, worn
+from assets import body, camera, clothing, effects, hair, held, lighting, motions, people, skin, worn
 from clipstore.outputs import enabled
 from core import seeds
 from core.checks import at, integer, is_number, number, one_of
@@ -80,6 +80,7 @@ def check(cfg: dict) -> None:
         worn.check(cfg["worn"])
         held.check(cfg["held"])
         effects.check(cfg["effects"])
+        people.check(cfg["cast"])
         enabled(cfg["outputs"])
     except ValueError as e:
         raise UserError(str(e)) from None
@@ -102,6 +103,42 @@ def n_frames(cfg: dict) -> int:
     return int(round(cfg["clip"]["fps"] * cfg["clip"]["seconds"]))
 
 
+def person(cfg: dict, seed, model: dict, index: int | None, motion_cfg: dict | None = None) -> dict:
+    """One person's components, each from its own seed (`seed(name)`): body shape and skin, the thing
+    held (which decides the motion when there is one), the motion, hair, clothing, things worn."""
+    motion_cfg = motion_cfg or cfg["motion"]
+    holding = held.sample(cfg["held"], seed("held"), motion_cfg)
+    return {"body": {"model": model, **body.sample(cfg["body"], seed("betas"), model["kind"]),
+                     "skin": skin.sample(cfg["body"]["skin"], seed("skin"))},
+            "motion": holding["motion"] if holding else motions.sample(motion_cfg, seed("motion")),
+            "hair": hair.sample(cfg["hair"], seed("hair"), index),
+            "clothing": clothing.sample(cfg["clothing"], seed("clothing"), model["kind"]),
+            "worn": worn.sample(cfg["worn"], seed("worn"), model["kind"]),
+            "held": holding}
+
+
+def others(cfg: dict, clip_seed: int, model: dict, target: dict, crowd: dict) -> list[dict]:
+    """The people beside the target (`crowd`: people.sample), each drawn as the target is from its
+    own seed hash(clip seed, "person<k>"). Nobody walks off their spot but a walk_past's walker,
+    who walks across; the air moves everyone's hair alike (the target's wind); at most one thing
+    held steams (its coverage is the one volume a person owns: docs/store.md)."""
+    out, steaming = [], bool(target["held"] and target["held"].get("steam"))
+    standing = {**cfg["motion"], "weights": {k: v for k, v in cfg["motion"]["weights"].items() if k != people.WALKER}}
+    for k, place in enumerate(crowd["places"], start=1):
+        own = seeds.derive(clip_seed, f"person{k}")
+        walking = place["role"] == "walker"
+        motion_cfg = {**cfg["motion"], "weights": {people.WALKER: 1.0}} if walking else standing
+        p = person({**cfg, "held": {**cfg["held"], "share": 0.0}} if walking else cfg,
+                   lambda name: seeds.derive(own, name), model, None, motion_cfg)   # noqa: B023
+        if p["held"] and p["held"].get("steam"):
+            if steaming:
+                p["held"] = {**p["held"], "steam": None}
+            steaming = True
+        p["hair"]["dynamics"]["wind"] = target["hair"]["dynamics"]["wind"]
+        out.append({**p, "place": place})
+    return out
+
+
 def clip_spec(cfg: dict, index: int, model: dict) -> ClipSpec:
     """Clip `index` of the dataset: each component drawn by its own sampler (beside its asset) from
     its own config section and its own seed, hash(clip seed, component)."""
@@ -110,22 +147,33 @@ def clip_spec(cfg: dict, index: int, model: dict) -> ClipSpec:
     c = cfg["cycles"]
     cycles = {k: v for k, v in c.items() if k != "threads"}
     cycles["seed"] = c["seed"] if c["seed"] is not None else seed("cycles") % 2**31
-    holding = held.sample(cfg["held"], seed("held"), cfg["motion"])
+    crowd = people.sample(cfg["cast"], seed("people"))
+    target = person(cfg if crowd["count"] == 1 else {**cfg, "motion": {
+        **cfg["motion"], "weights": {k: v for k, v in cfg["motion"]["weights"].items() if k != people.WALKER}}},
+        seed, model, index)
+    outputs = {name: o.attrs for name, o in enabled(cfg["outputs"]).items()}
+    if "instances" in outputs:   # one channel per person, written where there are several
+        if crowd["count"] == 1:
+            del outputs["instances"]
+        else:
+            outputs["instances"]["channels"] = [f"person{k}" for k in range(crowd["count"])]
+    cam = cfg["camera"]
+    if crowd["layout"] == "walk_past":   # room for someone to walk between the camera and the target
+        wide = {k: v for k, v in cam["framing"]["weights"].items() if k != "close_up"}
+        if sum(wide.values()) > 0:
+            cam = {**cam, "framing": {**cam["framing"], "weights": wide}}
     return ClipSpec(
         clip_id=clip_id(index), index=index, seed=clip_seed,
         fps=float(cfg["clip"]["fps"]), n_frames=n_frames(cfg),
-        body={"model": model, **body.sample(cfg["body"], seed("betas"), model["kind"]),
-              "skin": skin.sample(cfg["body"]["skin"], seed("skin"))},
-        motion=holding["motion"] if holding else motions.sample(cfg["motion"], seed("motion")),
-        hair=hair.sample(cfg["hair"], seed("hair"), index),
-        camera=camera.sample(cfg["camera"], seed("camera")),
+        **target,
+        camera=camera.sample(cam, seed("camera")),
         lighting=lighting.sample(cfg["lighting"], seed("lighting")),
-        clothing=clothing.sample(cfg["clothing"], seed("clothing"), model["kind"]),
-        worn=worn.sample(cfg["worn"], seed("worn"), model["kind"]),
-        held=holding,
         effects=effects.sample(cfg["effects"], seed("effects")),
         cycles=cycles,
-        outputs={name: o.attrs for name, o in enabled(cfg["outputs"]).items()},
+        outputs=outputs,
+        people={"count": crowd["count"], "layout": crowd["layout"], "clearance": cfg["cast"]["clearance"],
+                "framing": cfg["cast"]["framing"],
+                "others": others(cfg, clip_seed, model, target, crowd)},
     )
 
 

@@ -118,24 +118,26 @@ def collect(root, clips: list[Mapping] | None = None) -> tuple[list[Parameter], 
 
 
 def kinds(spec: Mapping) -> list[str]:
-    """What a clip's spec holds beyond one person in skin-tight clothes: each thing worn (with its
-    kind or frame, a lens's kind, a scarf's fabric and whether it is sheer), the thing held (and its
-    steam), the effect in the air."""
-    out = []
-    for name, w in (spec.get("worn") or {}).items():
-        if w:
-            out.append(f"worn: {name}" + (f" ({w.get('kind') or w.get('frame')})" if w.get("kind") or w.get("frame") else ""))
-            if w.get("lens_material"):
-                out.append(f"worn: {w['lens_material']['lens']} lenses")
-            if (w.get("material") or {}).get("kind") == "sheer":
-                out.append(f"worn: sheer {name}")
-    if spec.get("held"):
-        out.append(f"held: {spec['held']['kind']}")
-        if spec["held"].get("steam"):
-            out.append("held: steam")
+    """What a clip's spec holds beyond one person in skin-tight clothes: how many people and their
+    layout; on anyone, each thing worn (with its kind or frame, a lens's kind, a scarf's fabric and
+    whether it is sheer), the thing held (and its steam); the effect in the air. Each once a clip."""
+    crowd = spec.get("people") or {}
+    out = [f"people: {crowd['count']}", f"people: {crowd['layout']}"] if crowd.get("count", 1) > 1 else []
+    for person in [spec, *crowd.get("others", [])]:
+        for name, w in (person.get("worn") or {}).items():
+            if w:
+                out.append(f"worn: {name}" + (f" ({w.get('kind') or w.get('frame')})" if w.get("kind") or w.get("frame") else ""))
+                if w.get("lens_material"):
+                    out.append(f"worn: {w['lens_material']['lens']} lenses")
+                if (w.get("material") or {}).get("kind") == "sheer":
+                    out.append(f"worn: sheer {name}")
+        if person.get("held"):
+            out.append(f"held: {person['held']['kind']}")
+            if person["held"].get("steam"):
+                out.append("held: steam")
     if spec.get("effects"):
         out.append(f"effects: {spec['effects']['kind']}")
-    return out
+    return list(dict.fromkeys(out))
 
 
 def shares(root, clips: list[Mapping] | None = None) -> Counter:
@@ -150,7 +152,7 @@ def table(params: list[Parameter], n_clips: int, held: dict[str, tuple[int, str]
         lines += ["| output | clips | what it holds |", "|---|---|---|"]
         lines += [f"| {name} | {n} | {about} |" for name, (n, about) in held.items()] + [""]
     if counted:
-        lines += ["| worn, held, in the air | clips | share |", "|---|---|---|"]
+        lines += ["| people, worn, held, in the air | clips | share |", "|---|---|---|"]
         lines += [f"| {k} | {n} | {n / n_clips:.0%} |" for k, n in sorted(counted.items())] + [""]
     lines += ["| parameter | clips | values | configured | covered |", "|---|---|---|---|---|"]
     for p in params:

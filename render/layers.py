@@ -20,6 +20,16 @@ FLOW = "flow"           # the per-point attribute and the colour AOV carrying fo
 DEPTH_RANGE_M = 100.0   # the Mist pass's linear range: the camera's far clip, so no surface saturates it
 
 
+@dataclass(frozen=True)
+class Coverage:
+    """What the scene's coverage groups are (render.scene.build reads them off the scene's materials)."""
+    groups: tuple[str, ...] = ()        # every coverage group the scene writes
+    see_through: tuple[str, ...] = ()   # groups of surfaces that pass light (their AOV is their opacity)
+    residual: str | None = None         # the group no shader can write (volumes): alpha beyond the others
+    instances: tuple[str, ...] = ()     # each person's own group (person0, person1, ...), written beside the parts
+    owner: str | None = None            # the person the residual belongs to (the one volume is theirs), if any
+
+
 @dataclass
 class Clip:
     """A clip's outputs being filled frame by frame."""
@@ -28,24 +38,22 @@ class Clip:
     t: int = 0
     gain: float = 1.0   # exposure, from the first frame's colour pass (render.frames.exposure_gain)
     extra: dict[str, dict] = field(default_factory=dict)
-    see_through: tuple[str, ...] = ()   # coverage groups of surfaces that pass light (their AOV is their opacity)
-    groups: tuple[str, ...] = ()        # every coverage group the scene writes
-    residual: str | None = None         # the group no shader can write (volumes): alpha beyond the others
+    cover: Coverage = Coverage()
 
     @classmethod
-    def start(cls, spec: Any, see_through: tuple[str, ...] = (), groups: tuple[str, ...] = (),
-              residual: str | None = None) -> "Clip":
+    def start(cls, spec: Any, cover: Coverage = Coverage()) -> "Clip":
         c = spec.cycles
         arrays = {name: np.zeros((spec.n_frames, c["height"], c["width"], *((len(o["channels"]),) if o["channels"] else ())),
                                  np.dtype(o["dtype"])) for name, o in spec.outputs.items()}
-        return cls(spec, arrays, see_through=tuple(see_through), groups=tuple(groups), residual=residual)
+        return cls(spec, arrays, cover=cover)
 
     def add(self, t: int, frame: dict[str, dict[str, np.ndarray]]) -> None:
         """Frame t's layers by pass -> frame t of every output."""
         frame = {"coverage": frame["colour"], **frame}
-        if self.residual:
+        r = self.cover.residual
+        if r:
             for name in ("colour", "coverage"):
-                frame[name] = {**frame[name], self.residual: residual(frame[name], self.groups, self.residual)}
+                frame[name] = {**frame[name], r: residual(frame[name], self.cover.groups, r)}
         self.t = t
         if t == 0:
             cam = self.spec.camera
@@ -80,7 +88,7 @@ def residual(layers: dict[str, np.ndarray], groups: tuple[str, ...], group: str)
 def foreground(layers: dict, o: dict, clip: Clip) -> np.ndarray:
     rgba = layers["Combined"].copy()
     rgba[..., :3] *= clip.gain
-    see = [layers[g] for g in clip.see_through if g in layers]   # their AOVs: the alpha they give (their opacity)
+    see = [layers[g] for g in clip.cover.see_through if g in layers]   # their AOVs: the alpha they give (their opacity)
     return frames.foreground(rgba, clip.spec.cycles["fgr_min_alpha"], sum(see) if see else None)
 
 
@@ -89,6 +97,18 @@ def coverage(layers: dict, o: dict, clip: Clip) -> np.ndarray:
     if o["parts"]:
         return quantise_alpha(np.clip(sum(layers.get(p, 0.0) for p in o["parts"]), 0.0, 1.0))
     return quantise_alpha(_alpha(layers))
+
+
+def instances(layers: dict, o: dict, clip: Clip) -> np.ndarray:
+    """Each person's coverage (the output's channels name their groups), with the volume they own.
+    Rounded as running sums, so the channels add up to the rounded total as closely as one rounding
+    allows (no error builds up over the people)."""
+    none = np.zeros(layers["Combined"].shape[:2], np.float32)
+    cover = clip.cover
+    own = [np.clip(layers.get(name, none) + (layers[cover.residual] if cover.residual and cover.owner == name else 0.0),
+                   0.0, 1.0) for name in o["channels"]]
+    running = np.stack([quantise_alpha(np.clip(s, 0.0, 1.0)).astype(np.int64) for s in np.cumsum(own, axis=0)], axis=-1)
+    return np.diff(running, axis=-1, prepend=0).clip(0, ALPHA_MAX).astype(o["dtype"])
 
 
 def plate(layers: dict, o: dict, clip: Clip) -> np.ndarray:
@@ -100,7 +120,7 @@ def distance(layers: dict, o: dict, clip: Clip) -> np.ndarray:
     samples with 1 where they miss, so the covered samples' mean distance is 1 - (1 - mist) / alpha.
     Volumes write no mist: their share of alpha (the residual group) is left out, and a pixel only
     a volume covers has no distance (0)."""
-    a = _alpha(layers) - (layers[clip.residual] if clip.residual else 0.0)
+    a = _alpha(layers) - (layers[clip.cover.residual] if clip.cover.residual else 0.0)
     seen = a * ALPHA_MAX >= 0.5
     d = DEPTH_RANGE_M * (1.0 - (1.0 - layers["Mist"]) / np.maximum(a, 1e-12))
     return np.where(seen, np.clip(d, 0.0, DEPTH_RANGE_M), 0.0).astype(o["dtype"])
@@ -134,5 +154,5 @@ def multiplier(layers: dict, o: dict, clip: Clip) -> np.ndarray:
 
 
 CONVERTERS: dict[str, Callable[[dict, dict, Clip], np.ndarray]] = {
-    "foreground": foreground, "coverage": coverage, "plate": plate, "distance": distance, "flow": flow,
+    "foreground": foreground, "coverage": coverage, "instances": instances, "plate": plate, "distance": distance, "flow": flow,
     "label": label, "multiplier": multiplier}

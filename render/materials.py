@@ -32,10 +32,10 @@ def _mask(nodes, links, name: str, colour_space: str = "Non-Color"):
     return tex.outputs["Color"]
 
 
-def _switch(mat: bpy.types.Material, shaded_socket, part: str | None, flow: bool, opacity=None) -> None:
-    """The coverage switch, the coverage group's AOV and the flow AOV (module docstring); with
-    `opacity` (a see-through surface's 1 - mean transmittance) the coverage pass lets the rest
-    through and the AOV writes it."""
+def _switch(mat: bpy.types.Material, shaded_socket, groups: tuple[str, ...], flow: bool, opacity=None) -> None:
+    """The coverage switch, an AOV for each coverage group it writes (its part and, with several
+    people, its person's) and the flow AOV (module docstring); with `opacity` (a see-through
+    surface's 1 - mean transmittance) the coverage pass lets the rest through and the AOVs write it."""
     nodes, links = mat.node_tree.nodes, mat.node_tree.links
     emit = nodes.new("ShaderNodeEmission")
     emit.inputs["Color"].default_value = (1.0, 1.0, 1.0, 1.0)
@@ -58,9 +58,9 @@ def _switch(mat: bpy.types.Material, shaded_socket, part: str | None, flow: bool
     links.new(shaded_socket, mix.inputs[1])
     links.new(covered, mix.inputs[2])
     links.new(mix.outputs[0], nodes["Material Output"].inputs["Surface"])
-    if part:
+    for group in groups:
         aov = nodes.new("ShaderNodeOutputAOV")
-        aov.aov_name = part
+        aov.aov_name = group
         aov.inputs["Value"].default_value = 1.0
         if opacity is not None:
             links.new(opacity, aov.inputs["Value"])
@@ -347,5 +347,5 @@ def material(p: dict, flow: bool) -> bpy.types.Material:
         raise ValueError(f"material kind {p['kind']!r} is not one of {', '.join(KINDS)}")
     mat, shaded, *opacity = KINDS[p["kind"]](p)
     if shaded is not None:
-        _switch(mat, shaded, p.get("part"), flow, *opacity)
+        _switch(mat, shaded, tuple(g for g in (p.get("part"), p.get("instance")) if g), flow, *opacity)
     return mat

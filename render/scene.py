@@ -379,9 +379,7 @@ class Staged:
     flow: bool
     shadow: bool
     device: str
-    see_through: tuple[str, ...]   # coverage groups whose surfaces pass light
-    groups: tuple[str, ...]        # every coverage group the scene writes
-    residual: str | None           # the group of volumes: no shader writes it (render/layers.py)
+    cover: layers.Coverage         # the coverage groups it writes (render/layers.py)
 
 
 def build(spec: ClipSpec, scene: Scene, threads: int = 0) -> Staged:
@@ -400,13 +398,14 @@ def build(spec: ClipSpec, scene: Scene, threads: int = 0) -> Staged:
     objects = [(o, add_object(o, flow)) for o in scene.objects]
     add_camera(scene)
     add_lights(scene.lights)
-    add_layers(scene.parts(), flow, "distance" in converters, shadow)
+    add_layers(scene.parts() + scene.instances(), flow, "distance" in converters, shadow)
     passes = ("colour",) + (("coverage",) if spec.cycles["alpha_samples"] else ()) + \
              (("plate",) if "plate" in made_by else ())
     see_through = tuple(dict.fromkeys(m["part"] for o in scene.objects for m in o.materials
                                       if m["kind"] in SEE_THROUGH and m.get("part")))
     residual = next((m["part"] for o in scene.objects for m in o.materials if m["kind"] == "volume"), None)
-    return Staged(spec, scene, objects, passes, flow, shadow, device, see_through, scene.parts(), residual)
+    cover = layers.Coverage(scene.parts(), see_through, residual, scene.instances(), scene.volume_owner())
+    return Staged(spec, scene, objects, passes, flow, shadow, device, cover)
 
 
 def use_pass(staged: Staged, name: str) -> None:
@@ -474,7 +473,7 @@ def build_and_render(spec: ClipSpec, scene: Scene, threads: int = 0, workdir: st
     and its BVH between the passes. `on_frame(n)` is told each time n frames are finished."""
     staged = build(spec, scene, threads)
     base = workdir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
-    clip = layers.Clip.start(spec, staged.see_through, staged.groups, staged.residual)
+    clip = layers.Clip.start(spec, staged.cover)
     seconds = dict.fromkeys(staged.passes, 0.0)
     pose_s = convert_s = 0.0
     with tempfile.TemporaryDirectory(prefix="gvm-render-", dir=base) as tmp:

@@ -9,10 +9,11 @@ import dataclasses
 import json
 from typing import Any
 
-SPEC_VERSION = 8   # 2: clothing, 3: skirts (clothing.bottom.hang), 4: brows and lashes, exposure highlights, hem
+SPEC_VERSION = 9   # 2: clothing, 3: skirts (clothing.bottom.hang), 4: brows and lashes, exposure highlights, hem
                   # smoothing, 5: outputs (the declaration of every array the clip holds), coverage by AOV,
                   # 6: worn things (glasses), see-through coverage, 7: headphones,
-                  # earrings, a simulated scarf and sheer fabric, things held, effects in the air, 8: steam, smoke
+                  # earrings, a simulated scarf and sheer fabric, things held, effects in the air, 8: steam, smoke,
+                  # 9: several people
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +34,10 @@ class ClipSpec:
     effects: dict[str, Any] | None   # snow, rain, dust or bubbles in the air (assets.effects), or None
     cycles: dict[str, Any]    # resolution, samples, render seed, filter width, curve shape, device
     outputs: dict[str, Any]   # name -> declaration (clipstore.outputs) of every array the clip holds
+    # The people in the clip (assets.people): their count, layout and, beside the target (whose
+    # components are the fields above), the others: each one's body, motion, hair, clothing, worn,
+    # held and `place`, the order of their `instances` channels (person1, person2, ...).
+    people: dict[str, Any] = dataclasses.field(default_factory=lambda: {"count": 1, "layout": None, "others": []})
     spec_version: int = SPEC_VERSION
 
     def to_dict(self) -> dict[str, Any]:

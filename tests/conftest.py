@@ -14,7 +14,7 @@ os.environ.setdefault("GVM_BODY_MODEL", "standin")
 # The smallest settings that still exercise every part: 64 px, 4 frames, few samples and strands.
 SMALL = ["cycles.width=64", "cycles.height=64", "cycles.samples=8", "cycles.alpha_samples=16", "clip.fps=8", "clip.seconds=0.5",
          "hair.strand_scale=0.05", "worn.glasses.share=0", "worn.hat.share=0", "worn.headphones.share=0",
-         "worn.earrings.share=0", "worn.scarf.share=0", "held.share=0", "effects.share=0"]   # tests/test_worn.py and
+         "worn.earrings.share=0", "worn.scarf.share=0", "held.share=0", "effects.share=0", "cast.share=0"]   # tests/test_worn.py and
 # tests/test_held.py wear and hold them
 
 

@@ -129,7 +129,12 @@ def test_simulations_count_by_the_share_of_the_planned_clips_that_have_them(smal
     count = lambda s: bool(s.worn["scarf"]) + bool(s.effects)   # noqa: E731
     assert count(first) == 2 and first == next(s for s in todo if count(s) == 2)
     assert shares == {"scarf": np.mean([bool(s.worn["scarf"]) for s in todo]),
-                      "effect": np.mean([bool(s.effects) for s in todo]), "steam": 0.0}   # held.share=0 in tests
+                      "effect": np.mean([bool(s.effects) for s in todo]), "steam": 0.0,   # held.share=0 in tests
+                      "people": 0.0}
+    crowd = plan.plan(small_cfg("n_clips=12", "cast.share=0.6"), resolve_model(c))
+    first, shares = cost.probe_clip(crowd)   # the most people, and the others' mean number over its
+    n = [len(s.people["others"]) for s in crowd]
+    assert len(first.people["others"]) == max(n) > 0 and shares["people"] == pytest.approx(np.mean(n) / max(n))
     p = cost.Probe(first.clip_id, 1, {"colour": 1.0}, 0.0, 20.0, 1.0, 100, {"scarf": 8.0, "effect": 4.0})
     every = cost.estimate(p, 12, 4, 1)
     planned = cost.estimate(p, 12, 4, 1, shares)

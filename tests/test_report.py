@@ -51,17 +51,18 @@ def test_a_parameter_at_its_config_path_takes_that_range_only():
 @pytest.mark.slow   # plans 24 anny clips
 def test_the_hard_case_mix_holds_every_kind_and_the_report_counts_them(tmp_path, cache_dir):
     """`make hard-cases`'s 24 planned clips (the mix's shares and seed) hold every kind worn, held
-    and in the air, both glasses frames, every lens and a sheer scarf; the report's table gives
+    and in the air, both glasses frames, every lens and a sheer scarf, two, three and four people in
+    every layout; the report's table gives
     each kind's clips and share from the specs the store keeps."""
     import numpy as np
 
     import clipstore
-    from assets import effects, held
+    from assets import effects, held, people
     from core.cli import compose, to_container
     from core.conf import load
     from pipelines import plan, report
     from tests.conftest import SMALL
-    base = [o for o in SMALL if not o.startswith(("worn.", "held.", "effects."))]
+    base = [o for o in SMALL if not o.startswith(("worn.", "held.", "effects.", "cast."))]
     cfg = to_container(compose("render", [*base, "+mix=hard_cases", "n_clips=24", "body.model=anny",
                                           f"body.cache_dir={cache_dir}"]))
     specs = plan.plan(cfg, plan.resolve_model(cfg))
@@ -69,7 +70,8 @@ def test_the_hard_case_mix_holds_every_kind_and_the_report_counts_them(tmp_path,
     want = {*(f"held: {k}" for k in held.KINDS), "held: steam", *(f"effects: {k}" for k in effects.KINDS),
             *(f"worn: hat ({k})" for k in worn["hat"]["kinds"]), *(f"worn: earrings ({k})" for k in worn["earrings"]["kinds"]),
             *(f"worn: {k} lenses" for k in worn["glasses"]["lenses"]), "worn: glasses (metal)", "worn: glasses (acetate)",
-            "worn: headphones", "worn: sheer scarf"}
+            "worn: headphones", "worn: sheer scarf", *(f"people: {n}" for n in (2, 3, 4)),
+            *(f"people: {k}" for k in people.LAYOUTS)}
     root = clipstore.create(str(tmp_path / "s.zarr"), {})
     for s in specs:   # a one-frame clip carrying each planned spec, as the renderer would write it
         clipstore.write_clip(root, s.clip_id, {"fgr": np.zeros((1, 8, 8, 3), np.uint8), "alpha": np.zeros((1, 8, 8), np.uint16)},
