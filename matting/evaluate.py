@@ -5,8 +5,8 @@
 Both folders use the RVM / VideoMatte240K layout, `<clip>/pha/0000.png ...` with optional
 `<clip>/fgr/` (RGB) and, in gt only, `<clip>/hair/` (hair alpha, for the hair-region metrics) and
 `<clip>/classes/` (material class labels, for the metrics per class: lens, sheer, opaque objects,
-the rest). Frames
-pair by position in file-name order. Writes the JSON summary `output` and beside it, with the same stem, a
+the rest) and `<clip>/others/` (in a clip matted for one of several people, everyone else's coverage:
+the error split between them and the rest). Frames pair by position in file-name order. Writes the JSON summary `output` and beside it, with the same stem, a
 per-frame CSV (`_frames.csv`), a per-clip CSV (`_clips.csv`), a Markdown table (`.md`) and a plot of
 every alpha metric over the frames (`.png`); prints the table. Clip values are means over frames and
 dataset values means over clips (each clip weighs the same), as RVM's spreadsheets average them.
@@ -39,7 +39,8 @@ from matting import metrics as M
 LABELS = {"pha_mad": "MAD", "pha_mse": "MSE", "pha_grad": "Grad", "pha_conn": "Conn", "pha_dtssd": "dtSSD",
           "pha_messddt": "MESSDdt", "fgr_mad": "fgr MAD", "fgr_mse": "fgr MSE", "hair_mad": "hair MAD",
           "hair_mse": "hair MSE", "hair_grad": "hair Grad",
-          **{f"{c}_{m}": f"{c.replace('_', ' ')} {m.upper()}" for c in M.CLASS_REGIONS for m in ("mad", "mse")}}
+          **{f"{c}_{m}": f"{c.replace('_', ' ')} {m.upper()}" for c in M.CLASS_REGIONS for m in ("mad", "mse")},
+          "others_mad": "others MAD", "others_mse": "others MSE", "target_mad": "target MAD", "target_mse": "target MSE"}
 NOTES = ("Alphas and foregrounds are 8-bit PNGs read as float32/255. MAD = 1e3*mean|p-g|, MSE = 1e3*mean (p-g)^2; "
          "Grad = 1e-3*sum of squared differences of Gaussian-derivative gradient magnitudes (lr: each alpha map "
          "min-max normalised before its gradient); Conn = 1e-3*sum|phi(g)-phi(p)| (lr only); Grad and Conn are sums, so they grow with "
@@ -47,8 +48,9 @@ NOTES = ("Alphas and foregrounds are 8-bit PNGs read as float32/255. MAD = 1e3*m
          "|E_t-1(x) - E_t(x+flow)| with E the squared error and flow from the ground truth; both are 0 at frame 0 "
          "and that frame counts in the mean. fgr metrics cover pixels with true alpha > 0; hair metrics the "
          "dilated true hair alpha > 0; a material class's metrics (lens, sheer, opaque objects) its labelled pixels "
-         "dilated the same way, the rest's its labelled pixels. Clip value = mean over its frames; dataset value = "
-         "mean over clips.")
+         "dilated the same way, the rest's its labelled pixels. A clip matted for one of several people (gt others/: "
+         "everyone else's coverage) splits the alpha error between the other people's pixels (others: the matte "
+         "leaking onto them) and the rest (target). Clip value = mean over its frames; dataset value = mean over clips.")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class Clip:
     true_fgr: list[Path] | None = None
     true_hair: list[Path] | None = None
     true_classes: list[Path] | None = None
+    true_others: list[Path] | None = None
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -113,6 +116,9 @@ def find_clips(pred_dir: str | Path, gt_dir: str | Path) -> list[Clip]:
         classes = layout.frames(gt_dir / name, layout.CLASSES)
         if classes is not None:
             seqs["true_classes"] = _same_count(name, "gt classes/", classes, len(true_pha))
+        others = layout.frames(gt_dir / name, layout.OTHERS)
+        if others is not None:
+            seqs["true_others"] = _same_count(name, "gt others/", others, len(true_pha))
         size = png_size(true_pha[0])
         for key, files in seqs.items():
             for t, path in enumerate(files):
@@ -147,7 +153,8 @@ def score_clip(clip: Clip, protocol: str, cfg: Mapping[str, Any],
     for t in range(len(clip.true_pha)):
         rows.append(scorer.add(_read(clip.pred_pha, t), _read(clip.true_pha, t), _read(clip.pred_fgr, t, True),
                                _read(clip.true_fgr, t, True), _read(clip.true_hair, t),
-                               None if clip.true_classes is None else _labels(clip.true_classes[t])))
+                               None if clip.true_classes is None else _labels(clip.true_classes[t]),
+                               _read(clip.true_others, t)))
         if on_frame is not None:
             on_frame()
     return M.stack(rows)
@@ -201,7 +208,7 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, protocol: str = "lr", cfg
         "resolution": sizes[0] if len(sizes) == 1 else sizes,
         "n_clips": len(clips),
         "n_frames": sum(len(c.true_pha) for c in clips),
-        "metrics": [m for m in (*M.ALPHA, *M.FGR, *M.HAIR, *M.CLASS) if any(m in v for v in clip_means.values())],
+        "metrics": [m for m in (*M.ALPHA, *M.FGR, *M.HAIR, *M.CLASS, *M.OTHERS) if any(m in v for v in clip_means.values())],
         "dataset": M.dataset_means(clip_means),
         "clips": clip_means,
         "clip_info": {c.name: {"frames": len(c.true_pha), "resolution": f"{c.size[0]}x{c.size[1]}"} for c in clips},

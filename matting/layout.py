@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-COM, FGR, PHA, BGR, HAIR, CLASSES = "com", "fgr", "pha", "bgr", "hair", "classes"
+COM, FGR, PHA, BGR, HAIR, CLASSES, OTHERS = "com", "fgr", "pha", "bgr", "hair", "classes", "others"
 LAYERS = (COM, FGR, PHA, BGR)
 DIGITS = 4
 FRAME_NAME = re.compile(r"^\d+\.png(\.part)?$")  # a frame, or one being written

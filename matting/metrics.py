@@ -50,6 +50,10 @@ PROTOCOLS = ("lr", "hr")
 ALPHA = ("pha_mad", "pha_mse", "pha_grad", "pha_conn", "pha_dtssd", "pha_messddt")
 FGR = ("fgr_mad", "fgr_mse")
 HAIR = ("hair_mad", "hair_mse", "hair_grad")
+# A clip of several people matted for one of them (its gt `others/`: everyone else's coverage): the
+# error on the other people (the matte leaking onto them, or hollowed where the target is in front)
+# and on the rest of the frame, the target and the background (MaGGIe's split of the error).
+OTHERS = ("others_mad", "others_mse", "target_mad", "target_mse")
 # per material class of a set that labels them (its classes/ layer; hair has its own alpha, above)
 CLASS_REGIONS = ("lens", "sheer", "opaque_objects", "effects", "volume", "rest")
 CLASS = tuple(f"{c}_{m}" for c in CLASS_REGIONS for m in ("mad", "mse"))
@@ -180,9 +184,10 @@ class ClipScorer:
 
     def add(self, pred_pha: np.ndarray, true_pha: np.ndarray, pred_fgr: np.ndarray | None = None,
             true_fgr: np.ndarray | None = None, true_hair: np.ndarray | None = None,
-            true_classes: np.ndarray | None = None) -> dict[str, float]:
+            true_classes: np.ndarray | None = None, true_others: np.ndarray | None = None) -> dict[str, float]:
         """Metrics of the next frame: alphas (H, W), foregrounds (H, W, 3), all float32 in [0, 1];
-        `true_classes` (H, W) the class labels (clipstore.CLASS_LABELS, 1-based, uint8)."""
+        `true_classes` (H, W) the class labels (clipstore.CLASS_LABELS, 1-based, uint8); `true_others`
+        (H, W) the other people's coverage in [0, 1] when the clip is matted for one of several."""
         p, g = _f32(pred_pha), _f32(true_pha)
         if p.shape != g.shape:
             raise ValueError(f"predicted alpha is {p.shape[1]}x{p.shape[0]}, true alpha {g.shape[1]}x{g.shape[0]}")
@@ -212,6 +217,11 @@ class ClipScorer:
                 # the class's pixels, widened as the hair region is (the error round an edge counts)
                 mine = labels == 1 + CLASS_LABELS.index(name)
                 region = cv2.dilate(mine.astype(np.uint8), self._hair_kernel) > 0 if name != "rest" else mine
+                out[f"{name}_mad"] = _masked_mean(np.abs(err), region) * 1e3
+                out[f"{name}_mse"] = _masked_mean(err * err, region) * 1e3
+        if true_others is not None:
+            others = _f32(true_others) > 0
+            for name, region in (("others", others), ("target", ~others)):
                 out[f"{name}_mad"] = _masked_mean(np.abs(err), region) * 1e3
                 out[f"{name}_mse"] = _masked_mean(err * err, region) * 1e3
         return out

@@ -4,7 +4,10 @@
 
 Writes `<output_dir>/<name>_<W>x<H>/<store>-<clip id>-<kind>/{com,fgr,pha,bgr}/0000.png` (and
 `hair/` when the store clip has `alpha_hair`), the RVM / VideoMatte240K evaluation layout
-(matting.layout), plus a `manifest.json` and a `contact_sheet.png` per resolution folder.
+(matting.layout), plus a `manifest.json` and a `contact_sheet.png` per resolution folder. A store
+clip of several people is matted for the person framed (`instances: first`, its `pha` that
+person's coverage and `others/` everyone else's, for the error split of matting.evaluate), for each
+person in turn (`each`: `...-p<k>`), or for everyone (`all`).
 
 By default only the clips `gvm_train.finetune` holds out are used (`data.split` over the same
 stores and split keys), so a benchmark never scores a model on a clip it trained on. Every clip is
@@ -43,6 +46,7 @@ from matting.image import resize
 from matting.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoError, VideoInput, open_input, sample_folder
 
 KINDS = ("still", "motion")
+INSTANCES = ("first", "each", "all")
 MANIFEST = "manifest.json"
 SHEET = "contact_sheet.png"
 FORMAT = "gvm-synth.benchmark"
@@ -64,6 +68,8 @@ def _check(c: dict) -> None:
     n = c["frames"]
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise UserError(f"frames must be a positive integer or null, got {c['frames']!r}")
+    if c["instances"] not in INSTANCES:
+        raise UserError(f"instances must be one of {', '.join(INSTANCES)}, got {c['instances']!r}")
     if c["resize_up"] not in UPSCALE:
         raise UserError(f"resize_up must be one of {', '.join(UPSCALE)}, got {c['resize_up']!r}")
     kinds = c["backgrounds"]["kinds"]
@@ -260,6 +266,7 @@ class Job:
     y: float
     hair: bool
     classes: bool              # the store clip has `parts`: the set gets its material classes
+    person: int | None         # matted for this person of several (their channel of `instances`), or everyone
     source: dict[str, str]     # the store clip's checksums: a re-rendered clip is a different clip
     background: Background
 
@@ -276,10 +283,14 @@ def plan_jobs(refs: list[data.ClipRef], kinds: list[str], images: list[Path], vi
         x = float(draw(c["placement"]["x"], rng, "placement.x"))
         y = float(draw(c["placement"]["y"], rng, "placement.y"))
         n = min(r.n_frames, c["frames"] or r.n_frames)
+        people = clip["instances"].shape[-1] if "instances" in clip.arrays and c["instances"] != "all" else 0
+        persons = [None] if not people else [0] if c["instances"] == "first" else list(range(people))
         for k in kinds:
             bg = plan_background(k, (label, r.clip_id), n, images, videos, c["backgrounds"], c["seed"], upscale)
-            jobs.append(Job(r, k, f"{label}-{r.clip_id}-{k}", n, x, y, "alpha_hair" in clip.arrays,
-                            "parts" in clip.arrays, clip.attrs.get("checksums", {}), bg))
+            for person in persons:
+                suffix = "" if person is None else f"-p{person}"
+                jobs.append(Job(r, k, f"{label}-{r.clip_id}-{k}{suffix}", n, x, y, "alpha_hair" in clip.arrays,
+                                "parts" in clip.arrays, person, clip.attrs.get("checksums", {}), bg))
     return jobs
 
 
@@ -295,7 +306,8 @@ def clip_settings(job: Job, w: int, h: int, c: dict) -> dict:
     files = [str(p) for p in job.background.files]
     out = {"size": [w, h], "seed": c["seed"], "frames": job.n_frames, "resize_up": c["resize_up"],
            "placement": c["placement"], "background": {**c["backgrounds"][job.kind], "files": files},
-           "store": store_label(job.ref.store), "clip_id": job.ref.clip_id, "checksums": job.source}
+           "store": store_label(job.ref.store), "clip_id": job.ref.clip_id, "checksums": job.source,
+           "person": job.person}
     return json.loads(json.dumps(out))
 
 
@@ -316,7 +328,9 @@ def write_clip(folder: Path, job: Job, w: int, h: int, c: dict, pool: ThreadPool
                             for a in ("fgr", "alpha", "alpha_hair"))
     final, tmp = folder / job.name, folder / f".{job.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    for name in layout.LAYERS + ((layout.HAIR,) if job.hair else ()) + ((layout.CLASSES,) if job.classes else ()):
+    one = job.person is not None   # matted for one person: the others are background, counted apart
+    for name in (layout.LAYERS + ((layout.HAIR,) if job.hair else ()) + ((layout.CLASSES,) if job.classes else ())
+                 + ((layout.OTHERS,) if one else ())):
         (tmp / name).mkdir(parents=True)
     legend = (clip["parts"].attrs.get("parts") or clipstore.OUTPUTS["parts"].parts) if job.classes else None
 
@@ -329,10 +343,15 @@ def write_clip(folder: Path, job: Job, w: int, h: int, c: dict, pool: ThreadPool
     for i, bgr in enumerate(job.background.frames(job.n_frames, w, h)):
         fgr = np.round(np.clip(place(fgr_src[i].astype(np.float32), True), 0, 255)).astype(np.uint8)
         pha = coverage(alpha[i])
-        # From the 8-bit layers as written, so com is fgr*a + bgr*(1-a) of the very files beside it.
+        # From the 8-bit layers as written, so com is fgr*a + bgr*(1-a) of the very files beside it
+        # (of everyone's alpha: matted for one person, the frame still shows the others).
         a = pha[..., None].astype(np.float32) / 255
         frame = {layout.COM: np.round(fgr * a + bgr * (1 - a)).astype(np.uint8), layout.FGR: fgr, layout.PHA: pha,
                  layout.BGR: bgr}
+        if one:
+            people = clip["instances"][i].astype(np.int64)
+            frame[layout.PHA] = coverage(people[..., job.person].astype(np.uint16))
+            frame[layout.OTHERS] = coverage((people.sum(-1) - people[..., job.person]).clip(0, 65535).astype(np.uint16))
         if hair is not None:
             frame[layout.HAIR] = coverage(hair[i])
         if legend is not None:   # labels: resized by nearest neighbour, never blended
@@ -411,7 +430,7 @@ def build(cfg: dict) -> list[Path]:
             stops.check()
 
     for f, (w, h) in zip(folders, sizes):
-        clips = [{"name": j.name, "store": j.ref.store, "clip_id": j.ref.clip_id, "source": j.ref.source,
+        clips = [{"name": j.name, "store": j.ref.store, "clip_id": j.ref.clip_id, "source": j.ref.source, "person": j.person,
                   "frames": j.n_frames, "hair": j.hair, "figure_box": figure_box(j, w, h, c["placement"]["height"]),
                   "background": j.background.record} for j in jobs]
         stores = [{"path": s, "clip_ids": sorted({j.ref.clip_id for j in jobs if j.ref.store == s})}

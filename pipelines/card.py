@@ -153,7 +153,7 @@ def card(c: Mapping[str, Any], rows: list[dict], shards: list[dict], store_attrs
         "- `data/<split>/zarr/<split>-NNNNN.zarr.zip`: zipped zarr stores in the gvm-synth store contract (plain `zarr` opens them)",
         "- `data/<split>/webdataset/<split>-NNNNN.tar`: WebDataset shards, one sample per clip: `json`, `fgr.png`, `alpha.png` "
         "(16-bit) and the other image-like arrays, every frame stacked top to bottom in one lossless PNG; float arrays "
-        "(`depth`, `flow`) as `.npy` (`numpy.load(io.BytesIO(sample[\"depth.npy\"]))`)",
+        "(`depth`, `flow`) and each person's coverage (`instances`) as `.npy` (`numpy.load(io.BytesIO(sample[\"depth.npy\"]))`)",
         f"- `{CLIPS_CSV}`, `{ARRAYS_CSV}`, `{CROISSANT}` (Croissant metadata), `manifest.json` and `SHA256SUMS` (every file's "
         "size and sha256: `python -m pipelines.publish verify <folder>` or `sha256sum -c SHA256SUMS`)",
         "- `exports/videomatte/<split>/<clip>/{fgr,pha}/0000.png`: the VideoMatte240K layout (8-bit alpha)" if c["export_videomatte"] else "",

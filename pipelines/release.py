@@ -8,7 +8,7 @@
   `<clip>.json` (its published attrs) and each array as its declaration exports it
   (clipstore.outputs): `<clip>.fgr.png`, `<clip>.alpha.png` and the other image-like outputs with
   every frame stacked top to bottom in one lossless PNG (16-bit where the array is), float ones
-  (`depth`, `flow`) as `<clip>.<name>.npy`.
+  (`depth`, `flow`) and those of many channels (`instances`) as `<clip>.<name>.npy`.
 - The manifest lists every file with its size and sha256; `verify` names every missing,
   truncated or altered file and says which shards are whole.
 """
@@ -178,7 +178,7 @@ def filmstrip_png(frames: np.ndarray, level: int) -> bytes:
 
 
 def npy(frames: np.ndarray) -> bytes:
-    """An array as the bytes of a .npy file (float outputs: depth, flow)."""
+    """An array as the bytes of a .npy file (outputs exported so: depth, flow, instances)."""
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(frames), allow_pickle=False)
     return buf.getvalue()

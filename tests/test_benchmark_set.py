@@ -242,3 +242,40 @@ def test_bad_inputs_are_one_line_and_write_nothing(stores, tmp_path):
     assert r.returncode == 2, r.stderr
     assert len(lines) == 1 and lines[0].startswith("error: no held-out clips") and "clips=all" in lines[0], r.stderr
     assert not out.exists()
+
+
+def test_a_clip_of_several_people_is_matted_for_each_with_the_others_apart(tmp_path):
+    """instances=each: one benchmark clip per person, its pha that person's coverage, others/ the
+    rest of the people's, com the frame with everyone in it; evaluate splits the error by them."""
+    from matting.evaluate import evaluate
+    yy, xx = np.mgrid[:SIDE, :SIDE]
+    inst = np.zeros((T, SIDE, SIDE, 2), np.uint16)
+    inst[:, (xx - 9) ** 2 + (yy - 18) ** 2 < 36, 0] = 65535
+    inst[:, (xx - 26) ** 2 + (yy - 18) ** 2 < 36, 1] = 65535
+    root = clipstore.create(tmp_path / "two.zarr", {})
+    clipstore.write_clip(root, "clip000000", {"fgr": np.full((T, SIDE, SIDE, 3), 200, np.uint8),
+                                             "alpha": inst.sum(-1).astype(np.uint16), "instances": inst},
+                         {"source": "synthetic", "fps": 24.0},
+                         outputs={"instances": clipstore.Output.from_attrs({**clipstore.OUTPUTS["instances"].attrs,
+                                                                            "channels": ["person0", "person1"]})})
+    (folder,) = build(_cfg(f"stores=[{tmp_path / 'two.zarr'}]", f"output_dir={tmp_path / 'b'}", "resolutions=[64x36]",
+                           "clips=all", "instances=each", "backgrounds.kinds=[still]"))
+    assert _clips(folder) == ["two-clip000000-still-p0", "two-clip000000-still-p1"]
+    everyone = _alpha8(inst.sum(-1).clip(0, 65535))
+    for k in (0, 1):
+        name = f"two-clip000000-still-p{k}"
+        pha, others = _layer(folder, name, "pha")[0], _layer(folder, name, "others")[0]
+        assert pha.sum() == _alpha8(inst[0, ..., k]).sum() and others.sum() == _alpha8(inst[0, ..., 1 - k]).sum()   # placed whole
+        assert (pha * others).sum() == 0
+        com, bgr = _layer(folder, name, "com")[0], _layer(folder, name, "bgr")[0]
+        assert (np.abs(com - bgr).max(-1) > 0).sum() == (everyone[0] > 0).sum()   # both people in the frame
+    # Scored against itself plus the other person (everyone's matte): all the error is on the other.
+    pred = tmp_path / "pred"
+    for k in (0, 1):
+        name = f"two-clip000000-still-p{k}"
+        (pred / name / "pha").mkdir(parents=True)
+        for f in sorted((folder / name / "pha").glob("*.png")):
+            leak = np.maximum(_png(f), _png(folder / name / "others" / f.name))
+            cv2.imwrite(str(pred / name / "pha" / f.name), leak.astype(np.uint8))
+    out = evaluate(pred, folder, progress=False)
+    assert out["dataset"]["others_mad"] > 0 and out["dataset"]["target_mad"] == 0

@@ -250,3 +250,36 @@ def test_a_guided_set_with_missing_guide_frames_is_named(tmp_path):
         data.check(_cfg("data.guided_sets.share=2"))
     with pytest.raises(UserError, match="data.guided_sets.sets"):
         data.check(_cfg("data.guided_sets.sets=[{frames:a}]"))
+
+
+def test_a_window_of_several_people_teaches_one_of_them_or_everyone(tmp_path):
+    """In a clip of two people a window's alpha is either everyone's or one person's own channel of
+    `instances`, the other then part of the background; its guide is made from what it teaches."""
+    t, h, w = 8, 32, 32
+    yy, xx = np.mgrid[:h, :w]
+    left, right = ((xx - 9) ** 2 + (yy - 16) ** 2 < 36), ((xx - 23) ** 2 + (yy - 16) ** 2 < 36)
+    inst = np.zeros((t, h, w, 2), np.uint16)
+    inst[:, left, 0], inst[:, right, 1] = 65535, 65535
+    root = clipstore.create(tmp_path / "two.zarr", {})
+    clipstore.write_clip(root, "clip000000", {"fgr": np.full((t, h, w, 3), 200, np.uint8), "alpha": inst.sum(-1).astype(np.uint16),
+                                             "instances": inst}, {"source": "synthetic", "fps": 24.0},
+                         outputs={"instances": clipstore.Output.from_attrs({**clipstore.OUTPUTS["instances"].attrs,
+                                                                            "channels": ["person0", "person1"]})})
+    refs = data.index_stores([str(tmp_path / "two.zarr")])
+    keep = ["data.crop_scale=1.0", "data.augment.hflip=0", "data.size=32"]
+    ds = data.WindowDataset(refs, _cfg("data.instances.others_background=1.0", *keep), 0, 12, guide=True)
+    seen, guided = set(), []
+    for i in range(12):
+        s = ds[i]
+        a, k = s["alpha"][0, 0].numpy(), s["target"]
+        seen.add(k)
+        mine, theirs = (left, right) if k == 0 else (right, left)
+        assert a[mine].min() > 0.99 and a[theirs].max() < 0.01       # one person's alpha, the other is background
+        assert np.allclose(s["rgb"].numpy()[..., theirs], s["fgr"].numpy()[..., theirs], atol=1e-6)   # still in the frame
+        m = s["mask"][:, 0].numpy()
+        guided.append((m[:, mine].mean(), m[:, theirs].mean()))   # the guide is of the one it teaches
+    assert seen == {0, 1}
+    mine, theirs = np.mean(guided, axis=0)   # a damaged guide may drop a frame or add a stray blob, not swap people
+    assert mine > 0.5 and theirs < 0.1 and np.median([g[1] for g in guided]) < 0.01
+    everyone = data.WindowDataset(refs, _cfg("data.instances.others_background=0.0", *keep), 0, 3)[0]
+    assert everyone["target"] == -1 and everyone["alpha"][0, 0].numpy()[left | right].min() > 0.99

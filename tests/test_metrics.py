@@ -197,3 +197,15 @@ def test_hr_protocol_has_no_conn_and_bad_config_is_named():
         M.check_config({**cfg(), "hair": {"dilation": -1}})
     with pytest.raises(ValueError, match="protocol"):
         M.ClipScorer("4k")
+
+
+def test_a_matte_for_one_of_several_people_splits_its_error_between_the_others_and_the_rest():
+    """MaGGIe's split: a matte that also takes in the other person errs on their pixels only."""
+    target, other = np.zeros((H, W), np.float32), np.zeros((H, W), np.float32)
+    target[:, :10], other[:, -10:] = 1.0, 1.0
+    leaky = np.maximum(target, other)            # everyone's alpha, where the target's was asked for
+    out = M.ClipScorer().add(leaky, target, true_others=other)
+    assert out["others_mad"] == pytest.approx(1e3) and out["target_mad"] == 0 and out["pha_mad"] > 0
+    clean = M.ClipScorer().add(target, target, true_others=other)
+    assert clean["others_mad"] == 0 and clean["target_mad"] == 0
+    assert "others_mad" not in M.ClipScorer().add(target, target)   # a clip of one person has no split

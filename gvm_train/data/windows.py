@@ -123,7 +123,9 @@ def check(cfg: dict[str, Any]) -> None:
 
 class WindowDataset(torch.utils.data.Dataset):
     """`length` windows; item i is drawn from a generator seeded by (seed, i). With `guide`, each
-    also holds `mask`: its alpha damaged into a coarse mask (gvm_train.data.guide)."""
+    also holds `mask`: its alpha damaged into a coarse mask (gvm_train.data.guide). In a clip of
+    several people a share of windows (`data.instances`) teaches one person's alpha (`target`: their
+    channel of `instances`; -1: everyone's), the others composited in the frame as background."""
 
     def __init__(self, refs: list[ClipRef], cfg: dict[str, Any], seed: int, length: int, guide: bool = False):
         check(cfg)
@@ -184,6 +186,11 @@ class WindowDataset(torch.utils.data.Dataset):
         resize = lambda a: np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in a])  # noqa: E731
         read = lambda name: resize(clipstore.declared(name, dict(clip[name].attrs)).to_float(clip[name][crop]))  # noqa: E731
         fgr, alpha = read("fgr"), read("alpha")
+        label, target = alpha, None   # what the window teaches: everyone, or one person with the others as background
+        if "instances" in ref.arrays and rng.uniform() < cfg["instances"]["others_background"]:
+            people = clip["instances"].shape[-1]
+            target = 0 if cfg["instances"]["target"] == "first" else int(rng.integers(people))
+            label = read("instances")[..., target] if people > 1 else alpha
         bg_cfg = cfg["backgrounds"]
         if "bgr" in ref.arrays and rng.uniform() < bg_cfg["plate_probability"]:
             bg = read("bgr")   # the clip's own plate, darkened where the person's shadow falls on it
@@ -192,12 +199,12 @@ class WindowDataset(torch.utils.data.Dataset):
         else:
             bg = self.backgrounds(t, size, rng)
         if rng.uniform() < cfg["augment"]["hflip"]:
-            fgr, alpha, bg = fgr[:, :, ::-1], alpha[:, :, ::-1], bg[:, :, ::-1]
+            fgr, alpha, bg, label = fgr[:, :, ::-1], alpha[:, :, ::-1], bg[:, :, ::-1], label[:, :, ::-1]
         fgr = np.clip(_jitter(fgr, rng, cfg["augment"]["fgr"], "data.augment.fgr"), 0, 1)
         bg = np.clip(_jitter(bg, rng, cfg["augment"]["bg"], "data.augment.bg"), 0, 1)
         masks = cfg["masks"]
         is_mask = ref.source in masks["sources"]
-        weight = mask_weight(alpha, masks["band_px"]) if is_mask else np.ones_like(alpha)
+        weight = mask_weight(label, masks["band_px"]) if is_mask else np.ones_like(label)
         a = alpha[..., None]
         if is_mask and not masks["composite"]:
             rgb = fgr  # a segmentation source's fgr is the real frame itself
@@ -208,8 +215,9 @@ class WindowDataset(torch.utils.data.Dataset):
         else:
             raise ValueError(f"data.composite_space must be srgb or linear, got {cfg['composite_space']!r}")
         to_t = lambda x: torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).permute(0, 3, 1, 2)  # noqa: E731
-        out = {"rgb": to_t(rgb), "alpha": to_t(a), "fgr": to_t(fgr), "bg": to_t(bg), "weight": to_t(weight[..., None]),
-               "clip": f"{store_name(ref.store)}/{ref.clip_id}", "start": start, "stride": stride, "index": i}
-        if self.guide:
-            out["mask"] = to_t(guide.degrade(alpha, cfg["guide_mask"], guide.rng_for(self.seed, i))[..., None])
+        out = {"rgb": to_t(rgb), "alpha": to_t(label[..., None]), "fgr": to_t(fgr), "bg": to_t(bg),
+               "weight": to_t(weight[..., None]), "clip": f"{store_name(ref.store)}/{ref.clip_id}", "start": start,
+               "stride": stride, "index": i, "target": -1 if target is None else target}
+        if self.guide:   # the guide is of whom the window teaches: a person's own mask guides their own matte
+            out["mask"] = to_t(guide.degrade(label, cfg["guide_mask"], guide.rng_for(self.seed, i))[..., None])
         return out
