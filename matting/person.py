@@ -71,6 +71,17 @@ def read_mask(path: Path, instance: int | None) -> np.ndarray:
     return np.asarray(ids) == instance
 
 
+def instance_ids(files: list[Path]) -> list[int]:
+    """Every object id an indexed mask sequence holds (palette PNGs; any frame), ascending; a binary
+    sequence holds one object, id 1 ... here, none but its foreground: [] (use instance=null)."""
+    ids: set[int] = set()
+    for f in files:
+        with Image.open(f) as im:
+            if im.mode == "P":
+                ids.update(int(i) for i in np.unique(np.asarray(im)) if i > 0)
+    return sorted(ids)
+
+
 def masks(files: list[Path], start: int, stop: int, instance: int | None) -> Iterator[np.ndarray]:
     for f in files[start:stop]:
         yield read_mask(f, instance)

@@ -2,6 +2,7 @@
 
     python -m pipelines.pseudolabel input=videos/ store.path=data/synth.zarr
     python -m pipelines.pseudolabel input=clip.mp4 masks=davis/Annotations/480p instance=1
+    python -m pipelines.pseudolabel input=davis/JPEGImages/480p masks=davis/Annotations/480p instance=each
     python -m pipelines.pseudolabel input=videos/ labeler=gvm checkpoint=outputs/finetune/run/model
 
 Each video (a file, every video of a folder, or a folder of frames) is cut into `clip.seconds`
@@ -119,8 +120,9 @@ def check(c: dict) -> dict:
         raise UserError(f"segmenter: {c['segmenter']!r} is not one of best, auto, {', '.join(SEGMENTERS)}")
     if c["masks"] is not None and not Path(c["masks"]).is_dir():
         raise UserError(f"masks: {c['masks']} is not a folder")
-    if c["instance"] is not None and not (isinstance(c["instance"], int) and c["instance"] > 0):
-        raise UserError(f"instance: {c['instance']!r} is not a positive object id")
+    if c["instance"] not in (None, "each") and not (isinstance(c["instance"], int) and not isinstance(c["instance"], bool)
+                                                    and c["instance"] > 0):
+        raise UserError(f"instance: {c['instance']!r} is not a positive object id or each")
     cl = c["clip"]
     if not all(isinstance(cl[k], (int, float)) for k in ("seconds", "overlap", "min_seconds")) \
             or not (cl["seconds"] > 0 and 0 <= cl["overlap"] < cl["seconds"] and 0 < cl["min_seconds"] <= cl["seconds"]):
@@ -308,44 +310,52 @@ def label_video(path: str, c: dict, progress: Callable[[int], None] | None = Non
         complete = (set(clipstore.complete_ids(clipstore.open_store(c["store"]["path"])))
                     if clipstore.creatable(c["store"]["path"]) else set())
         compression = clipstore.Compression.from_config(c["store"])
-        sources: list[PersonSource] = []
         any_person = False
-        try:
-            for k, span in enumerate(spans):
-                stops.check()
-                cid = f"{key}-{k:03d}"
-                rejected = marks / f"{cid}.rejected.json"
-                if cid in complete or (rejected.is_file() and json.loads(rejected.read_text())["settings"] == want):
-                    row["skipped"] += 1
-                    any_person = True     # judged before: it had a person, or its rejection says why
-                    if progress:
-                        progress(span[1])   # frames of the video covered so far (windows overlap)
-                    continue
-                sources = sources or person_sources(video, path, size, c)
-                frames = np.stack(list(video.frames(*span)))
-                if len(frames) != span[1] - span[0]:
-                    raise VideoError(f"{path.name}: decoded {len(frames)} frames of {span[0]}..{span[1]}")
-                labels, source, candidates = label_window(frames, span[0], sources, size, c)
-                any_person |= labels.person_frames > 0
-                row["scores"].append(labels.score)
-                if labels.person_frames == 0 or labels.score < c["quality"]["min_score"]:
-                    why = "no person" if labels.person_frames == 0 else "score below quality.min_score"
-                    marks.mkdir(parents=True, exist_ok=True)
-                    rejected.write_text(json.dumps({"clip_id": cid, "score": labels.score, "why": why,
-                                                    "frames": list(span), "settings": want}) + "\n")
-                    row["rejected"].append((cid, round(labels.score, 3), why))
-                else:
-                    alpha, fgr = pseudo.full_size(labels, frames, c, c["writer"]["foreground"])
-                    root = root or clipstore.create(c["store"]["path"], {"created_by": "pipelines.pseudolabel"})
-                    clipstore.write_clip(root, cid, {"fgr": fgr, "alpha": quantise_alpha(alpha)},
-                                         _attrs(video, path, sha, span, source, candidates, labels, want),
-                                         compression)
-                    row["written"].append(cid)
-                if progress:
-                    progress(span[1])
-        finally:
-            for src in sources:
-                src.close()
+        # One clip per window, or with instance=each per window and object id of the masks (DAVIS, YouTube-VOS).
+        each = c["instance"] == "each"
+        objects = people.instance_ids(people.mask_files(c["masks"], path)) if each else [c["instance"]]
+        if each and not objects:
+            raise VideoError(f"{path.name}: instance=each, but its masks hold no object ids (palette PNGs)")
+        for obj in objects:
+            one = {**c, "instance": obj}
+            sources: list[PersonSource] = []
+            try:
+                for k, span in enumerate(spans):
+                    stops.check()
+                    cid = f"{key}-i{obj}-{k:03d}" if each else f"{key}-{k:03d}"
+                    rejected = marks / f"{cid}.rejected.json"
+                    if cid in complete or (rejected.is_file() and json.loads(rejected.read_text())["settings"] == want):
+                        row["skipped"] += 1
+                        any_person = True     # judged before: it had a person, or its rejection says why
+                        if progress and obj == objects[-1]:
+                            progress(span[1])   # frames of the video covered so far (windows overlap)
+                        continue
+                    sources = sources or person_sources(video, path, size, one)
+                    frames = np.stack(list(video.frames(*span)))
+                    if len(frames) != span[1] - span[0]:
+                        raise VideoError(f"{path.name}: decoded {len(frames)} frames of {span[0]}..{span[1]}")
+                    labels, source, candidates = label_window(frames, span[0], sources, size, one)
+                    any_person |= labels.person_frames > 0
+                    row["scores"].append(labels.score)
+                    if labels.person_frames == 0 or labels.score < c["quality"]["min_score"]:
+                        why = "no person" if labels.person_frames == 0 else "score below quality.min_score"
+                        marks.mkdir(parents=True, exist_ok=True)
+                        rejected.write_text(json.dumps({"clip_id": cid, "score": labels.score, "why": why,
+                                                        "frames": list(span), "settings": want}) + "\n")
+                        row["rejected"].append((cid, round(labels.score, 3), why))
+                    else:
+                        alpha, fgr = pseudo.full_size(labels, frames, c, c["writer"]["foreground"])
+                        root = root or clipstore.create(c["store"]["path"], {"created_by": "pipelines.pseudolabel"})
+                        attrs = _attrs(video, path, sha, span, source, candidates, labels, want)
+                        if each:
+                            attrs["spec"]["instance"] = obj   # which object of the masks this clip mattes
+                        clipstore.write_clip(root, cid, {"fgr": fgr, "alpha": quantise_alpha(alpha)}, attrs, compression)
+                        row["written"].append(cid)
+                    if progress and obj == objects[-1]:   # the last object's pass counts the frames
+                        progress(span[1])
+            finally:
+                for src in sources:
+                    src.close()
         if not any_person:
             raise VideoError(f"{path.name}: no person found in any frame")
         done.mark(marks, {**record, "row": row})

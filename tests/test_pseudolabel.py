@@ -174,6 +174,17 @@ def test_user_masks_in_the_davis_layout_and_bad_videos_named(tmp_path, capsys):
     alpha = clip["alpha"][:].astype(np.float64) / 65535
     assert np.abs(alpha - true[:6]).mean() < 0.01                       # the disc, not the other object
     assert alpha[:, 10, 85].max() < 0.05
+    # instance=each: one clip per object id, each matted alone.
+    each = {**c, "instance": "each", "store": {**c["store"], "path": str(tmp_path / "each.zarr")}}
+    assert pseudolabel.main.task(each) == 0
+    root = clipstore.open_store(each["store"]["path"])
+    ids = clipstore.complete_ids(root)
+    assert [i.split("-")[-2] for i in ids] == ["i1", "i2"]
+    one, two = (clipstore.read_clip(root, i) for i in ids)
+    assert one.attrs["spec"]["instance"] == 1 and two.attrs["spec"]["instance"] == 2
+    assert np.array_equal(two["alpha"][:], clip["alpha"][:])             # the same labels as instance=2 alone
+    a1 = one["alpha"][:].astype(np.float64) / 65535
+    assert a1[:, 10, 85].min() > 0.5 and a1[true[:6] > 0.5].max() < 0.05   # the other object, not the disc
     # Masks that do not match the video: one fewer, or of another size: named, nothing written.
     capsys.readouterr()
     for broken in ("count", "size"):
