@@ -66,8 +66,9 @@ def render_frame(spec, frame: int, threads: int, extra: tuple[str, ...] = ()) ->
     bpy.context.scene.frame_set(frame + 1)
     start = time.perf_counter()
     scene.pose(staged, frame)
-    # a clip's simulations (cloth, particles, puffs) shared out over its frames
-    simulate = sum(o.stats.get("simulate_s", 0.0) for o in staged.scene.objects) / spec.n_frames
+    # a clip's simulations (cloth, particles, puffs) and the people beside the target, shared out over its frames
+    simulate = (sum(o.stats.get("simulate_s", 0.0) for o in staged.scene.objects)
+                + staged.scene.seconds.get("people", 0.0)) / spec.n_frames
     seconds, frames = {"simulate": simulate, "pose": time.perf_counter() - start}, {}
     clip = layers.Clip.start(spec, staged.cover)
     with tempfile.TemporaryDirectory(prefix="gvm-layers-") as tmp:

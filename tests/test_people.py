@@ -2,12 +2,10 @@
 other, each with their own coverage (the `instances` output) that adds up to alpha."""
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
-from assets import clothing, people, stage
+from assets import camera, clothing, people, stage
 from assets import scene as scenes
 from core.cli import compose, to_container
 from core.colour import ALPHA_MAX
@@ -68,8 +66,8 @@ def test_nobody_stands_inside_anybody_in_any_frame(cache_dir, n, layout):
     cfg = crowd_cfg(cache_dir, n, layout, "clip.seconds=1.5", "cast.spacing=0.3", "cast.group.radius=0.5")
     spec = plan.clip_spec(cfg, 3, plan.resolve_model(cfg))   # drawn too close: pushed apart
     target = scenes.pose(spec)
-    built = scenes.build(spec)
-    cam = built.camera
+    cam = camera.place(stage.to_world(target.vertices), stage.to_world(target.joints), 0.0, spec.camera,
+                       spec.cycles["width"], spec.cycles["height"], spec.fps)
     crowd = scenes.others(spec, target, cam)
     assert len(crowd) == n - 1
     solid = [np.concatenate([stage.to_world(b.vertices)] + [o.shape.vertices for o in clothing.objects(v, b)], axis=1)
@@ -81,9 +79,6 @@ def test_nobody_stands_inside_anybody_in_any_frame(cache_dir, n, layout):
     again = scenes.others(spec, target, cam)
     for (_, a), (_, b) in zip(crowd, again):
         assert np.array_equal(a.vertices, b.vertices)
-    # Each person's objects write their own group; the set and the air write none.
-    groups = [{m.get("instance") for m in o.materials} for o in built.objects if not o.plate and o.role != "effect"]
-    assert set(built.instances()) == {f"person{k}" for k in range(n)} and all(len(g) == 1 and None not in g for g in groups)
     if layout == "walk_past":   # the walker crosses the frame in front of the target
         walker = crowd[0][1]
         x = [cam.project(stage.to_world(walker.joints[t, :1]), t)[0, 0] for t in (0, spec.n_frames - 1)]
@@ -114,11 +109,16 @@ def test_instances_round_to_alpha():
 @pytest.mark.blender
 @pytest.mark.slow
 def test_instances_add_up_to_alpha_and_a_hidden_person_covers_nothing(cache_dir):
-    from render.clip import render_clip
+    from render.scene import build_and_render
     cfg = crowd_cfg(cache_dir, 2, "behind", "cast.behind.side=0.0", "cast.behind.depth=1.0", "cycles.width=96",
                     "cycles.height=64", "camera.framing.weights={close_up: 0, upper_body: 1, full_body: 0}")
     spec = plan.clip_spec(cfg, 1, plan.resolve_model(cfg))
-    out = render_clip(spec, threads=2)
+    built = scenes.build(spec)
+    # Each person's objects write their own group; the set and the air write none.
+    groups = [{m.get("instance") for m in o.materials} for o in built.objects if not o.plate and o.role != "effect"]
+    assert built.instances() == ("person0", "person1") and all(len(g) == 1 and None not in g for g in groups)
+    assert {g for gs in groups for g in gs} == {"person0", "person1"}
+    out = build_and_render(spec, built, threads=2)
     inst, alpha = out.arrays["instances"].astype(np.int64), out.arrays["alpha"].astype(np.int64)
     assert inst.shape == alpha.shape + (2,)
     assert np.abs(inst.sum(-1) - alpha).max() <= 2
@@ -126,5 +126,5 @@ def test_instances_add_up_to_alpha_and_a_hidden_person_covers_nothing(cache_dir)
     assert (back > 0).any()                        # the one behind shows somewhere (beside or above the target)
     hidden = front == ALPHA_MAX
     assert hidden.sum() > 0.1 * hidden.size and (back[hidden] == 0).all()
-    again = render_clip(dataclasses.replace(spec), threads=2)
+    again = build_and_render(spec, scenes.build(spec), threads=2)   # the same spec, from scratch
     assert np.array_equal(again.arrays["instances"], out.arrays["instances"])
