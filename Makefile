@@ -30,12 +30,16 @@ hard-cases: $(STAMP)
 sheet: $(STAMP)
 	$(BIN)/python -m pipelines.contact_sheet $(ARGS)
 
+# Two workers, one per core, each taking whole test files (a file's fixtures are built once): much of
+# a test's time is a subprocess starting, Ray waiting or numpy on one core, so the two overlap.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=12 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=12 $(PYTEST_ARGS)
 
 # No Blender, no Ray, nothing slow: quick feedback on a change (the import-layer check included).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not blender and not ray and not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not blender and not ray and not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m gvm_train.bench $(ARGS)

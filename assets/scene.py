@@ -92,10 +92,12 @@ def others(spec: Any, target: body.PosedBody, cam: camera.Placement) -> list[tup
             for v, b, d in zip(views, posed, shifts[1:])]
 
 
-def _instance(objects: list[SceneObject], k: int) -> list[SceneObject]:
-    """Person k's objects, their materials writing the person's own coverage group too."""
-    return [dataclasses.replace(o, name=o.name if k == 0 else f"person{k}.{o.name}",
-                                materials=tuple({**m, "instance": f"person{k}"} for m in o.materials)) for o in objects]
+def _owned(objects: list[SceneObject], k: int, instances: bool) -> list[SceneObject]:
+    """Person k's objects, named and marked as theirs; with `instances`, their materials write the
+    person's own coverage group too."""
+    return [dataclasses.replace(o, name=o.name if k == 0 else f"person{k}.{o.name}", person=k,
+                                materials=tuple({**m, "instance": f"person{k}"} for m in o.materials) if instances
+                                else o.materials) for o in objects]
 
 
 def build(spec: Any) -> Scene:
@@ -122,8 +124,7 @@ def build(spec: Any) -> Scene:
                            spec.people["framing"] * float(np.dot(middle, side)) * side)
     everyone = [target] + [person_objects(v, b) for v, b in crowd]
     seconds = {"people": time.perf_counter() - start} if crowd else {}
-    if "instances" in spec.outputs:
-        everyone = [_instance(objects, k) for k, objects in enumerate(everyone)]
+    everyone = [_owned(objects, k, "instances" in spec.outputs) for k, objects in enumerate(everyone)]
     # The floor under everyone's feet; a backdrop as far behind the furthest person as behind a lone one.
     away = np.asarray(cam.record["target"]) - np.asarray(cam.record["position"])
     away[2] = 0.0
@@ -134,5 +135,6 @@ def build(spec: Any) -> Scene:
                               np.asarray(cam.record["position"]), behind)
     air = effects.objects(spec, cam, vertices)    # in front of the target: foreground; behind: the set
     front, back = [o for o in air if not o.plate], [o for o in air if o.plate]
-    return Scene(tuple(o for objects in everyone for o in objects) + tuple(front + st + back), cam,
+    nobody = tuple(dataclasses.replace(o, person=None) for o in front + st + back)   # the set and the air
+    return Scene(tuple(o for objects in everyone for o in objects) + nobody, cam,
                  lighting.place(spec.lighting, joints, view), int(posed.vertices.shape[1]), seconds)

@@ -56,6 +56,7 @@ class SceneObject:
     materials: tuple[dict, ...]    # render/materials.py kinds; each names its coverage group ("part", or None)
     transform: np.ndarray | None = None   # (T,4,4) rigid motion of a shape given at rest; (1,4,4): fixed
     plate: bool = False            # the background plate sees it (the set); the person's objects are not in it
+    person: int | None = 0         # whose it is: 0 the target, k the clip spec's people.others[k - 1]; None: nobody's
     stats: dict = field(default_factory=dict)   # what the clip's metadata keeps of it
 
     @property

@@ -27,10 +27,11 @@ def render_clip(spec: ClipSpec, threads: int = 0, on_frame: Callable[[int], None
     """The clip's arrays and render record; `on_frame(n)` hears of each finished frame."""
     scene = scenes.build(spec)
     out = build_and_render(spec, scene, threads=threads, on_frame=on_frame)
-    hair = {k: v for o in scene.objects if o.role == "hair" for k, v in o.stats.items()}
+    hair = {k: v for o in scene.objects if o.role == "hair" and o.person == 0 for k, v in o.stats.items()}   # the target's
     info = {"device": out.device, "cycles_seconds": sum(out.seconds.values()), "pass_seconds": out.seconds,
             "camera": out.camera, "pose_seconds": out.pose_seconds, "hair": hair, "body_vertices": scene.body_vertices,
             "objects": [{"name": o.name, "role": o.role, "rides_on": o.rides_on, "collides_with": list(o.collides_with),
-                         "parts": list(o.parts), "plate": o.plate, **({"stats": o.stats} if o.stats else {})}
+                         "parts": list(o.parts), "plate": o.plate, "person": o.person,
+                         **({"stats": o.stats} if o.stats else {})}
                         for o in scene.objects]}
     return RenderedClip(out.arrays, out.attrs, info)

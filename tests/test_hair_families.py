@@ -18,7 +18,7 @@ MEASURES = ("length_m", "tortuosity", "curvature_rad_m", "volume_m")
 def store(tmp_path_factory, cache_dir):
     path = tmp_path_factory.mktemp("families") / "store.zarr"
     cfg = to_container(compose("render", [
-        "n_clips=24", "body.model=anny", "hair.style_order=cycle", "hair.strand_scale=0.02", f"store.path={path}",
+        "n_clips=24", "body.model=anny", "cast.share=0", "hair.style_order=cycle", "hair.strand_scale=0.02", f"store.path={path}",
         f"body.cache_dir={cache_dir}", "cycles.width=96", "cycles.height=96", "cycles.samples=2", "worn.hat.share=0",
         "cycles.alpha_samples=8", "cycles.denoise=false", "clip.fps=8", "clip.seconds=0.125"]))
     assert render_main.task(cfg) == 0
