@@ -6,7 +6,9 @@ posed; the set is placed last, from the camera. Adding a kind of object is its m
 line here (a hat also hides the hair under it: `worn.press`, once every object is made; a scarf is
 draped over all the person's meshes by the cloth solver: `worn.drape`, last). Effects in the air
 are placed once the camera is (they fill its view): in front of the person foreground, behind it
-part of the set.
+part of the set. The people beside the target (spec.people) are made the same way, each from their
+own components, once the camera framing the target tells the layout where front is
+(assets.people); every object records whose it is.
 """
 from __future__ import annotations
 
