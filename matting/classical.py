@@ -13,6 +13,7 @@ a rerun with the same settings finds it and does nothing.
 """
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -23,14 +24,14 @@ import numpy as np
 from core import done, quiet, stops
 from core.checks import integer, number, require_keys, writable
 from core.cli import UserError, app, to_container
-from matting import layout
+from matting import layout, person
 from matting.foreground import estimate_foreground
 from matting.segment import SEGMENTERS, Segmenter
 from matting.trimap import TRIMAP_KEYS, make_trimap
 from matting.video import MatteWriter, VideoError, VideoInput, check_output_config, open_input, wants_foreground
 
-CONFIG_KEYS = ("input", "output_dir", "max_frames", "segmenter", "selfie", "pose", "max_size", "trimap", "closed_form",
-               "writer", "verbose")
+CONFIG_KEYS = ("input", "output_dir", "max_frames", "mask", "segmenter", "selfie", "pose", "max_size", "trimap",
+               "closed_form", "writer", "verbose")
 EXIT_NO_PERSON = 3   # the run finished, but no frame shows a person: the matte is empty
 CLOSED_FORM_KEYS = ("epsilon", "radius", "cg_rtol", "cg_maxiter")
 
@@ -90,7 +91,8 @@ class ClassicalMatting:
         number(f["cg_rtol"], "closed_form.cg_rtol", 0, above=True)
         integer(f["cg_maxiter"], "closed_form.cg_maxiter", 1)
         self.cfg = c
-        self._segment = Segmenter(c["segmenter"], c[c["segmenter"]])
+        # Given masks (one person of several, say) take the segmenter's place: it is never built then.
+        self._segment = Segmenter(c["segmenter"], c[c["segmenter"]]) if c.get("mask") is None else None
 
     def __enter__(self) -> ClassicalMatting:
         return self
@@ -99,21 +101,27 @@ class ClassicalMatting:
         self.close()
 
     def close(self) -> None:
-        self._segment.close()
+        if self._segment is not None:
+            self._segment.close()
 
-    def alpha(self, frame_rgb: np.ndarray) -> np.ndarray:
-        """float32 (H, W) alpha in [0, 1]."""
+    def alpha(self, frame_rgb: np.ndarray, person: np.ndarray | None = None) -> np.ndarray:
+        """float32 (H, W) alpha in [0, 1]; `person` (H, W) in [0, 1]: the person map to use in place of
+        the segmenter's (a given mask)."""
         h, w = frame_rgb.shape[:2]
         scale = min(1.0, self.cfg["max_size"] / max(h, w))
-        small = frame_rgb if scale == 1.0 else cv2.resize(
-            frame_rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-        trimap = make_trimap(self._segment(small), self.cfg["trimap"])
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        small = frame_rgb if scale == 1.0 else cv2.resize(frame_rgb, size, interpolation=cv2.INTER_AREA)
+        if person is None:
+            person = self._segment(small)
+        elif scale != 1.0:
+            person = cv2.resize(person.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+        trimap = make_trimap(person, self.cfg["trimap"])
         alpha = closed_form_alpha(small, trimap, self.cfg["closed_form"])
         return alpha if scale == 1.0 else np.clip(cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR), 0, 1)
 
-    def __call__(self, frame_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, frame_rgb: np.ndarray, person: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(alpha float32 (H, W), foreground uint8 (H, W, 3)) of one RGB frame."""
-        alpha = self.alpha(frame_rgb)
+        alpha = self.alpha(frame_rgb, person)
         return alpha, estimate_foreground(frame_rgb, alpha, self.cfg["writer"]["foreground"])
 
 
@@ -134,9 +142,12 @@ def _run(video: VideoInput, matting: ClassicalMatting, out: MatteWriter, record:
     t0 = time.perf_counter()
     done.clear(out.out_dir)
     empty = 0   # frames whose matte has no pixel at half coverage or more: no person found
+    mask = matting.cfg.get("mask")
+    masks = (map(person.read_guide, person.guide_files(mask, Path(video.path), n, video.width, video.height))
+             if mask is not None else itertools.repeat(None))
     with out:
-        for frame in tqdm(video.frames(0, n), total=n, desc="classical matting", unit="frame"):
-            alpha, fgr = matting(frame) if want_fgr else (matting.alpha(frame), None)
+        for frame, given in tqdm(zip(video.frames(0, n), masks), total=n, desc="classical matting", unit="frame"):
+            alpha, fgr = matting(frame, given) if want_fgr else (matting.alpha(frame, given), None)
             empty += int(alpha.max(initial=0.0) < 0.5)
             out.write(frame, alpha, fgr)
             stops.check()
@@ -180,8 +191,10 @@ def _matte_one(c: dict) -> int:
         return outcome(done.read(out))[1]
     try:  # everything the user gave is checked before the first frame is matted
         video = open_input(c["input"], fps=check_output_config(c["writer"])["folder_fps"])
+        if c["mask"] is not None:
+            person.guide_files(c["mask"], Path(video.path), _n_frames(video, c["max_frames"]), video.width, video.height)
         matting = ClassicalMatting(c)
-    except ValueError as e:
+    except (ValueError, VideoError) as e:
         raise UserError(str(e)) from None
     with matting:
         try:
@@ -211,7 +224,12 @@ def main(cfg) -> int:
     codes = []
     for i, clip in enumerate(clips, 1):
         print(f"clip {i}/{len(clips)}: {clip.name}", flush=True)
-        codes.append(_matte_one({**c, "input": str(clip / layout.COM), "output_dir": str(Path(c["output_dir"]) / clip.name)}))
+        mask = c["mask"]
+        if mask is not None:   # a set's masks: <mask>/<clip>/pha/ (a prediction folder) or <mask>/<clip>/
+            mask = str(next((p for p in (Path(mask) / clip.name / layout.PHA, Path(mask) / clip.name) if p.is_dir()),
+                            Path(mask) / clip.name))
+        codes.append(_matte_one({**c, "input": str(clip / layout.COM), "mask": mask,
+                                 "output_dir": str(Path(c["output_dir"]) / clip.name)}))
     print(f"{len(clips)} clips of {c['input']} matted -> {c['output_dir']}; score them with\n"
           f"  python -m matting.evaluate pred={c['output_dir']} gt={c['input']}")
     return EXIT_NO_PERSON if all(codes) else 0

@@ -154,3 +154,21 @@ def test_cli_unreadable_video_exits_2_with_one_error_line(tmp_path):
     assert r.returncode == 2, r.stderr
     assert len(lines) == 1 and lines[0].startswith("error:") and str(bad) in lines[0] and "FFmpeg cannot read" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_given_masks_take_the_segmenters_place(disc, tmp_path):
+    """mask=: one person of several is matted from the mask given for them (here a disc), frame by
+    frame; a mask folder that does not fit the input is one line."""
+    image, alpha, _ = disc
+    frames, masks = tmp_path / "frames", tmp_path / "masks"
+    frames.mkdir(), masks.mkdir()
+    for t in range(3):
+        cv2.imwrite(str(frames / f"{t:04d}.png"), image[..., ::-1])
+        cv2.imwrite(str(masks / f"{t:04d}.png"), np.where(alpha > 0.5, 255, 0).astype(np.uint8))
+    out = tmp_path / "out"
+    assert main.task(_cfg(f"input={frames}", f"mask={masks}", f"output_dir={out}")) == 0
+    pha = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) / 255.0 for p in sorted((out / "pha").glob("*.png"))]
+    assert len(pha) == 3 and all(_mad(p, alpha) < 15 for p in pha)
+    (masks / "0002.png").unlink()
+    with pytest.raises(UserError, match="mask: 2 masks"):
+        main.task(_cfg(f"input={frames}", f"mask={masks}", f"output_dir={tmp_path / 'out2'}"))
