@@ -22,8 +22,8 @@ $(STAMP): pyproject.toml
 render: $(STAMP)
 	$(BIN)/python -m pipelines.render n_clips=$(N) $(ARGS)
 
-# 24 clips at the test size holding every worn, held, sheer and simulated kind and every effect;
-# the report (outputs/hard_cases.zarr.report/) counts them.
+# 24 clips at the test size holding every worn, held, sheer and simulated kind, every effect and two
+# to four people in every layout; the report (outputs/hard_cases.zarr.report/) counts them.
 hard-cases: $(STAMP)
 	$(BIN)/python -m pipelines.render +mix=hard_cases preset=tiny n_clips=24 store.path=outputs/hard_cases.zarr $(ARGS)
 
