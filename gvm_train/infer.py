@@ -170,9 +170,8 @@ def main(cfg: DictConfig) -> int:
         print(f"clip {i}/{len(clips)}: {clip.name}", flush=True)
         dest = str(Path(c["output_dir"]) / clip.name)
         mask = c["mask"]
-        if mask != "segmenter":   # a set's masks: <mask>/<clip>/pha/ (a prediction folder) or <mask>/<clip>/
-            mask = str(next((p for p in (Path(mask) / clip.name / "pha", Path(mask) / clip.name) if p.is_dir()),
-                            Path(mask) / clip.name))
+        if mask != "segmenter":
+            mask = layout.clip_masks(mask, clip.name)
         print(_line(matte({**c, "input": str(clip / layout.COM), "output_dir": dest, "mask": mask}, pipe), dest))
     print(f"{len(clips)} clips of {c['input']} matted -> {c['output_dir']}; score them with\n"
           f"  python -m matting.evaluate pred={c['output_dir']} gt={c['input']}")

@@ -224,10 +224,7 @@ def main(cfg) -> int:
     codes = []
     for i, clip in enumerate(clips, 1):
         print(f"clip {i}/{len(clips)}: {clip.name}", flush=True)
-        mask = c["mask"]
-        if mask is not None:   # a set's masks: <mask>/<clip>/pha/ (a prediction folder) or <mask>/<clip>/
-            mask = str(next((p for p in (Path(mask) / clip.name / layout.PHA, Path(mask) / clip.name) if p.is_dir()),
-                            Path(mask) / clip.name))
+        mask = None if c["mask"] is None else layout.clip_masks(c["mask"], clip.name)
         codes.append(_matte_one({**c, "input": str(clip / layout.COM), "mask": mask,
                                  "output_dir": str(Path(c["output_dir"]) / clip.name)}))
     print(f"{len(clips)} clips of {c['input']} matted -> {c['output_dir']}; score them with\n"

@@ -8,6 +8,8 @@
                   classes/0000.png  each pixel's material class, 1 + its index in
                                  clipstore.CLASS_LABELS (hair, lens, sheer, opaque objects,
                                  effects, the rest), 0 where alpha is 0 (gvm-synth's own addition)
+                  others/0000.png  matted for one person of several: everyone else's coverage
+                                 (gvm-synth's own addition)
 
 Frames pair by position in file-name order. Clip folders whose name starts with a dot are still
 being written and are not clips yet.
@@ -31,6 +33,13 @@ def frames(clip: Path, layer: str) -> list[Path] | None:
     """The frames of one layer of a clip in order, or None when the clip has no such layer."""
     folder = Path(clip) / layer
     return sorted(folder.glob("*.png")) if folder.is_dir() else None
+
+
+def clip_masks(folder: str | Path, clip: str) -> str:
+    """A set clip's guide masks under `folder`: `<folder>/<clip>/pha/` (a prediction or a matting run
+    of the set), else `<folder>/<clip>/` itself."""
+    root = Path(folder) / clip
+    return str(root / PHA if (root / PHA).is_dir() else root)
 
 
 def set_clips(path: str | Path | None) -> list[Path]:
