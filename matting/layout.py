@@ -10,6 +10,8 @@
                                  effects, the rest), 0 where alpha is 0 (gvm-synth's own addition)
                   others/0000.png  matted for one person of several: everyone else's coverage
                                  (gvm-synth's own addition)
+                  guide/0000.png   and that person's instance mask (their coverage at half or more),
+                                 what guides an instance-guided matte (gvm-synth's own addition)
 
 Frames pair by position in file-name order. Clip folders whose name starts with a dot are still
 being written and are not clips yet.
@@ -19,7 +21,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-COM, FGR, PHA, BGR, HAIR, CLASSES, OTHERS = "com", "fgr", "pha", "bgr", "hair", "classes", "others"
+COM, FGR, PHA, BGR, HAIR, CLASSES, OTHERS, GUIDE = "com", "fgr", "pha", "bgr", "hair", "classes", "others", "guide"
 LAYERS = (COM, FGR, PHA, BGR)
 DIGITS = 4
 FRAME_NAME = re.compile(r"^\d+\.png(\.part)?$")  # a frame, or one being written
@@ -36,10 +38,10 @@ def frames(clip: Path, layer: str) -> list[Path] | None:
 
 
 def clip_masks(folder: str | Path, clip: str) -> str:
-    """A set clip's guide masks under `folder`: `<folder>/<clip>/pha/` (a prediction or a matting run
-    of the set), else `<folder>/<clip>/` itself."""
+    """A set clip's guide masks under `folder`: `<folder>/<clip>/guide/` (a set's instance masks),
+    else `<folder>/<clip>/pha/` (a prediction or a matting run of the set), else `<folder>/<clip>/`."""
     root = Path(folder) / clip
-    return str(root / PHA if (root / PHA).is_dir() else root)
+    return str(next((root / layer for layer in (GUIDE, PHA) if (root / layer).is_dir()), root))
 
 
 def set_clips(path: str | Path | None) -> list[Path]:

@@ -6,7 +6,8 @@ Writes `<output_dir>/<name>_<W>x<H>/<store>-<clip id>-<kind>/{com,fgr,pha,bgr}/0
 `hair/` when the store clip has `alpha_hair`), the RVM / VideoMatte240K evaluation layout
 (matting.layout), plus a `manifest.json` and a `contact_sheet.png` per resolution folder. A store
 clip of several people is matted for the person framed (`instances: first`, its `pha` that
-person's coverage and `others/` everyone else's, for the error split of matting.evaluate), for each
+person's coverage, `others/` everyone else's, for the error split of matting.evaluate, and `guide/`
+that person's instance mask, which `mask=<set>` hands infer and the classical baseline), for each
 person in turn (`each`: `...-p<k>`), or for everyone (`all`).
 
 By default only the clips `gvm_train.finetune` holds out are used (`data.split` over the same
@@ -330,7 +331,7 @@ def write_clip(folder: Path, job: Job, w: int, h: int, c: dict, pool: ThreadPool
     shutil.rmtree(tmp, ignore_errors=True)
     one = job.person is not None   # matted for one person: the others are background, counted apart
     for name in (layout.LAYERS + ((layout.HAIR,) if job.hair else ()) + ((layout.CLASSES,) if job.classes else ())
-                 + ((layout.OTHERS,) if one else ())):
+                 + ((layout.OTHERS, layout.GUIDE) if one else ())):
         (tmp / name).mkdir(parents=True)
     legend = (clip["parts"].attrs.get("parts") or clipstore.OUTPUTS["parts"].parts) if job.classes else None
 
@@ -352,6 +353,7 @@ def write_clip(folder: Path, job: Job, w: int, h: int, c: dict, pool: ThreadPool
             people = clip["instances"][i].astype(np.int64)
             frame[layout.PHA] = coverage(people[..., job.person].astype(np.uint16))
             frame[layout.OTHERS] = coverage((people.sum(-1) - people[..., job.person]).clip(0, 65535).astype(np.uint16))
+            frame[layout.GUIDE] = np.where(frame[layout.PHA] >= 128, 255, 0).astype(np.uint8)   # their instance mask
         if hair is not None:
             frame[layout.HAIR] = coverage(hair[i])
         if legend is not None:   # labels: resized by nearest neighbour, never blended

@@ -267,6 +267,8 @@ def test_a_clip_of_several_people_is_matted_for_each_with_the_others_apart(tmp_p
         pha, others = _layer(folder, name, "pha")[0], _layer(folder, name, "others")[0]
         assert pha.sum() == _alpha8(inst[0, ..., k]).sum() and others.sum() == _alpha8(inst[0, ..., 1 - k]).sum()   # placed whole
         assert (pha * others).sum() == 0
+        guide = _layer(folder, name, "guide")[0]
+        assert np.array_equal(guide > 0, pha >= 128)   # the person's instance mask, for mask=<set>
         com, bgr = _layer(folder, name, "com")[0], _layer(folder, name, "bgr")[0]
         assert (np.abs(com - bgr).max(-1) > 0).sum() == (everyone[0] > 0).sum()   # both people in the frame
     # Scored against itself plus the other person (everyone's matte): all the error is on the other.
@@ -279,3 +281,9 @@ def test_a_clip_of_several_people_is_matted_for_each_with_the_others_apart(tmp_p
             cv2.imwrite(str(pred / name / "pha" / f.name), leak.astype(np.uint8))
     out = evaluate(pred, folder, progress=False)
     assert out["dataset"]["others_mad"] > 0 and out["dataset"]["target_mad"] == 0
+    # The classical baseline guided by each person's instance mask (mask=<set>: its guide/) mattes that person.
+    from matting import classical
+    assert classical.main.task(to_container(compose("classical", [f"input={folder}", f"mask={folder}",
+                                                                  f"output_dir={tmp_path / 'cl'}"]))) == 0
+    scored = evaluate(tmp_path / "cl", folder, progress=False)
+    assert scored["dataset"]["others_mad"] < 20 and scored["dataset"]["pha_mad"] < 20
