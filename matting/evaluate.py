@@ -247,7 +247,7 @@ def markdown_table(result: Mapping[str, Any]) -> str:
 
 def compare_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     """Several evaluations side by side: one row per method (the caller's names), dataset means as columns."""
-    names = [m for m in (*M.ALPHA, *M.FGR, *M.HAIR) if any(m in r["dataset"] for r in results.values())]
+    names = [m for m in (*M.ALPHA, *M.FGR, *M.HAIR, *M.OTHERS) if any(m in r["dataset"] for r in results.values())]
     settings = sorted({f"protocol {r['protocol']}, resolution {_resolution(r)}" for r in results.values()})
     lines = ["; ".join(settings) + " (Grad and Conn grow with resolution)", "",
              "| method | " + " | ".join(LABELS[m] for m in names) + " |", "|---|" + "---:|" * len(names)]

@@ -112,10 +112,15 @@ class Stages:
         classical_cfg = _cfg("classical", self.c["classical"])
         for clip in layout.clips(bench, layout.COM):
             dest = root / clip.name
-            cc = {**classical_cfg, "input": str(clip / layout.COM), "output_dir": str(dest)}
+            cc = {**classical_cfg, "input": str(clip / layout.COM), "output_dir": str(dest), "mask": self.instance_mask(clip)}
             if not done.is_done(dest, classical.settings(cc)):
                 print(f"classical: {bench.name}/{clip.name}", flush=True)
-                classical.matte_folder(cc["input"], dest, classical_cfg)
+                classical.matte_folder(cc["input"], dest, cc)
+
+    def instance_mask(self, clip: Path) -> str | None:
+        """With guide=instance, a set clip of one person of several is guided by that person's
+        instance mask (its guide/), the classical baseline and the mask-guided models alike."""
+        return str(clip / layout.GUIDE) if self.c["guide"] == "instance" and (clip / layout.GUIDE).is_dir() else None
 
     def predict(self, sets: list[Path]) -> None:
         for bench in sets:
@@ -129,9 +134,10 @@ class Stages:
                     if pipe is None:
                         base = _cfg("infer", [*self.c["infer"], f"checkpoint={checkpoint}"])
                         pipe = infer.load_pipeline(str(checkpoint), *infer.device_and_dtype(base))
-                    guide = ((f"mask={self.out / 'pred' / bench.name / 'classical' / clip.name / layout.PHA}"
-                              if self.c["guide"] == "classical" else "mask=segmenter")
-                             if pipe.model.config.mask_guided else "mask=segmenter")   # a mask-free model takes none
+                    given = self.instance_mask(clip) or (
+                        self.out / "pred" / bench.name / "classical" / clip.name / layout.PHA if self.c["guide"] == "classical"
+                        else "segmenter")
+                    guide = f"mask={given}" if pipe.model.config.mask_guided else "mask=segmenter"   # a mask-free model takes none
                     ic = _cfg("infer", [*self.c["infer"], f"input={clip / layout.COM}", guide,
                                         f"checkpoint={checkpoint}", f"output_dir={dest}"])
                     if method == CEILING:
@@ -205,7 +211,9 @@ def prediction_sheet(bench: Path, pred_root: Path, path: Path, cell: int, max_cl
 
 
 def write_report(out: Path, results: dict[str, dict[str, Any]], seconds: dict[str, float], c: dict) -> Path:
-    guide = {"classical": "the classical baseline's matte", "segmenter": "the segmenter's person map"}[c["guide"]]
+    guide = {"classical": "the classical baseline's matte", "segmenter": "the segmenter's person map",
+             "instance": "the target person's instance mask where a clip holds several people (the classical "
+                         "baseline too), else the segmenter's person map"}[c["guide"]]
     lines = ["# gvm-synth loop report", "",
              "Render a small store, fine-tune the tiny model on it mask-free (the paper's mode) and mask-guided, "
              "matte its held-out clips composited onto still and moving backgrounds, and score: the untrained "
@@ -284,7 +292,7 @@ def check_stages(c: dict) -> None:
 def main(cfg: DictConfig) -> int:
     c = to_container(cfg)
     writable(c["output_dir"], "output_dir")
-    one_of(c["guide"], ("classical", "segmenter"), "guide")
+    one_of(c["guide"], ("classical", "segmenter", "instance"), "guide")
     for key in ("frames", "sheet_frames", "cell"):
         integer(c["real"][key], f"real.{key}", 1)
     integer(c["report"]["clips"], "report.clips", 1)
