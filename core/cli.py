@@ -73,8 +73,10 @@ def guarded(work: Callable[[], int | None]) -> int:
             return code
     print(f"stopped by {(stops.received() or signal.SIGINT).name}: what finished is kept; the same command resumes",
           file=sys.stderr, flush=True)
-    # zarr's event loop thread may hold reads the stop cut short: asyncio would report each at exit.
+    # zarr's event loop thread may hold reads the stop cut short: asyncio would report each at exit;
+    # torch logs its fake-tensor cache counts at exit (INFO, under Hydra's logging): the stop line stays last.
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.WARNING)
     return stops.status()
 
 
