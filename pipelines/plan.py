@@ -117,17 +117,21 @@ def person(cfg: dict, seed, model: dict, index: int | None, motion_cfg: dict | N
             "held": holding}
 
 
+def standing(motion_cfg: dict) -> dict:
+    """The motion config without the walk across: in a clip of several people only the walker walks."""
+    return {**motion_cfg, "weights": {k: v for k, v in motion_cfg["weights"].items() if k != people.WALKER}}
+
+
 def others(cfg: dict, clip_seed: int, model: dict, target: dict, crowd: dict) -> list[dict]:
     """The people beside the target (`crowd`: people.sample), each drawn as the target is from its
     own seed hash(clip seed, "person<k>"). Nobody walks off their spot but a walk_past's walker,
     who walks across; the air moves everyone's hair alike (the target's wind); at most one thing
     held steams (its coverage is the one volume a person owns: docs/store.md)."""
     out, steaming = [], bool(target["held"] and target["held"].get("steam"))
-    standing = {**cfg["motion"], "weights": {k: v for k, v in cfg["motion"]["weights"].items() if k != people.WALKER}}
     for k, place in enumerate(crowd["places"], start=1):
         own = seeds.derive(clip_seed, f"person{k}")
         walking = place["role"] == "walker"
-        motion_cfg = {**cfg["motion"], "weights": {people.WALKER: 1.0}} if walking else standing
+        motion_cfg = {**cfg["motion"], "weights": {people.WALKER: 1.0}} if walking else standing(cfg["motion"])
         p = person({**cfg, "held": {**cfg["held"], "share": 0.0}} if walking else cfg,
                    lambda name: seeds.derive(own, name), model, None, motion_cfg)   # noqa: B023
         if p["held"] and p["held"].get("steam"):
@@ -148,9 +152,7 @@ def clip_spec(cfg: dict, index: int, model: dict) -> ClipSpec:
     cycles = {k: v for k, v in c.items() if k != "threads"}
     cycles["seed"] = c["seed"] if c["seed"] is not None else seed("cycles") % 2**31
     crowd = people.sample(cfg["cast"], seed("people"))
-    target = person(cfg if crowd["count"] == 1 else {**cfg, "motion": {
-        **cfg["motion"], "weights": {k: v for k, v in cfg["motion"]["weights"].items() if k != people.WALKER}}},
-        seed, model, index)
+    target = person(cfg if crowd["count"] == 1 else {**cfg, "motion": standing(cfg["motion"])}, seed, model, index)
     outputs = {name: o.attrs for name, o in enabled(cfg["outputs"]).items()}
     if "instances" in outputs:   # one channel per person, written where there are several
         if crowd["count"] == 1:

@@ -26,7 +26,6 @@ class Coverage:
     groups: tuple[str, ...] = ()        # every coverage group the scene writes
     see_through: tuple[str, ...] = ()   # groups of surfaces that pass light (their AOV is their opacity)
     residual: str | None = None         # the group no shader can write (volumes): alpha beyond the others
-    instances: tuple[str, ...] = ()     # each person's own group (person0, person1, ...), written beside the parts
     owner: str | None = None            # the person the residual belongs to (the one volume is theirs), if any
 
 

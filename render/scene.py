@@ -404,7 +404,7 @@ def build(spec: ClipSpec, scene: Scene, threads: int = 0) -> Staged:
     see_through = tuple(dict.fromkeys(m["part"] for o in scene.objects for m in o.materials
                                       if m["kind"] in SEE_THROUGH and m.get("part")))
     residual = next((m["part"] for o in scene.objects for m in o.materials if m["kind"] == "volume"), None)
-    cover = layers.Coverage(scene.parts(), see_through, residual, scene.instances(), scene.volume_owner())
+    cover = layers.Coverage(scene.parts(), see_through, residual, scene.volume_owner())
     return Staged(spec, scene, objects, passes, flow, shadow, device, cover)
 
 
