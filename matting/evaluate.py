@@ -20,8 +20,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,17 +148,34 @@ def read_png(path: Path, colour: bool = False) -> np.ndarray:
 
 
 def score_clip(clip: Clip, protocol: str, cfg: Mapping[str, Any],
-               on_frame: Callable[[], Any] | None = None) -> dict[str, np.ndarray]:
-    """Per-frame metrics of one clip, reading one frame of each sequence at a time."""
+               on_frame: Callable[[], Any] | None = None, threads: int = 1) -> dict[str, np.ndarray]:
+    """Per-frame metrics of one clip. With threads > 1 frames are read and scored ahead in that many
+    threads (OpenCV and numpy let go of the GIL), at most two per thread in memory, and each frame's
+    temporal metrics run as soon as it and the one before are in; the numbers are the same."""
     scorer = M.ClipScorer(protocol, cfg)
-    rows = []
-    for t in range(len(clip.true_pha)):
-        rows.append(scorer.add(_read(clip.pred_pha, t), _read(clip.true_pha, t), _read(clip.pred_fgr, t, True),
-                               _read(clip.true_fgr, t, True), _read(clip.true_hair, t),
-                               None if clip.true_classes is None else _labels(clip.true_classes[t]),
-                               _read(clip.true_others, t)))
-        if on_frame is not None:
-            on_frame()
+
+    def own(t: int) -> tuple[dict[str, float], M.Frame]:
+        return scorer.frame(_read(clip.pred_pha, t), _read(clip.true_pha, t), _read(clip.pred_fgr, t, True),
+                            _read(clip.true_fgr, t, True), _read(clip.true_hair, t),
+                            None if clip.true_classes is None else _labels(clip.true_classes[t]),
+                            _read(clip.true_others, t))
+
+    n, rows = len(clip.true_pha), []
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        ahead: deque[Future] = deque()
+        pairs: deque[tuple[dict[str, float], Future]] = deque()
+        prev = None
+        for t in range(n):
+            while len(ahead) < 2 * threads and t + len(ahead) < n:
+                ahead.append(pool.submit(own, t + len(ahead)))
+            frame_metrics, cur = ahead.popleft().result()
+            pairs.append((frame_metrics, pool.submit(scorer.pair, prev, cur)))
+            prev = cur
+            while pairs and (pairs[0][1].done() or len(pairs) > 2 * threads or t == n - 1):
+                frame_metrics, temporal = pairs.popleft()
+                rows.append(M.join(frame_metrics, temporal.result()))
+                if on_frame is not None:
+                    on_frame()
     return M.stack(rows)
 
 
@@ -172,17 +191,20 @@ def _read(files: list[Path] | None, t: int, colour: bool = False) -> np.ndarray 
 
 
 def evaluate(pred_dir: str | Path, gt_dir: str | Path, protocol: str = "lr", cfg: Mapping[str, Any] | None = None,
-             workers: int = 0, progress: bool = True) -> dict[str, Any]:
+             workers: int = 0, progress: bool = True, threads: int = 0) -> dict[str, Any]:
     """Score every gt clip; returns the JSON summary (dataset and clip means, per-frame values, conventions).
 
     cfg is the `metrics` block of conf/evaluate.yaml (that file's values when None); workers > 0 scores
-    clips in that many processes.
+    clips in that many processes; each scores a clip's frames in `threads` threads (0: one per CPU core).
     """
     from tqdm import tqdm
     if protocol not in M.PROTOCOLS:
         raise UserError(f"protocol must be lr or hr, not {protocol!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise UserError(f"workers must be a non-negative integer, got {workers!r}")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise UserError(f"threads must be a non-negative integer, got {threads!r}")
+    threads = threads or os.cpu_count() or 1
     try:
         cfg = M.check_config(cfg)
     except ValueError as e:
@@ -192,14 +214,14 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, protocol: str = "lr", cfg
     with tqdm(total=sum(len(c.true_pha) for c in clips), desc="evaluate", unit="frame", disable=not progress) as bar:
         if workers > 0:
             with ProcessPoolExecutor(workers) as pool:
-                jobs = {pool.submit(score_clip, c, protocol, cfg): c for c in clips}
+                jobs = {pool.submit(score_clip, c, protocol, cfg, None, threads): c for c in clips}
                 for job in as_completed(jobs):
                     frames[jobs[job].name] = job.result()
                     bar.update(len(jobs[job].true_pha))
                     stops.check()
         else:
             for c in clips:
-                frames[c.name] = score_clip(c, protocol, cfg, bar.update)
+                frames[c.name] = score_clip(c, protocol, cfg, bar.update, threads)
                 stops.check()
     clip_means = {c.name: M.clip_means(frames[c.name]) for c in clips}
     sizes = sorted({f"{c.size[0]}x{c.size[1]}" for c in clips})
@@ -331,7 +353,7 @@ def main(cfg: DictConfig) -> int:
         if not c[key]:
             raise UserError(f"{key} is not set: pass {key}=<folder with <clip>/pha/*.png>")
     writable(c["output"], "output", folder=False)   # before the scoring, not after it
-    result = evaluate(c["pred"], c["gt"], c["protocol"], c["metrics"], c["workers"], c["progress"])
+    result = evaluate(c["pred"], c["gt"], c["protocol"], c["metrics"], c["workers"], c["progress"], c["threads"])
     paths = write_report(result, c["output"])
     print(markdown_table(result))
     print("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -57,6 +58,7 @@ OTHERS = ("others_mad", "others_mse", "target_mad", "target_mse")
 # per material class of a set that labels them (its classes/ layer; hair has its own alpha, above)
 CLASS_REGIONS = ("lens", "sheer", "opaque_objects", "effects", "volume", "rest")
 CLASS = tuple(f"{c}_{m}" for c in CLASS_REGIONS for m in ("mad", "mse"))
+ORDER = ALPHA + FGR + HAIR + CLASS + OTHERS
 SECTIONS = {"grad": ("sigma", "eps"), "conn": ("step", "theta"),
             "messddt": ("enabled", "region", "unknown_dilation", "dis_preset"), "hair": ("dilation",)}
 
@@ -132,13 +134,24 @@ def connectivity(pred: np.ndarray, true: np.ndarray, step: float, theta: float) 
     """Rhemann et al.'s connectivity error (1e-3 * sum |phi(g) - phi(p)|) as RVM computes it."""
     # float32 thresholds: the comparisons the reference makes with float32 alphas.
     steps = np.arange(0, 1 + step, step).astype(np.float32)
-    round_down = np.full_like(true, -1)
+    round_down = np.zeros_like(true)
+    undecided = np.ones(true.shape, bool)   # in the largest component at every threshold so far
+    # Each threshold's pixels lie inside the bounding box of the last one's: labelling only that box
+    # finds the same components in the same raster order (ties go the same way), and it shrinks fast.
+    box: tuple[slice, slice] = np.s_[:, :]
     for i in range(1, len(steps)):
-        both = ((true >= steps[i]) & (pred >= steps[i])).astype(np.uint8)
+        both = ((true[box] >= steps[i]) & (pred[box] >= steps[i])).astype(np.uint8)
         n, labels, stats, _ = cv2.connectedComponentsWithStats(both, connectivity=4)
-        largest = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])) if n > 1 else np.zeros(true.shape, bool)
-        round_down[(round_down == -1) & ~largest] = steps[i - 1]
-    round_down[round_down == -1] = 1
+        largest = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])) if n > 1 else np.zeros(both.shape, bool)
+        kept = undecided[box]
+        round_down[box][kept & ~largest] = steps[i - 1]
+        kept &= largest
+        if n == 1:
+            break
+        rows, cols = np.flatnonzero(both.any(1)), np.flatnonzero(both.any(0))
+        top, left = box[0].start or 0, box[1].start or 0
+        box = np.s_[top + rows[0]:top + rows[-1] + 1, left + cols[0]:left + cols[-1] + 1]
+    round_down[undecided] = 1
     d_true, d_pred = true - round_down, pred - round_down
     phi_true = 1 - d_true * (d_true >= theta)
     phi_pred = 1 - d_pred * (d_pred >= theta)
@@ -171,23 +184,45 @@ def _masked_mean(x: np.ndarray, mask: np.ndarray) -> float:
     return float(x[mask].mean()) if mask.any() else math.nan
 
 
+@dataclass(frozen=True)
+class Frame:
+    """What the temporal metrics of the next frame need from this one."""
+    pred: np.ndarray
+    true: np.ndarray
+    region: np.ndarray | None   # MESSDdt's mask (region: unknown)
+
+
 class ClipScorer:
-    """Scores one clip a frame at a time (frames stream from disk; the temporal metrics keep one frame)."""
+    """Scores one clip a frame at a time (frames stream from disk; the temporal metrics keep one frame).
+
+    `add` takes the frames in order. `frame` (everything of one frame) and `pair` (what compares it with
+    the one before) keep no state, so a caller may run them for many frames at once (matting.evaluate's
+    threads) and join each frame's two parts with `join`."""
 
     def __init__(self, protocol: str = "lr", cfg: Mapping[str, Any] | None = None):
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be lr or hr, not {protocol!r}")
         self.protocol, self.cfg = protocol, check_config(cfg)
-        self._prev: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
+        self._prev: Frame | None = None
         self._unknown_kernel = disc(self.cfg["messddt"]["unknown_dilation"])
         self._hair_kernel = disc(self.cfg["hair"]["dilation"])
 
     def add(self, pred_pha: np.ndarray, true_pha: np.ndarray, pred_fgr: np.ndarray | None = None,
             true_fgr: np.ndarray | None = None, true_hair: np.ndarray | None = None,
             true_classes: np.ndarray | None = None, true_others: np.ndarray | None = None) -> dict[str, float]:
-        """Metrics of the next frame: alphas (H, W), foregrounds (H, W, 3), all float32 in [0, 1];
-        `true_classes` (H, W) the class labels (clipstore.CLASS_LABELS, 1-based, uint8); `true_others`
-        (H, W) the other people's coverage in [0, 1] when the clip is matted for one of several."""
+        """Metrics of the next frame (see `frame` for the arguments)."""
+        own, cur = self.frame(pred_pha, true_pha, pred_fgr, true_fgr, true_hair, true_classes, true_others)
+        prev, self._prev = self._prev, cur
+        return join(own, self.pair(prev, cur))
+
+    def frame(self, pred_pha: np.ndarray, true_pha: np.ndarray, pred_fgr: np.ndarray | None = None,
+              true_fgr: np.ndarray | None = None, true_hair: np.ndarray | None = None,
+              true_classes: np.ndarray | None = None,
+              true_others: np.ndarray | None = None) -> tuple[dict[str, float], Frame]:
+        """The metrics of one frame alone, and what `pair` needs of it: alphas (H, W), foregrounds
+        (H, W, 3), all float32 in [0, 1]; `true_classes` (H, W) the class labels (clipstore.CLASS_LABELS,
+        1-based, uint8); `true_others` (H, W) the other people's coverage in [0, 1] when the clip is
+        matted for one of several."""
         p, g = _f32(pred_pha), _f32(true_pha)
         if p.shape != g.shape:
             raise ValueError(f"predicted alpha is {p.shape[1]}x{p.shape[0]}, true alpha {g.shape[1]}x{g.shape[0]}")
@@ -200,7 +235,6 @@ class ClipScorer:
         out["pha_grad"] = float(grad_err.sum() * 1e-3)
         if lr:
             out["pha_conn"] = connectivity(p, g, self.cfg["conn"]["step"], self.cfg["conn"]["theta"])
-        out.update(self._temporal(p, g))
         if pred_fgr is not None and true_fgr is not None:
             fg = g > 0
             diff = _f32(pred_fgr) - _f32(true_fgr)
@@ -224,21 +258,27 @@ class ClipScorer:
             for name, region in (("others", others), ("target", ~others)):
                 out[f"{name}_mad"] = _masked_mean(np.abs(err), region) * 1e3
                 out[f"{name}_mse"] = _masked_mean(err * err, region) * 1e3
-        return out
-
-    def _temporal(self, p: np.ndarray, g: np.ndarray) -> dict[str, float]:
         mc = self.cfg["messddt"]
         region = None
         if mc["enabled"] and mc["region"] == "unknown":
             region = cv2.dilate(((g > 0) & (g < 1)).astype(np.uint8), self._unknown_kernel).astype(np.float32)
-        prev, self._prev = self._prev, (p, g, region)
-        out = {"pha_dtssd": 0.0}
-        if prev is not None:
-            out["pha_dtssd"] = dtssd(prev[0], p, prev[1], g)
+        return out, Frame(p, g, region)
+
+    def pair(self, prev: Frame | None, cur: Frame) -> dict[str, float]:
+        """The temporal metrics of `cur` after `prev` (None: the clip's first frame, which scores 0)."""
+        mc = self.cfg["messddt"]
+        out = {"pha_dtssd": 0.0 if prev is None else dtssd(prev.pred, cur.pred, prev.true, cur.true)}
         if mc["enabled"]:
             out["pha_messddt"] = 0.0 if prev is None else messddt(
-                prev[0], p, prev[1], g, ground_truth_flow(prev[1], g, mc["dis_preset"]), prev[2], region)
+                prev.pred, cur.pred, prev.true, cur.true, ground_truth_flow(prev.true, cur.true, mc["dis_preset"]),
+                prev.region, cur.region)
         return out
+
+
+def join(own: Mapping[str, float], temporal: Mapping[str, float]) -> dict[str, float]:
+    """One frame's metrics in report order."""
+    both = {**own, **temporal}
+    return {k: both[k] for k in ORDER if k in both}
 
 
 def clip_metrics(pred_pha: np.ndarray, true_pha: np.ndarray, pred_fgr: np.ndarray | None = None,

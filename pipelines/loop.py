@@ -152,7 +152,8 @@ class Stages:
         for bench in sets:
             results[bench.name] = {}
             for method in METHODS:
-                r = evaluate(self.out / "pred" / bench.name / method, bench, ec["protocol"], ec["metrics"], ec["workers"])
+                r = evaluate(self.out / "pred" / bench.name / method, bench, ec["protocol"], ec["metrics"], ec["workers"],
+                             threads=ec["threads"])
                 write_evaluation(r, self.out / "eval" / bench.name / f"{method}.json")
                 results[bench.name][method] = r
         return results

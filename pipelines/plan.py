@@ -19,7 +19,7 @@ from core.conf import CONF_DIR
 from core.errors import UserError
 from render.spec import ClipSpec
 
-DEVICES = ("auto", "cpu", "gpu")
+DEVICES = ("auto", "cpu", "gpu", "optix", "cuda")
 CURVE_SHAPES = ("THICK", "RIBBONS", "THICK_LINEAR")
 HAIR_MODELS = ("CHIANG", "HUANG")
 PIXEL_FILTERS = ("BLACKMAN_HARRIS", "GAUSSIAN", "BOX")

@@ -288,25 +288,34 @@ def add_lights(rig: Rig) -> None:
 
 # --- render settings and passes ------------------------------------------------------------------
 
+GPU_KINDS = {"auto": ("OPTIX", "CUDA"), "gpu": ("OPTIX", "CUDA"), "optix": ("OPTIX",), "cuda": ("CUDA",)}
+
+
+def gpu_devices(kind: str) -> list[str]:
+    """The names of the devices Cycles finds of one kind (OPTIX, CUDA); [] when none or not built in."""
+    prefs = bpy.context.preferences.addons["cycles"].preferences
+    try:
+        prefs.compute_device_type = kind
+    except TypeError:   # a Blender built without that backend
+        return []
+    prefs.get_devices()
+    return [d.name for d in prefs.devices if d.type == kind]
+
+
 def select_device(requested: str) -> str:
-    """OptiX, then CUDA, then the CPU; returns what is used. `gpu` with no GPU is an error."""
+    """auto and gpu: OptiX, then CUDA (auto: then the CPU); optix, cuda: that one; returns what is used.
+    A GPU asked for by name that Cycles does not find is an error."""
     scene = bpy.context.scene
-    if requested in ("auto", "gpu"):
-        prefs = bpy.context.preferences.addons["cycles"].preferences
-        for kind in ("OPTIX", "CUDA"):
-            try:
-                prefs.compute_device_type = kind
-            except TypeError:
-                continue
-            prefs.get_devices()
-            devices = [d for d in prefs.devices if d.type == kind]
-            if devices:
-                for d in prefs.devices:
-                    d.use = d.type == kind
-                scene.cycles.device = "GPU"
-                return kind
-        if requested == "gpu":
-            raise RuntimeError("cycles.device=gpu but Cycles finds no OptiX or CUDA device")
+    for kind in GPU_KINDS.get(requested, ()):
+        if gpu_devices(kind):
+            prefs = bpy.context.preferences.addons["cycles"].preferences
+            prefs.compute_device_type = kind
+            for d in prefs.devices:
+                d.use = d.type == kind
+            scene.cycles.device = "GPU"
+            return kind
+    if requested != "auto" and requested != "cpu":
+        raise RuntimeError(f"cycles.device={requested} but Cycles finds no {' or '.join(GPU_KINDS[requested])} device")
     scene.cycles.device = "CPU"
     return "CPU"
 

@@ -102,6 +102,27 @@ def test_hr_protocol_parallel_workers_and_compare_table(folders):
     assert rows[0].split(" | ")[1:3] == ["MAD", "MSE"] and "n/a" in rows[2]  # hr has no Conn
 
 
+def test_frames_scored_in_threads_give_the_same_numbers(tmp_path):
+    """Frames read and scored ahead in threads, the temporal metrics of each pair beside them: every
+    per-frame value equal to the last bit to one frame at a time, with noisy predictions, many frames
+    and MESSDdt's unknown region (its per-frame mask travels with the frame)."""
+    rng = np.random.default_rng(3)
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    true = [alpha(t % 12) for t in range(23)]
+    write_clip(gt, "a", true, [rng.integers(0, 256, (H, W, 3), np.uint8) for _ in true], [x // 2 for x in true])
+    write_clip(pred, "a", [np.clip(x + rng.normal(0, 20, x.shape), 0, 255).astype(np.uint8) for x in true],
+               [rng.integers(0, 256, (H, W, 3), np.uint8) for _ in true])
+    cfg = _cfg()["metrics"]
+    cfg["messddt"]["region"] = "unknown"
+    one = evaluate(pred, gt, "lr", cfg, progress=False, threads=1)
+    for threads in (2, 5):
+        many = evaluate(pred, gt, "lr", cfg, progress=False, threads=threads)
+        assert many["frames"] == one["frames"] and list(many["frames"]["a"]) == list(one["frames"]["a"])
+    assert one["frames"]["a"]["pha_messddt"][0] == 0 and min(one["frames"]["a"]["pha_messddt"][1:]) > 0
+    with pytest.raises(UserError, match="threads must be a non-negative integer"):
+        evaluate(pred, gt, threads=-1)
+
+
 def _count_mismatch(pred, gt):
     (pred / "b" / "pha" / "0004.png").unlink()
     return "clip b: pred pha/ has 4 frames but gt pha/ has 5"

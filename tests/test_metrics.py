@@ -159,6 +159,23 @@ def test_conn_counts_what_is_cut_off_from_the_largest_component():
     assert M.connectivity(g, g, 0.1, 0.15) == 0
 
 
+def test_conn_of_a_figure_does_not_depend_on_where_it_stands_or_on_empty_margins():
+    """Conn labels only the box the last threshold's pixels span: the same figure shifted, or padded
+    with empty pixels, or with a lone far pixel widening that box, scores the same."""
+    rng = np.random.default_rng(0)
+    g = np.clip(rng.normal(0.5, 0.4, (12, 14)), 0, 1).astype(np.float32)
+    g[4:8, 3:11] = 1   # a largest component on the top levels, with ties and islands below
+    p = np.clip(g + rng.normal(0, 0.2, g.shape), 0, 1).astype(np.float32)
+    base = M.connectivity(p, g, 0.1, 0.15)
+    for top, left in ((0, 0), (5, 0), (0, 9), (7, 3)):
+        pad = lambda a: np.pad(a, ((top, 3), (left, 2)))  # noqa: E731
+        assert M.connectivity(pad(p), pad(g), 0.1, 0.15) == pytest.approx(base, abs=1e-7)
+    far_g, far_p = np.pad(g, ((0, 9), (0, 9))), np.pad(p, ((0, 9), (0, 9)))
+    far_g[-1, -1] = far_p[-1, -1] = 0.55   # a one-pixel island: drops out of the largest at 0.1
+    one = M.connectivity(far_p, far_g, 0.1, 0.15)
+    assert one == pytest.approx(base, abs=1e-6)   # its phi is 1 - 0.55 on both sides: no error
+
+
 def test_spreadsheet_averaging_weighs_every_clip_the_same():
     short = M.clip_means(M.clip_metrics(moving(2, scale=0.5) + 0.1, moving(2, scale=0.5)))
     long = M.clip_means(M.clip_metrics(moving(6, scale=0.5) + 0.3, moving(6, scale=0.5)))
