@@ -4,18 +4,23 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # torch comes first and alone, at the version pyproject.toml pins, so no CUDA wheels are pulled.
+# torch comes first and alone, at the version pyproject.toml pins: the CPU build where pip finds one
+# (these machines' wheel folder), else PyPI's. On a GPU machine `make -B venv TORCH_CUDA=cu128` installs
+# that CUDA build from pytorch.org's index instead (README, GPUs).
 TORCH  := $(shell grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"')
+TORCH_CUDA ?=
+TORCH_PIP := $(if $(TORCH_CUDA),$(TORCH)+$(TORCH_CUDA) --extra-index-url https://download.pytorch.org/whl/$(TORCH_CUDA),$(TORCH))
 N      ?= 4
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: bench-pseudolabel venv render hard-cases sheet test test-fast bench bench-render bench-fidelity bench-layers loop clean
+.PHONY: bench-pseudolabel venv render hard-cases sheet test test-fast bench bench-render bench-fidelity bench-layers gpu-check loop clean
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q $(TORCH_PIP)
 	$(BIN)/pip install -q -e . --config-settings editable_mode=compat
 	touch $(STAMP)
 
@@ -57,6 +62,11 @@ bench-fidelity: $(STAMP)
 
 bench-layers: $(STAMP)
 	$(BIN)/python -m pipelines.bench_layers $(ARGS)
+
+# Cycles on OptiX and CUDA, GPU against CPU alpha, an SVD-sized training step and inference; one line
+# and status 2 on a machine without a GPU.
+gpu-check: $(STAMP)
+	$(BIN)/python -m pipelines.gpu_check $(ARGS)
 
 loop: $(STAMP)
 	$(BIN)/python -m pipelines.loop $(ARGS)
