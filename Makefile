@@ -14,7 +14,7 @@ N      ?= 4
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: bench-pseudolabel venv render hard-cases sheet test test-fast bench bench-render bench-fidelity bench-layers gpu-check loop clean
+.PHONY: bench-pseudolabel venv render hard-cases sheet test test-fast bench bench-render bench-fidelity bench-layers bench-store gpu-check loop clean
 
 venv: $(STAMP)
 
@@ -62,6 +62,10 @@ bench-fidelity: $(STAMP)
 
 bench-layers: $(STAMP)
 	$(BIN)/python -m pipelines.bench_layers $(ARGS)
+
+# The store's codecs on a rendered store's clips (STORE=, default data/synth.zarr) against PNG of the same frames.
+bench-store: $(STAMP)
+	$(BIN)/python -m pipelines.bench_store store.path=$(or $(STORE),data/synth.zarr) $(ARGS)
 
 # Cycles on OptiX and CUDA, GPU against CPU alpha, an SVD-sized training step and inference; one line
 # and status 2 on a machine without a GPU.

@@ -15,6 +15,7 @@ import numpy as np
 import zarr
 import zarr.codecs
 
+from clipstore import codecs
 from clipstore.outputs import OUTPUTS
 from core.colour import ALPHA_MAX  # noqa: F401 (re-exported: part of the contract, alpha 0..ALPHA_MAX)
 from core.conf import load as load_conf
@@ -26,6 +27,7 @@ CLIPS = "clips"
 # Where a clip's alpha comes from: rendered, pseudo-labelled real video, or a binary
 # segmentation mask (trainers treat its edge as unknown).
 SOURCES = ("synthetic", "pseudo", "segmentation")
+IMAGE_CODECS = ("jpegxl", "none")   # store.image_codec
 # Dtype and number of axes of every array the outputs table declares (clipstore.outputs), and of
 # those every clip has.
 TYPED = {n: (np.dtype(o.dtype), o.ndim) for n, o in OUTPUTS.items()}
@@ -42,23 +44,34 @@ class StoreError(UserError):
 
 @dataclass(frozen=True)
 class Compression:
-    """Codec levels (conf/storage/: colour_clevel, mask_clevel); colour is noise-like and barely
-    compresses, alpha compresses 25-40x."""
+    """How arrays are stored (conf/storage/): 8- and 16-bit images (every output but the float ones:
+    depth, flow) as lossless JPEG XL one frame per chunk (`image_codec: jpegxl`, clipstore.codecs), the
+    rest, and every array with `image_codec: none`, with Blosc-zstd (noise-like colour) or Zstd (smooth
+    masks and values). Readers need no setting: each array's zarr.json names its codecs, so stores
+    written either way read the same."""
     colour_clevel: int
     mask_clevel: int
+    image_codec: str = "jpegxl"
+    jpegxl_effort: int = 3
 
     @classmethod
     def from_config(cls, store_cfg: Mapping[str, Any]) -> "Compression":
         """From the `store:` config section."""
-        return cls(colour_clevel=int(store_cfg["colour_clevel"]), mask_clevel=int(store_cfg["mask_clevel"]))
+        if store_cfg["image_codec"] not in IMAGE_CODECS:
+            raise StoreError(f"store.image_codec must be one of {', '.join(IMAGE_CODECS)}, got {store_cfg['image_codec']!r}")
+        return cls(colour_clevel=int(store_cfg["colour_clevel"]), mask_clevel=int(store_cfg["mask_clevel"]),
+                   image_codec=store_cfg["image_codec"], jpegxl_effort=int(store_cfg["jpegxl_effort"]))
 
     @classmethod
     def default(cls) -> "Compression":
-        """The levels conf/storage/local.yaml sets."""
+        """The settings conf/storage/local.yaml holds."""
         return cls.from_config(load_conf("storage/local"))
 
-    def codec(self, kind: str) -> zarr.abc.codec.BytesBytesCodec:
-        """The compressor for an output's declared codec (clipstore.outputs.CODECS)."""
+    def codecs(self, kind: str, dtype: np.dtype) -> dict[str, Any]:
+        """zarr's create_array keywords for an array of an output's declared codec kind
+        (clipstore.outputs.CODECS) and dtype: its serializer and compressors."""
+        if self.image_codec == "jpegxl" and np.dtype(dtype) in codecs.DTYPES:
+            return {"serializer": codecs.JpegXL(effort=self.jpegxl_effort), "compressors": None}
         if kind == "colour":
-            return zarr.codecs.BloscCodec(cname="zstd", clevel=self.colour_clevel, shuffle="bitshuffle")
-        return zarr.codecs.ZstdCodec(level=self.mask_clevel)
+            return {"compressors": zarr.codecs.BloscCodec(cname="zstd", clevel=self.colour_clevel, shuffle="bitshuffle")}
+        return {"compressors": zarr.codecs.ZstdCodec(level=self.mask_clevel)}

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 CLIPS_CSV = "clips.csv"
 ARRAYS_CSV = "arrays.csv"
 CROISSANT = "croissant.json"
+CODEC_FILE = "zarr_jpegxl.py"   # clipstore/codecs.py, for readers without gvm-synth
 CLIP_FIELDS = ("clip_id", "split", "frames", "fps", "width", "height", "source", "body_model", "motion", "hair_style")
 ARRAY_FIELDS = ("clip_id", "array", "dtype", "shape")
 SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test"}   # the Hub's split names
@@ -81,7 +82,8 @@ def loaders(zarr_shard: str | None, wds_shard: str | None, split: str) -> list[s
               '    return img.reshape(frames, img.shape[0] // frames, *img.shape[1:])\n')
     out = []
     if zarr_shard:
-        out.append('import zarr\n\n'
+        out.append('import zarr\n'
+                   f'import {CODEC_FILE.removesuffix(".py")}   # the frames\' image codec ({CODEC_FILE}, beside this card; pip install zarr imagecodecs)\n\n'
                    f'root = zarr.open_group(store=zarr.storage.ZipStore("{zarr_shard}", mode="r"), mode="r")\n'
                    'clip_id = sorted(root["clips"].group_keys())[0]\n'
                    'clip = root["clips"][clip_id]\n'
@@ -150,7 +152,8 @@ def card(c: Mapping[str, Any], rows: list[dict], shards: list[dict], store_attrs
          "matting, scored without ground truth; their JSON names the input video (sha256) and every parameter; the "
          "input videos' own terms apply to them.") if any(r["source"] == "pseudo" for r in rows) else "", "",
         "## Files", "",
-        "- `data/<split>/zarr/<split>-NNNNN.zarr.zip`: zipped zarr stores in the gvm-synth store contract (plain `zarr` opens them)",
+        f"- `data/<split>/zarr/<split>-NNNNN.zarr.zip`: zipped zarr stores in the gvm-synth store contract (`zarr` opens them once `{CODEC_FILE}` is imported: their "
+        "8- and 16-bit frames are lossless JPEG XL, which zarr reads through imagecodecs)",
         "- `data/<split>/webdataset/<split>-NNNNN.tar`: WebDataset shards, one sample per clip: `json`, `fgr.png`, `alpha.png` "
         "(16-bit) and the other image-like arrays, every frame stacked top to bottom in one lossless PNG; float arrays "
         "(`depth`, `flow`) and each person's coverage (`instances`) as `.npy` (`numpy.load(io.BytesIO(sample[\"depth.npy\"]))`)",

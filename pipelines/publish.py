@@ -220,6 +220,7 @@ def publish(c: dict) -> dict:
     (out / "README.md").write_text(card.card(c, rows, shard_list, store_attrs, bodies, motions, shown, defn_hash,
                                              clipstore.outputs_held(root, ids)))
     (out / "CITATION.cff").write_text(card.citation(c, today))
+    (out / card.CODEC_FILE).write_text(Path(clipstore.codecs.__file__).read_text())
     sha = {f: provenance.sha256(out / f) for s in shard_list for f in s["files"]}
     sha.update({n: provenance.sha256(out / n) for n in (card.CLIPS_CSV, card.ARRAYS_CSV)})
     card.croissant(out, c, shard_list, sha, today)
