@@ -18,10 +18,10 @@ from clipstore.location import beside
 SUFFIX = ".failures.jsonl"
 
 
-def log_beside(store_path: str) -> Path | None:
-    """The log beside a store on this machine's disk (a cluster shares it); None for a store behind a
-    URL, whose failures are then only in the run's summary."""
-    return beside(store_path, SUFFIX)
+def log_beside(store_path: str, local_dir: str | None = None) -> Path:
+    """The log beside a store on this machine's disk (a cluster shares it); for a store behind a URL,
+    under `local_dir` (clipstore.location.beside), written by the driver and by workers on this machine."""
+    return beside(store_path, SUFFIX, local_dir)
 
 
 def failures(log: Path | None) -> list[dict]:

@@ -1,20 +1,29 @@
 """Where a store lives: a local folder, or an fsspec URL (s3://, gs://, file://, memory://, ...).
 
 A local folder opens through zarr's LocalStore; a URL through zarr's fsspec store, whose
-credentials and endpoints come from fsspec's own configuration (FSSPEC_<PROTOCOL>_<KEY> variables
-or ~/.config/fsspec). A file:// store, like a local one, makes its folders as it writes.
+credentials and endpoint come from `store.options` (`configure`), fsspec's own configuration
+(FSSPEC_<PROTOCOL>_<KEY> variables or ~/.config/fsspec) or the cloud SDK's usual variables
+(AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...). A file:// store, like a local one, makes its folders as it
+writes. What must be a local file (a contact sheet, a report, the failure log, progress marks) lies
+beside a local store, and for a store behind a URL under `store.local_dir` (`beside`).
 """
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import fsspec
 
 from clipstore.schema import StoreError
+from core.conf import load as load_conf
 
-_URL_OPTIONS = {"file": {"auto_mkdir": True}, "local": {"auto_mkdir": True}}
+# s3: listings are not cached, so a clip another process (a Ray worker) wrote is seen at once
+_URL_OPTIONS = {"file": {"auto_mkdir": True}, "local": {"auto_mkdir": True}, "s3": {"use_listings_cache": False}}
+# what a process started from this one needs to reach the same stores: fsspec's and the cloud SDKs' variables
+_ENVIRONMENT = ("FSSPEC_", "AWS_", "GOOGLE_", "GCSFS_", "AZURE_")
 
 
 def is_url(path: str | os.PathLike) -> bool:
@@ -31,16 +40,39 @@ def name(path: str | os.PathLike) -> str:
     return os.fspath(path).rstrip("/").rsplit("/", 1)[-1]
 
 
-def beside(path: str | os.PathLike, suffix: str) -> Path | None:
-    """A local file or folder next to the store, `<store name less .zarr><suffix>` (a contact sheet,
-    a report); None for a store that is not on this machine's disk (memory://, s3://, ...)."""
+def beside(path: str | os.PathLike, suffix: str, local_dir: str | os.PathLike | None = None) -> Path:
+    """A local file or folder named after the store, `<store name less .zarr><suffix>` (a contact
+    sheet, a report, the failure log): next to a store on this machine's disk, and for one behind a URL
+    under `local_dir` (null: conf/storage/local.yaml's) at `<protocol>/<bucket and path>`, so two
+    buckets' stores of one name keep theirs apart."""
     p = os.fspath(path)
     if is_url(p):
-        if not p.startswith(("file://", "local://")):
-            return None
-        p = p.split("://", 1)[1]
+        protocol, rest = p.split("://", 1)
+        if protocol in ("file", "local"):
+            p = rest
+        else:
+            root = Path(local_dir if local_dir is not None else load_conf("storage/local")["local_dir"])
+            p = str(root.expanduser() / protocol / rest.strip("/"))
     local = Path(p).expanduser()
     return local.with_name(local.name.removesuffix(".zarr") + suffix)
+
+
+def configure(path: str | os.PathLike, options: Mapping[str, Any] | None) -> None:
+    """The filesystem options (`store.options`: endpoint_url, key, secret, ...) of a store behind a URL,
+    for this process (fsspec's configuration, read whenever a filesystem is made) and every process it
+    starts (FSSPEC_<PROTOCOL>, which fsspec reads when it loads): Ray workers, the apps a loop runs."""
+    p = os.fspath(path)
+    if not is_url(p) or not options:
+        return
+    protocol = p.split("://", 1)[0]
+    merged = {**fsspec.config.conf.get(protocol, {}), **options}
+    fsspec.config.conf[protocol] = merged
+    os.environ[f"FSSPEC_{protocol.upper()}"] = json.dumps(merged)
+
+
+def environment() -> dict[str, str]:
+    """The variables a worker on another machine needs to reach the stores this process reaches."""
+    return {k: v for k, v in os.environ.items() if k.startswith(_ENVIRONMENT)}
 
 
 def locate(path: str | os.PathLike) -> tuple[fsspec.AbstractFileSystem, str, str | Path, dict[str, Any]]:

@@ -18,10 +18,10 @@ from matting import sheet
 
 
 def default_path(cfg: dict) -> Path | None:
-    """sheet.path, else next to a store on this disk; None for a remote store without sheet.path."""
+    """sheet.path, else next to a store on this disk, or under store.local_dir for one behind a URL."""
     if cfg["sheet"].get("path"):
         return Path(cfg["sheet"]["path"])
-    return clipstore.location.beside(cfg["store"]["path"], ".contact_sheet.png")
+    return clipstore.location.beside(cfg["store"]["path"], ".contact_sheet.png", cfg["store"]["local_dir"])
 
 
 def check(s: dict) -> None:
@@ -144,6 +144,7 @@ def write_outputs(root, out: Path, clips: int, cell: int, ids: list[str] | None 
 def main(cfg: DictConfig) -> int:
     c = to_container(cfg)
     check(c["sheet"])
+    clipstore.location.configure(c["store"]["path"], c["store"]["options"])
     try:
         root = clipstore.open_store(c["store"]["path"])
     except clipstore.StoreError as e:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import clipstore.location
 from clipstore.failures import failures, record
 from core import stops
 from core.cli import UserError
@@ -28,19 +29,21 @@ REPO = Path(__file__).resolve().parent.parent
 
 # --- the cluster ------------------------------------------------------------------------------------
 
-def _runtime_env(cl: dict) -> dict | None:
-    """What a joined cluster's workers need to run this checkout's code: the checkout itself, uploaded.
+def _runtime_env(cl: dict) -> dict:
+    """What the workers need: the variables that reach the driver's stores (an object store's endpoint
+    and credentials) and, on a joined cluster, this checkout's code, uploaded.
 
     Ray's working_dir, not py_modules: with py_modules Ray still puts the driver's current folder
     first on the workers' sys.path, so a node holding an older copy at that path would run it.
-    A local cluster shares this machine's files and gets nothing.
+    A local cluster shares this machine's files and gets no code.
     """
+    env = {"env_vars": clipstore.location.environment()}
     if not cl["address"] or not cl["ship_code"]:
-        return None
+        return env
     if not (REPO / "pyproject.toml").is_file():
         raise UserError(f"cluster.ship_code: {REPO} is not a source checkout; install the project on every node "
                         f"and set cluster.ship_code=false")
-    return {"working_dir": str(REPO), "excludes": list(cl["ship_excludes"])}  # .gitignore'd paths stay too
+    return {**env, "working_dir": str(REPO), "excludes": list(cl["ship_excludes"])}  # .gitignore'd paths stay too
 
 
 def check_reachable(address: str, timeout: float) -> None:
@@ -73,7 +76,8 @@ def connect(cl: dict) -> None:
             raise UserError(f"cluster.address {cl['address']}: {' '.join(str(e).split())[:300]}") from None
     else:
         # "local", not None: None would join whatever RAY_ADDRESS or a `ray start` on this machine names.
-        ray.init(address="local", num_cpus=cl["workers"] * cl["cpus_per_worker"], _temp_dir=cl["temp_dir"], **kwargs)
+        ray.init(address="local", num_cpus=cl["workers"] * cl["cpus_per_worker"], _temp_dir=cl["temp_dir"],
+                 runtime_env=_runtime_env(cl), **kwargs)
 
 
 # --- the loop ----------------------------------------------------------------------------------------

@@ -102,9 +102,6 @@ def check(c: dict) -> dict:
         raise UserError("input: give a video file, a folder of videos or a folder of frames (input=PATH)")
     if not c["store"].get("path"):
         raise UserError("store.path: give the store to write the pseudo clips into")
-    if beside(c["store"]["path"], ".pseudolabel") is None:
-        raise UserError(f"store.path: {c['store']['path']} is not on this machine's file system; pseudo-labelling "
-                        "keeps its progress beside the store, so it needs a local store path")
     if c["labeler"] not in LABELERS:
         raise UserError(f"labeler: {c['labeler']!r} is not one of {', '.join(LABELERS)}")
     if c["labeler"] == "gvm" and not (c["checkpoint"] and Path(c["checkpoint"]).is_dir()):
@@ -292,7 +289,7 @@ def label_video(path: str, c: dict, progress: Callable[[int], None] | None = Non
     try:
         sha = content_sha256(path)
         key = video_key(path, sha)
-        marks = beside(c["store"]["path"], ".pseudolabel") / key
+        marks = beside(c["store"]["path"], ".pseudolabel", c["store"]["local_dir"]) / key
         want = _json(settings(c))
         record = {"settings": want, "sha256": sha}
         if done.is_done(marks, record):
@@ -400,7 +397,7 @@ def run(videos: list[Path], c: dict, frames: dict[Path, int | str]) -> tuple[lis
     (Ctrl-C or SIGTERM: the videos under way are dropped, their clips written so far are complete).
     With cluster.workers > 1 each video is a Ray task of the shared job loop (pipelines.jobs); a
     video that fails is kept in the failure log beside the store either way."""
-    log = log_beside(c["store"]["path"])
+    log = log_beside(c["store"]["path"], c["store"]["local_dir"])
     frames = {v: n if isinstance(n, int) else 0 for v, n in frames.items()}   # progress units
     if c["cluster"]["workers"] > 1 and len(videos) > 1:
         out = jobs.run(label_video, [jobs.Job(v.name, frames[v], (str(v), c)) for v in videos], c["cluster"], log,
@@ -443,6 +440,7 @@ def table(rows: list[dict]) -> str:
 @app("pseudolabel")
 def main(cfg: DictConfig) -> int:
     c = check(to_container(cfg))
+    clipstore.location.configure(c["store"]["path"], c["store"]["options"])
     videos = find_videos(c["input"])
     found = inspect(videos, c)
     broken = [why for why in found.values() if isinstance(why, str)]
@@ -451,7 +449,7 @@ def main(cfg: DictConfig) -> int:
     try:   # an existing path must be a store of this format, a new one a place it can be made: before any work
         if not clipstore.creatable(c["store"]["path"]):
             writable(c["store"]["path"], "store.path")
-        writable(beside(c["store"]["path"], ".pseudolabel"), "store.path (its .pseudolabel folder beside it)")
+        writable(beside(c["store"]["path"], ".pseudolabel", c["store"]["local_dir"]), "store.path (its .pseudolabel folder beside it)")
     except clipstore.StoreError as e:
         raise UserError(str(e)) from None
     start = time.perf_counter()
@@ -468,7 +466,7 @@ def main(cfg: DictConfig) -> int:
         raise stopped
     if written:
         clipstore.finalize(c["store"]["path"])        # the manifest and consolidated metadata, as a render run
-        sheet = beside(c["store"]["path"], ".pseudolabel") / "contact_sheet.png"
+        sheet = beside(c["store"]["path"], ".pseudolabel", c["store"]["local_dir"]) / "contact_sheet.png"
         sh = c["sheet"]
         contact_sheet.write(clipstore.open_store(c["store"]["path"]), sheet, sh["clips"], sh["frames"], sh["cell"], 0,
                             ids=written)

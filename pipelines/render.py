@@ -116,7 +116,7 @@ def run(specs: list[ClipSpec], cfg: dict) -> jobs.Outcome:
     compression = dataclasses.asdict(clipstore.Compression.from_config(cfg["store"]))
     store_path = clipstore.absolute(cfg["store"]["path"])  # workers may run elsewhere
     todo = [jobs.Job(s.clip_id, s.n_frames, (s.to_dict(), store_path, compression, cl["cpus_per_worker"])) for s in specs]
-    return jobs.run(render_and_store, todo, cl, log_beside(cfg["store"]["path"]), "render", noun="clips",
+    return jobs.run(render_and_store, todo, cl, log_beside(cfg["store"]["path"], cfg["store"]["local_dir"]), "render", noun="clips",
                     max_calls=cl["clips_per_worker"])
 
 
@@ -138,7 +138,7 @@ def summary(cfg: dict, n_planned: int, skipped: int, outcome: jobs.Outcome, wall
         lines.append(f"rendered on {len(nodes)} nodes")
     if sheet:
         lines.append(f"contact sheet: {sheet}")
-    lines += jobs.failed_lines(outcome, log_beside(root))
+    lines += jobs.failed_lines(outcome, log_beside(root, cfg["store"]["local_dir"]))
     return "\n".join(lines)
 
 
@@ -215,6 +215,7 @@ def outputs(c: dict) -> None:
 @app("render")
 def main(cfg: DictConfig) -> int:
     c = to_container(cfg)
+    clipstore.location.configure(c["store"]["path"], c["store"]["options"])
     plan.check(c)
     contact_sheet.check(c["sheet"])
     outputs(c)

@@ -200,10 +200,10 @@ def plot(params: list[Parameter], out: Path, r: dict) -> Path:
 
 
 def default_dir(cfg: dict) -> Path | None:
-    """report.path, else next to a store on this disk; None for a remote store without report.path."""
+    """report.path, else next to a store on this disk, or under store.local_dir for one behind a URL."""
     if cfg["report"].get("path"):
         return Path(cfg["report"]["path"])
-    return clipstore.location.beside(cfg["store"]["path"], ".report")
+    return clipstore.location.beside(cfg["store"]["path"], ".report", cfg["store"]["local_dir"])
 
 
 def write(root, folder: Path, cfg: dict, sheet: Path | None = None) -> tuple[Path, str] | None:
@@ -244,6 +244,7 @@ def main(cfg: DictConfig) -> int:
     c = to_container(cfg)
     if not c["store"]["path"]:
         raise UserError("give the store: python -m pipelines.report <store> (or store.path=<store>)")
+    clipstore.location.configure(c["store"]["path"], c["store"]["options"])
     try:
         root = clipstore.open_store(c["store"]["path"])
     except clipstore.StoreError as e:

@@ -101,7 +101,7 @@ def two_nodes(ray_tmp):
         while len(nodes := _alive_nodes(address)) < 2 and time.monotonic() < deadline:
             time.sleep(1)
         assert len(nodes) == 2, "the second node did not join"
-        yield address, sorted(nodes)
+        yield address, sorted(nodes), [p.pid for p in started]   # what a test may signal: these and their descendants
     finally:
         procs = []
         for p in started:
@@ -121,7 +121,7 @@ def two_nodes(ray_tmp):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_render_on_a_two_node_cluster(two_nodes, tmp_path, ray_tmp, cache_dir):
-    address, nodes = two_nodes
+    address, nodes, _ = two_nodes
     path = tmp_path / "store.zarr"
     # Joined by address, with the store given as a URL; one CPU per task, so the two clips can
     # only run at the same time on different nodes.

@@ -31,11 +31,14 @@ def test_a_store_as_first_argument(tmp_path):
     assert "2 clips" in r.stdout and (tmp_path / "out" / "parameters.png").is_file()
 
 
-def test_outputs_beside_a_store_only_on_this_disk():
+def test_outputs_beside_a_store_on_this_disk_and_under_local_dir_for_a_url():
     from clipstore.location import beside
     assert beside("/data/synth.zarr", ".report") == Path("/data/synth.report")
     assert beside("file:///data/synth.zarr", ".contact_sheet.png") == Path("/data/synth.contact_sheet.png")
-    assert beside("memory://bucket/synth.zarr", ".report") is None
+    # a store behind a URL: under store.local_dir, by protocol, bucket and path (two buckets' stores apart)
+    assert beside("s3://bucket/runs/synth.zarr", ".report", "/tmp/x") == Path("/tmp/x/s3/bucket/runs/synth.report")
+    assert beside("s3://other/runs/synth.zarr/", ".report", "/tmp/x") == Path("/tmp/x/s3/other/runs/synth.report")
+    assert beside("memory://bucket/synth.zarr", ".report") == Path("outputs/memory/bucket/synth.report")  # conf's
 
 
 def test_a_parameter_at_its_config_path_takes_that_range_only():
