@@ -166,7 +166,7 @@ def write_clip(root: zarr.Group, clip_id: str, arrays: Mapping[str, np.ndarray],
         o = decl.get(name)
         own = {k: v for k, v in o.attrs.items() if k != "name"} if o is not None else {}
         arr = g.create_array(name, shape=a.shape, dtype=a.dtype, chunks=(1, *a.shape[1:]),
-                             shards=a.shape, **compression.codecs(o.codec if o else _codec(a.dtype), a.dtype),
+                             shards=a.shape, **compression.codecs(o.codec if o else _codec(a.dtype), a.dtype, a.shape[3] if a.ndim == 4 else 1),
                              dimension_names=DIMS[a.ndim], fill_value=0,
                              attributes={**own, **((array_attrs or {}).get(name) or {})},
                              # every chunk stored, zeros too: a shard file that is missing is then damage,

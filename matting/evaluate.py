@@ -147,18 +147,29 @@ def read_png(path: Path, colour: bool = False) -> np.ndarray:
     return img.astype(np.float32) / 255
 
 
+# The ground truth's own work (flow, gradients), kept in this process for the next method scored against
+# the same set (pipelines.loop scores several); evaluate() sizes it (truth_cache_mb).
+TRUTH = M.TruthCache(0)
+
+
+def _identity(path: Path) -> tuple[str, int, int]:
+    """A truth file as the cache knows it: rewritten, it is another file."""
+    st = path.stat()
+    return str(path.resolve()), st.st_mtime_ns, st.st_size
+
+
 def score_clip(clip: Clip, protocol: str, cfg: Mapping[str, Any],
                on_frame: Callable[[], Any] | None = None, threads: int = 1) -> dict[str, np.ndarray]:
     """Per-frame metrics of one clip. With threads > 1 frames are read and scored ahead in that many
     threads (OpenCV and numpy let go of the GIL), at most two per thread in memory, and each frame's
     temporal metrics run as soon as it and the one before are in; the numbers are the same."""
-    scorer = M.ClipScorer(protocol, cfg)
+    scorer = M.ClipScorer(protocol, cfg, TRUTH)
 
     def own(t: int) -> tuple[dict[str, float], M.Frame]:
         return scorer.frame(_read(clip.pred_pha, t), _read(clip.true_pha, t), _read(clip.pred_fgr, t, True),
                             _read(clip.true_fgr, t, True), _read(clip.true_hair, t),
                             None if clip.true_classes is None else _labels(clip.true_classes[t]),
-                            _read(clip.true_others, t))
+                            _read(clip.true_others, t), key=_identity(clip.true_pha[t]))
 
     n, rows = len(clip.true_pha), []
     with ThreadPoolExecutor(max(1, threads)) as pool:
@@ -191,11 +202,13 @@ def _read(files: list[Path] | None, t: int, colour: bool = False) -> np.ndarray 
 
 
 def evaluate(pred_dir: str | Path, gt_dir: str | Path, protocol: str = "lr", cfg: Mapping[str, Any] | None = None,
-             workers: int = 0, progress: bool = True, threads: int = 0) -> dict[str, Any]:
+             workers: int = 0, progress: bool = True, threads: int = 0, truth_cache_mb: int = 0) -> dict[str, Any]:
     """Score every gt clip; returns the JSON summary (dataset and clip means, per-frame values, conventions).
 
     cfg is the `metrics` block of conf/evaluate.yaml (that file's values when None); workers > 0 scores
     clips in that many processes; each scores a clip's frames in `threads` threads (0: one per CPU core).
+    truth_cache_mb: memory for the ground truth's flow and gradients, kept for the next evaluation of
+    the same set in this process (0: none).
     """
     from tqdm import tqdm
     if protocol not in M.PROTOCOLS:
@@ -205,6 +218,9 @@ def evaluate(pred_dir: str | Path, gt_dir: str | Path, protocol: str = "lr", cfg
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
         raise UserError(f"threads must be a non-negative integer, got {threads!r}")
     threads = threads or os.cpu_count() or 1
+    if isinstance(truth_cache_mb, bool) or not isinstance(truth_cache_mb, int) or truth_cache_mb < 0:
+        raise UserError(f"truth_cache_mb must be a non-negative integer, got {truth_cache_mb!r}")
+    TRUTH.max_bytes = truth_cache_mb * 2 ** 20
     try:
         cfg = M.check_config(cfg)
     except ValueError as e:
@@ -353,7 +369,8 @@ def main(cfg: DictConfig) -> int:
         if not c[key]:
             raise UserError(f"{key} is not set: pass {key}=<folder with <clip>/pha/*.png>")
     writable(c["output"], "output", folder=False)   # before the scoring, not after it
-    result = evaluate(c["pred"], c["gt"], c["protocol"], c["metrics"], c["workers"], c["progress"], c["threads"])
+    result = evaluate(c["pred"], c["gt"], c["protocol"], c["metrics"], c["workers"], c["progress"], c["threads"],
+                      c["truth_cache_mb"])
     paths = write_report(result, c["output"])
     print(markdown_table(result))
     print("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -33,7 +33,9 @@ no trimap) or, closer to the benchmark, which scored the trimap's unknown region
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -190,6 +192,37 @@ class Frame:
     pred: np.ndarray
     true: np.ndarray
     region: np.ndarray | None   # MESSDdt's mask (region: unknown)
+    key: Hashable | None        # the truth's identity (TruthCache), None: not kept
+
+
+class TruthCache:
+    """What the metrics compute from the ground truth alone (a frame's gradient magnitude, its optical
+    flow from the frame before), kept by the truth's identity (its file, as matting.evaluate names it)
+    for the next method scored against the same set: computed once, the numbers the same. The least
+    recently used goes first past `max_bytes`; safe to share between threads."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[Hashable, np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable | None, make: Callable[[], np.ndarray]) -> np.ndarray:
+        if key is None or self.max_bytes <= 0:
+            return make()
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = make()
+        value.flags.writeable = False   # shared: whoever gets it reads it
+        with self._lock:
+            if key not in self._items and value.nbytes <= self.max_bytes:
+                self._items[key] = value
+                self._bytes += value.nbytes
+                while self._bytes > self.max_bytes:
+                    self._bytes -= self._items.popitem(last=False)[1].nbytes
+        return value
 
 
 class ClipScorer:
@@ -199,10 +232,10 @@ class ClipScorer:
     the one before) keep no state, so a caller may run them for many frames at once (matting.evaluate's
     threads) and join each frame's two parts with `join`."""
 
-    def __init__(self, protocol: str = "lr", cfg: Mapping[str, Any] | None = None):
+    def __init__(self, protocol: str = "lr", cfg: Mapping[str, Any] | None = None, cache: TruthCache | None = None):
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be lr or hr, not {protocol!r}")
-        self.protocol, self.cfg = protocol, check_config(cfg)
+        self.protocol, self.cfg, self.cache = protocol, check_config(cfg), cache or TruthCache(0)
         self._prev: Frame | None = None
         self._unknown_kernel = disc(self.cfg["messddt"]["unknown_dilation"])
         self._hair_kernel = disc(self.cfg["hair"]["dilation"])
@@ -218,11 +251,11 @@ class ClipScorer:
     def frame(self, pred_pha: np.ndarray, true_pha: np.ndarray, pred_fgr: np.ndarray | None = None,
               true_fgr: np.ndarray | None = None, true_hair: np.ndarray | None = None,
               true_classes: np.ndarray | None = None,
-              true_others: np.ndarray | None = None) -> tuple[dict[str, float], Frame]:
+              true_others: np.ndarray | None = None, key: Hashable | None = None) -> tuple[dict[str, float], Frame]:
         """The metrics of one frame alone, and what `pair` needs of it: alphas (H, W), foregrounds
         (H, W, 3), all float32 in [0, 1]; `true_classes` (H, W) the class labels (clipstore.CLASS_LABELS,
         1-based, uint8); `true_others` (H, W) the other people's coverage in [0, 1] when the clip is
-        matted for one of several."""
+        matted for one of several; `key` the truth's identity, what the cache keeps its work under."""
         p, g = _f32(pred_pha), _f32(true_pha)
         if p.shape != g.shape:
             raise ValueError(f"predicted alpha is {p.shape[1]}x{p.shape[0]}, true alpha {g.shape[1]}x{g.shape[0]}")
@@ -230,7 +263,8 @@ class ClipScorer:
         err = p - g
         out = {"pha_mad": float(np.abs(err).mean() * 1e3), "pha_mse": float((err * err).mean() * 1e3)}
         mag_p = gradient_magnitude(p, gc["sigma"], gc["eps"], lr)
-        mag_g = gradient_magnitude(g, gc["sigma"], gc["eps"], lr)
+        mag_g = self.cache.get(None if key is None else ("grad", key, gc["sigma"], gc["eps"], lr),
+                               lambda: gradient_magnitude(g, gc["sigma"], gc["eps"], lr))
         grad_err = (mag_g - mag_p) ** 2
         out["pha_grad"] = float(grad_err.sum() * 1e-3)
         if lr:
@@ -262,16 +296,20 @@ class ClipScorer:
         region = None
         if mc["enabled"] and mc["region"] == "unknown":
             region = cv2.dilate(((g > 0) & (g < 1)).astype(np.uint8), self._unknown_kernel).astype(np.float32)
-        return out, Frame(p, g, region)
+        return out, Frame(p, g, region, key)
 
     def pair(self, prev: Frame | None, cur: Frame) -> dict[str, float]:
         """The temporal metrics of `cur` after `prev` (None: the clip's first frame, which scores 0)."""
         mc = self.cfg["messddt"]
         out = {"pha_dtssd": 0.0 if prev is None else dtssd(prev.pred, cur.pred, prev.true, cur.true)}
         if mc["enabled"]:
-            out["pha_messddt"] = 0.0 if prev is None else messddt(
-                prev.pred, cur.pred, prev.true, cur.true, ground_truth_flow(prev.true, cur.true, mc["dis_preset"]),
-                prev.region, cur.region)
+            if prev is None:
+                out["pha_messddt"] = 0.0
+            else:
+                keyed = prev.key is not None and cur.key is not None
+                flow = self.cache.get(("flow", prev.key, cur.key, mc["dis_preset"]) if keyed else None,
+                                      lambda: ground_truth_flow(prev.true, cur.true, mc["dis_preset"]))
+                out["pha_messddt"] = messddt(prev.pred, cur.pred, prev.true, cur.true, flow, prev.region, cur.region)
         return out
 
 

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 CLIPS_CSV = "clips.csv"
 ARRAYS_CSV = "arrays.csv"
 CROISSANT = "croissant.json"
-CODEC_FILE = "zarr_jpegxl.py"   # clipstore/codecs.py, for readers without gvm-synth
+CODEC_FILE = "zarr_imagecodecs.py"   # clipstore/codecs.py, for readers without gvm-synth
 CLIP_FIELDS = ("clip_id", "split", "frames", "fps", "width", "height", "source", "body_model", "motion", "hair_style")
 ARRAY_FIELDS = ("clip_id", "array", "dtype", "shape")
 SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test"}   # the Hub's split names
@@ -153,7 +153,7 @@ def card(c: Mapping[str, Any], rows: list[dict], shards: list[dict], store_attrs
          "input videos' own terms apply to them.") if any(r["source"] == "pseudo" for r in rows) else "", "",
         "## Files", "",
         f"- `data/<split>/zarr/<split>-NNNNN.zarr.zip`: zipped zarr stores in the gvm-synth store contract (`zarr` opens them once `{CODEC_FILE}` is imported: their "
-        "8- and 16-bit frames are lossless JPEG XL, which zarr reads through imagecodecs)",
+        "8- and 16-bit frames are lossless WebP and JPEG XL, which zarr reads through imagecodecs)",
         "- `data/<split>/webdataset/<split>-NNNNN.tar`: WebDataset shards, one sample per clip: `json`, `fgr.png`, `alpha.png` "
         "(16-bit) and the other image-like arrays, every frame stacked top to bottom in one lossless PNG; float arrays "
         "(`depth`, `flow`) and each person's coverage (`instances`) as `.npy` (`numpy.load(io.BytesIO(sample[\"depth.npy\"]))`)",

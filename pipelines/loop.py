@@ -153,7 +153,7 @@ class Stages:
             results[bench.name] = {}
             for method in METHODS:
                 r = evaluate(self.out / "pred" / bench.name / method, bench, ec["protocol"], ec["metrics"], ec["workers"],
-                             threads=ec["threads"])
+                             threads=ec["threads"], truth_cache_mb=ec["truth_cache_mb"])
                 write_evaluation(r, self.out / "eval" / bench.name / f"{method}.json")
                 results[bench.name][method] = r
         return results

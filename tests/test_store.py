@@ -93,8 +93,8 @@ def test_write_refuses_a_source_outside_the_contract(tmp_path):
     assert clipstore.complete_ids(root) == ["a"]
 
 
-def test_frames_are_lossless_jpegxl_and_stores_of_the_old_codecs_still_read(tmp_path):
-    """Every 8- and 16-bit output (colour, grey, several channels) round-trips exactly through JPEG XL;
+def test_frames_are_lossless_webp_and_jpegxl_and_stores_of_the_old_codecs_still_read(tmp_path):
+    """Every 8- and 16-bit output (colour, grey, several channels) round-trips exactly (colour through WebP, the rest JPEG XL, or all JPEG XL);
     float outputs keep Zstd; a store written with image_codec none reads the same; and a fresh process
     with plain zarr reads the frames (the codec found by its name through this package's entry point)."""
     import subprocess
@@ -106,22 +106,29 @@ def test_frames_are_lossless_jpegxl_and_stores_of_the_old_codecs_still_read(tmp_
               "instances": rng.integers(0, 65536, (t, h, w, 1), np.uint16),
               "extra": rng.integers(0, 65536, (t, h, w, 3), np.uint16),   # undeclared, several channels
               "depth": rng.random((t, h, w)).astype(np.float16)}
-    for codec in ("jpegxl", "none"):
+    expect = {"auto": {"fgr": "imagecodecs_webp", "alpha": "imagecodecs_jpegxl", "instances": "imagecodecs_jpegxl",
+                       "extra": "imagecodecs_jpegxl", "depth": "zstd"},
+              "jpegxl": {"fgr": "imagecodecs_jpegxl", "alpha": "imagecodecs_jpegxl", "instances": "imagecodecs_jpegxl",
+                         "extra": "imagecodecs_jpegxl", "depth": "zstd"},
+              "none": {"fgr": "blosc", "alpha": "zstd", "instances": "zstd", "extra": "zstd", "depth": "zstd"}}
+    for codec in expect:
         root = clipstore.create(tmp_path / f"{codec}.zarr", {})
-        compression = clipstore.Compression(3, 3, codec, 3)
+        compression = clipstore.Compression(3, 3, codec, 2, 50, 3)
         clipstore.write_clip(root, "clip000000", arrays, {"source": "synthetic", "fps": 8.0}, compression)
         clip = clipstore.open_store(tmp_path / f"{codec}.zarr")["clips"]["clip000000"]
         for name, a in arrays.items():
             assert np.array_equal(clip[name][:], a), (codec, name)
             named = [c["name"] for c in clip[name].metadata.to_dict()["codecs"][0]["configuration"]["codecs"]]
-            assert ("imagecodecs_jpegxl" in named) == (codec == "jpegxl" and name != "depth"), (codec, name, named)
+            assert expect[codec][name] in named, (codec, name, named)
     code = ("import sys, zarr, numpy as np\n"
-            f"g = zarr.open_group({str(tmp_path / 'jpegxl.zarr')!r}, mode='r')['clips']['clip000000']\n"
-            "sys.stdout.write(str(int(g['alpha'][:].astype(np.int64).sum())))\n")
+            f"g = zarr.open_group({str(tmp_path / 'auto.zarr')!r}, mode='r')['clips']['clip000000']\n"
+            "sys.stdout.write(str(int(g['alpha'][:].astype(np.int64).sum() + g['fgr'][:].astype(np.int64).sum())))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and int(r.stdout) == int(arrays["alpha"].astype(np.int64).sum()), r.stderr[-1500:]
-    with pytest.raises(clipstore.StoreError, match="store.image_codec must be one of jpegxl, none"):
-        clipstore.Compression.from_config({"colour_clevel": 3, "mask_clevel": 3, "image_codec": "webp", "jpegxl_effort": 3})
+    total = int(arrays["alpha"].astype(np.int64).sum() + arrays["fgr"].astype(np.int64).sum())
+    assert r.returncode == 0 and int(r.stdout) == total, r.stderr[-1500:]
+    with pytest.raises(clipstore.StoreError, match="store.image_codec must be one of auto, jpegxl, none"):
+        clipstore.Compression.from_config({"colour_clevel": 3, "mask_clevel": 3, "image_codec": "webp", "jpegxl_effort": 3,
+                                          "webp_level": 50, "webp_method": 3})
 
 
 def test_bench_store_prints_bytes_over_png_and_checks_every_read(tmp_path, capsys):
@@ -130,11 +137,11 @@ def test_bench_store_prints_bytes_over_png_and_checks_every_read(tmp_path, capsy
     from pipelines import bench_store
     write_store(tmp_path / "s.zarr", 2)
     cfg = to_container(compose("bench_store", [f"store.path={tmp_path / 's.zarr'}", f"bench.workdir={tmp_path}",
-                                               "~bench.settings.jpegxl_e7"]))
+                                               "~bench.settings.jpegxl_e7", "~bench.settings.jpegxl_e3"]))
     assert bench_store.main.task(cfg) == 0
     out = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines() if ": " in line and not line.startswith("bench"))
-    assert set(out) >= {"blosc_zstd_over_png", "jpegxl_e3_over_png", "jpegxl_e3_decode_fps", "png_mib_per_clip"}
+    assert set(out) >= {"blosc_zstd_over_png", "webp_jpegxl_over_png", "webp_jpegxl_decode_fps", "png_mib_per_clip"}
     assert all(float(v.split()[0]) > 0 for v in out.values() if "n/a" not in v)
-    assert out["jpegxl_e3_encode_over_render"].startswith("n/a")   # these clips hold no render record
-    assert float(out["jpegxl_e3_over_png"]) != float(out["blosc_zstd_over_png"])   # each setting wrote its own
+    assert out["webp_jpegxl_encode_over_render"].startswith("n/a")   # these clips hold no render record
+    assert float(out["webp_jpegxl_over_png"]) != float(out["blosc_zstd_over_png"])   # each setting wrote its own
     assert not list(tmp_path.glob("gvm-bench-store-*"))   # its temporary stores are gone
