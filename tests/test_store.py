@@ -1,3 +1,5 @@
+import os
+from pathlib import Path
 import json
 
 import numpy as np
@@ -145,3 +147,27 @@ def test_bench_store_prints_bytes_over_png_and_checks_every_read(tmp_path, capsy
     assert out["webp_jpegxl_encode_over_render"].startswith("n/a")   # these clips hold no render record
     assert float(out["webp_jpegxl_over_png"]) != float(out["blosc_zstd_over_png"])   # each setting wrote its own
     assert not list(tmp_path.glob("gvm-bench-store-*"))   # its temporary stores are gone
+
+
+def test_the_codec_file_alone_reads_a_store_without_this_project(tmp_path):
+    """What a reader without gvm-synth has: zarr, imagecodecs and clipstore/codecs.py copied beside
+    their code (a release ships it as zarr_imagecodecs.py). The project and its entry points hidden."""
+    import shutil
+    import subprocess
+    import sys
+    from conftest import write_store
+    write_store(tmp_path / "s.zarr", 1)
+    shutil.copy(Path(clipstore.codecs.__file__), tmp_path / "zarr_imagecodecs.py")
+    code = ("import sys, importlib.metadata as md\n"
+            "sys.modules['clipstore'] = None   # not installed\n"
+            "kept = md.EntryPoints(e for d in md.distributions() for e in d.entry_points if not e.value.startswith('clipstore'))\n"
+            "md.entry_points = lambda **k: kept.select(**k) if k else kept\n"
+            "import zarr\n"
+            "import zarr_imagecodecs\n"
+            "g = zarr.open_group('s.zarr', mode='r')['clips']['clip000000']\n"
+            "sys.stdout.write(f\"{int(g['alpha'][:].sum())} {int(g['fgr'][:].sum())}\")\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    clip = clipstore.open_store(tmp_path / "s.zarr")["clips"]["clip000000"]
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == [str(int(clip["alpha"][:].sum())), str(int(clip["fgr"][:].sum()))]
