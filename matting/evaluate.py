@@ -21,8 +21,8 @@ import csv
 import json
 import math
 import os
-from collections.abc import Callable, Mapping
 from collections import deque
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
