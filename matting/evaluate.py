@@ -147,8 +147,8 @@ def read_png(path: Path, colour: bool = False) -> np.ndarray:
     return img.astype(np.float32) / 255
 
 
-# The ground truth's own work (flow, gradients), kept in this process for the next method scored against
-# the same set (pipelines.loop scores several); evaluate() sizes it (truth_cache_mb).
+# The ground truth, read, and its own work (flow, gradients), kept in this process for the next method
+# scored against the same set (pipelines.loop scores several); evaluate() sizes it (truth_cache_mb).
 TRUTH = M.TruthCache(0)
 
 
@@ -165,11 +165,14 @@ def score_clip(clip: Clip, protocol: str, cfg: Mapping[str, Any],
     temporal metrics run as soon as it and the one before are in; the numbers are the same."""
     scorer = M.ClipScorer(protocol, cfg, TRUTH)
 
+    def truth(files: list[Path] | None, t: int, read: Callable[[Path], np.ndarray]) -> np.ndarray | None:
+        return None if files is None else TRUTH.get(("read", *_identity(files[t]), read), lambda: read(files[t]))
+
     def own(t: int) -> tuple[dict[str, float], M.Frame]:
-        return scorer.frame(_read(clip.pred_pha, t), _read(clip.true_pha, t), _read(clip.pred_fgr, t, True),
-                            _read(clip.true_fgr, t, True), _read(clip.true_hair, t),
-                            None if clip.true_classes is None else _labels(clip.true_classes[t]),
-                            _read(clip.true_others, t), key=_identity(clip.true_pha[t]))
+        return scorer.frame(_read(clip.pred_pha, t), truth(clip.true_pha, t, read_png), _read(clip.pred_fgr, t, True),
+                            truth(clip.true_fgr, t, _read_colour), truth(clip.true_hair, t, read_png),
+                            truth(clip.true_classes, t, _labels), truth(clip.true_others, t, read_png),
+                            key=_identity(clip.true_pha[t]))
 
     n, rows = len(clip.true_pha), []
     with ThreadPoolExecutor(max(1, threads)) as pool:
@@ -188,6 +191,10 @@ def score_clip(clip: Clip, protocol: str, cfg: Mapping[str, Any],
                 if on_frame is not None:
                     on_frame()
     return M.stack(rows)
+
+
+def _read_colour(path: Path) -> np.ndarray:
+    return read_png(path, colour=True)
 
 
 def _labels(path: Path) -> np.ndarray:

@@ -119,6 +119,13 @@ def test_frames_scored_in_threads_give_the_same_numbers(tmp_path):
         many = evaluate(pred, gt, "lr", cfg, progress=False, threads=threads)
         assert many["frames"] == one["frames"] and list(many["frames"]["a"]) == list(one["frames"]["a"])
     assert one["frames"]["a"]["pha_messddt"][0] == 0 and min(one["frames"]["a"]["pha_messddt"][1:]) > 0
+    # the truth kept for the next evaluation of the same set: the same numbers, the first time and the next
+    for _ in range(2):
+        assert evaluate(pred, gt, "lr", cfg, progress=False, threads=3, truth_cache_mb=64)["frames"] == one["frames"]
+    # a truth file written again is read again, not taken from the cache
+    cv2.imwrite(str(gt / "a" / "pha" / "0005.png"), np.zeros((H, W), np.uint8))
+    changed = evaluate(pred, gt, "lr", cfg, progress=False, threads=3, truth_cache_mb=64)["frames"]["a"]
+    assert changed["pha_mad"][5] != one["frames"]["a"]["pha_mad"][5] and changed["pha_mad"][4] == one["frames"]["a"]["pha_mad"][4]
     with pytest.raises(UserError, match="threads must be a non-negative integer"):
         evaluate(pred, gt, threads=-1)
 
