@@ -16,7 +16,7 @@ import numpy as np
 import zarr
 from zarr.core.sync import sync
 
-from clipstore.location import locate
+from clipstore.location import locate, reaching
 from clipstore.outputs import OUTPUTS, Output
 from clipstore.schema import CLIPS, DIMS, FORMAT, FORMAT_VERSION, REQUIRED, SOURCES, Compression, StoreError
 from core.colour import alpha_float
@@ -24,8 +24,9 @@ from core.colour import alpha_float
 
 def _check_not_file(path: str | os.PathLike) -> None:
     fs, p, _, _ = locate(path)
-    if fs.exists(p) and not fs.isdir(p):
-        raise StoreError(f"store path {path} is a file, not a zarr store folder")
+    with reaching(path):   # the first request to a store behind a URL
+        if fs.exists(p) and not fs.isdir(p):
+            raise StoreError(f"store path {path} is a file, not a zarr store folder")
 
 
 def _check_format(root: zarr.Group, path: Path) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from core.conf import load as load_conf
 _URL_OPTIONS = {"file": {"auto_mkdir": True}, "local": {"auto_mkdir": True}, "s3": {"use_listings_cache": False}}
 # what a process started from this one needs to reach the same stores: fsspec's and the cloud SDKs' variables
 _ENVIRONMENT = ("FSSPEC_", "AWS_", "GOOGLE_", "GCSFS_", "AZURE_")
+# whose errors mean a store behind a URL cannot be reached: no answer, no credentials, access refused
+_REMOTE = ("botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "google")
 
 
 def is_url(path: str | os.PathLike) -> bool:
@@ -57,11 +60,29 @@ def beside(path: str | os.PathLike, suffix: str, local_dir: str | os.PathLike | 
     return local.with_name(local.name.removesuffix(".zarr") + suffix)
 
 
+@contextmanager
+def reaching(path: str | os.PathLike) -> Iterator[None]:
+    """Around a store's first request: a store behind a URL that cannot be reached (nothing answers at
+    the endpoint, no credentials, access refused) is one StoreError line, not the client's traceback."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except Exception as e:
+        remote = type(e).__module__.split(".")[0] in _REMOTE or isinstance(e, (ConnectionError, TimeoutError, PermissionError))
+        if not (is_url(path) and remote):
+            raise
+        raise StoreError(f"store {os.fspath(path)} cannot be reached: {' '.join(str(e).split())[:300] or type(e).__name__}") from None
+
+
 def configure(path: str | os.PathLike, options: Mapping[str, Any] | None) -> None:
     """The filesystem options (`store.options`: endpoint_url, key, secret, ...) of a store behind a URL,
     for this process (fsspec's configuration, read whenever a filesystem is made) and every process it
     starts (FSSPEC_<PROTOCOL>, which fsspec reads when it loads): Ray workers, the apps a loop runs."""
     p = os.fspath(path)
+    if options is not None and not isinstance(options, Mapping):
+        raise StoreError(f"store.options must be the filesystem's options as key: value pairs (e.g. "
+                         f"{{endpoint_url: http://host:9000, key: ..., secret: ...}}), got {options!r}")
     if not is_url(p) or not options:
         return
     protocol = p.split("://", 1)[0]
@@ -91,10 +112,12 @@ def locate(path: str | os.PathLike) -> tuple[fsspec.AbstractFileSystem, str, str
 
 def exists(path: str | os.PathLike) -> bool:
     fs, on_fs, _, _ = locate(path)
-    return fs.exists(on_fs)
+    with reaching(path):
+        return fs.exists(on_fs)
 
 
 def size_bytes(path: str | os.PathLike) -> int:
     """Bytes the store takes where it lives."""
     fs, on_fs, _, _ = locate(path)
-    return int(fs.du(on_fs)) if fs.exists(on_fs) else 0
+    with reaching(path):
+        return int(fs.du(on_fs)) if fs.exists(on_fs) else 0

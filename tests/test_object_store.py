@@ -176,3 +176,29 @@ def test_every_app_reads_and_writes_a_bucket(s3, bucket, tmp_path):
     r = run(env, "pipelines.pseudolabel", f"input={video}", f"store.path={pseudo}", "progress=false",
             f"store.local_dir={local}", "quality.min_score=0")
     assert r.returncode == 0 and "0 clips written" in r.stdout, r.stdout[-1500:]
+
+
+@pytest.mark.slow
+def test_a_bucket_that_cannot_be_reached_and_options_that_are_not_options_are_one_line(tmp_path):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FSSPEC_"))}
+    with closed_port() as port:   # a port nothing answers on
+        env = {**clean, "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+               "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET,
+               "AWS_MAX_ATTEMPTS": "1"}
+        r = run(env, "pipelines.validate", "s3://nowhere/synth.zarr", timeout=120)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr[-2000:]
+    assert lines[0].startswith("error: store s3://nowhere/synth.zarr cannot be reached: Could not connect")
+    r = run(clean, "pipelines.report", "s3://nowhere/synth.zarr", "store.options=foo", timeout=120)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "store.options must be the filesystem's options" in lines[0], r.stderr
+
+
+@contextlib.contextmanager
+def closed_port():
+    """A loopback port that was free a moment ago (bound, then closed: nothing listens on it)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    yield port
