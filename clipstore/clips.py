@@ -17,7 +17,7 @@ import zarr
 from zarr.core.sync import sync
 
 from clipstore.location import locate, reaching
-from clipstore.outputs import OUTPUTS, Output
+from clipstore.outputs import OUTPUTS, Output, declared
 from clipstore.schema import CLIPS, DIMS, FORMAT, FORMAT_VERSION, REQUIRED, SOURCES, Compression, StoreError
 from core.colour import alpha_float
 
@@ -237,6 +237,19 @@ class Clip:
 
     def alpha_float(self, frames: slice | Iterable[int] = slice(None)) -> np.ndarray:
         return alpha_float(self.group["alpha"][frames])
+
+
+def copy_clip(source: zarr.Group, out: zarr.Group, clip_id: str, attrs: Mapping[str, Any],
+              compression: Compression | None = None,
+              arrays: Mapping[str, np.ndarray] | None = None) -> dict[str, str]:
+    """Write a complete clip of one store into another with `attrs`, every array's declaration and
+    legend as recorded, compressed as `compression` says (a release shard, a codec benchmark);
+    `arrays`: its arrays already read (a benchmark timing the write alone)."""
+    clip = read_clip(source, clip_id)
+    recorded = {n: dict(clip[n].attrs) for n in clip.arrays}
+    arrays = {n: clip[n][:] for n in clip.arrays} if arrays is None else arrays
+    return write_clip(out, clip_id, arrays, attrs, compression,
+                      outputs={n: o for n in clip.arrays if (o := declared(n, recorded[n]))}, array_attrs=recorded)
 
 
 def read_clip(root: zarr.Group, clip_id: str) -> Clip:

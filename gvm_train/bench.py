@@ -8,6 +8,7 @@ PNG reading and the full lr alpha + foreground metric set) on synthetic clips ma
 """
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from pathlib import Path
@@ -48,6 +49,25 @@ def step_seconds(model, batch: dict, loss_cfg: dict, steps: int) -> float:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return sorted(times[2:])[len(times[2:]) // 2]
+
+
+def train_step(model, size: int, frames: int, steps: int, loss_cfg: dict, seed: int,
+               dtype=None) -> tuple[float, float]:
+    """Median seconds of a training step on a random window of `frames` frames at `size` px (and a
+    mask for a mask-guided model), under
+    autocast to `dtype` (None: none), and the peak GPU memory in GiB (0 on the CPU)."""
+    g = torch.Generator().manual_seed(seed)
+    batch = {"rgb": torch.rand(1, frames, 3, size, size, generator=g).to(model.device),
+             "alpha": torch.rand(1, frames, 1, size, size, generator=g).to(model.device)}
+    if model.config.mask_guided:
+        batch["mask"] = torch.rand(1, frames, 1, size, size, generator=g).to(model.device)
+    cuda = model.device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    cast = torch.autocast(model.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    with cast:
+        seconds = step_seconds(model, batch, loss_cfg, steps)
+    return seconds, torch.cuda.max_memory_allocated() / 2 ** 30 if cuda else 0.0
 
 
 def eval_fps(width: int, height: int, frames: int, seed: int, threads: int, truth_cache_mb: int) -> tuple[float, float]:
@@ -121,11 +141,8 @@ def main(cfg: DictConfig) -> int:
     if torch.cuda.is_available():
         svd = svd_sized(c["model"], b["svd"]["vae"]).cuda()
         side, frames = b["svd"]["size"], b["svd"]["frames"]
-        g = torch.Generator().manual_seed(c["seed"])
-        big = {"rgb": torch.rand(1, frames, 3, side, side, generator=g).cuda(),
-               "alpha": torch.rand(1, frames, 1, side, side, generator=g).cuda()}
-        print(f"svd_step_s: {step_seconds(svd, big, c['model']['loss'], b['steps']):.3f} "
-              f"({frames} frames, {side}x{side}, random weights)")
+        seconds, _ = train_step(svd, side, frames, b["steps"], c["model"]["loss"], c["seed"])
+        print(f"svd_step_s: {seconds:.3f} ({frames} frames, {side}x{side}, random weights)")
     else:
         print("svd_step_s: skipped (no CUDA)")
     return 0

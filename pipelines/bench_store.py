@@ -58,8 +58,8 @@ def main(cfg: DictConfig) -> int:
         for cid in ids:
             clip = clipstore.read_clip(root, cid)
             arrays = {n: clip[n][:] for n in clip.arrays}
-            recorded = {n: dict(clip[n].attrs) for n in clip.arrays}
             attrs = dict(clip.attrs)
+            kept = {k: v for k, v in attrs.items() if k not in ("complete", "checksums", "clip_id")}   # write_clip's own
             n = len(arrays["alpha"])
             frames += n
             render_s += float(attrs.get("render", {}).get("cycles_seconds") or np.nan)   # nan: not rendered here
@@ -69,9 +69,7 @@ def main(cfg: DictConfig) -> int:
                 path = Path(tmp) / f"{name}.zarr"
                 out = clipstore.create(path, {})
                 start = time.perf_counter()
-                clipstore.write_clip(out, cid, arrays, {k: v for k, v in attrs.items() if k not in ("complete", "checksums", "clip_id")},
-                                     compression, outputs={k: o for k in arrays if (o := clipstore.declared(k, recorded[k]))},
-                                     array_attrs=recorded)
+                clipstore.copy_clip(root, out, cid, kept, compression, arrays)
                 r = rows[name]
                 r["encode_s"] = r.get("encode_s", 0.0) + time.perf_counter() - start
                 group = path / clipstore.CLIPS / cid

@@ -20,7 +20,6 @@ CPU at toy sizes.
 """
 from __future__ import annotations
 
-import contextlib
 import tempfile
 import time
 from collections.abc import Sequence
@@ -68,27 +67,6 @@ def render_frame(spec, frame: int, kinds: Sequence[str], threads: int = 0) -> di
             out[kind] = row
     scene.reset()
     return out
-
-
-def train_step(model, size: int, frames: int, steps: int, loss_cfg: dict, seed: int,
-               dtype=None) -> tuple[float, float]:
-    """Median seconds of a training step on a random window of `frames` frames at `size` px (and a
-    mask for a mask-guided model), under
-    autocast to `dtype` (None: none), and the peak GPU memory in GiB (0 on the CPU)."""
-    import torch
-    from gvm_train.bench import step_seconds
-    g = torch.Generator().manual_seed(seed)
-    batch = {"rgb": torch.rand(1, frames, 3, size, size, generator=g).to(model.device),
-             "alpha": torch.rand(1, frames, 1, size, size, generator=g).to(model.device)}
-    if model.config.mask_guided:
-        batch["mask"] = torch.rand(1, frames, 1, size, size, generator=g).to(model.device)
-    cuda = model.device.type == "cuda"
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    cast = torch.autocast(model.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-    with cast:
-        seconds = step_seconds(model, batch, loss_cfg, steps)
-    return seconds, torch.cuda.max_memory_allocated() / 2 ** 30 if cuda else 0.0
 
 
 def infer_fps(pipe, width: int, height: int, frames: int, steps: int, seed: int) -> float:
@@ -153,7 +131,7 @@ def main(cfg: DictConfig) -> int:
     if not found["torch"]:
         print("svd: skipped (torch finds no CUDA device)")
         return 0
-    from gvm_train.bench import svd_sized
+    from gvm_train.bench import svd_sized, train_step
     from gvm_train.pipeline import GVMPipeline
     f = to_container(compose("finetune", []))
     svd, s = f["bench"]["svd"], k["infer"]

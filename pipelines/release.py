@@ -152,11 +152,7 @@ def write_zarr_shard(path: Path, root: Any, ids: list[str], attrs: Mapping[str, 
             out = clipstore.create(folder, {**store_attrs})
             for cid in ids:
                 stops.check()   # a stop swallowed by zarr's threads: this shard is dropped whole
-                clip = clipstore.read_clip(root, cid)
-                recorded = {n: dict(clip[n].attrs) for n in clip.arrays}   # declarations, legends: as stored
-                clipstore.write_clip(out, cid, {n: clip[n][:] for n in clip.arrays}, attrs[cid], compression,
-                                     outputs={n: o for n in clip.arrays if (o := clipstore.declared(n, recorded[n]))},
-                                     array_attrs=recorded)
+                clipstore.copy_clip(root, out, cid, attrs[cid], compression)
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
                 for f in sorted(p for p in folder.rglob("*") if p.is_file()):
                     z.write(f, f.relative_to(folder).as_posix())

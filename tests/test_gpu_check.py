@@ -10,6 +10,7 @@ import torch
 
 from conftest import SMALL
 from core.cli import compose, to_container
+from gvm_train.bench import train_step
 from gvm_train.model import build_model
 from gvm_train.pipeline import GVMPipeline
 from pipelines import gpu_check
@@ -51,7 +52,7 @@ def test_a_preset_frame_renders_on_the_kinds_asked_and_the_command_line_keys_sta
 def test_training_step_and_inference_rate_measured_on_the_device_given():
     cfg = to_container(compose("finetune", ["model.gvm.mask_guided=true"]))
     model = build_model(cfg["model"])
-    seconds, peak = gpu_check.train_step(model, 32, 2, 1, cfg["model"]["loss"], 0, torch.bfloat16)
+    seconds, peak = train_step(model, 32, 2, 1, cfg["model"]["loss"], 0, torch.bfloat16)
     assert seconds > 0 and peak == 0.0
     fps = gpu_check.infer_fps(GVMPipeline.from_model(model), 48, 32, 2, 1, 0)
     assert np.isfinite(fps) and fps > 0
